@@ -1,0 +1,52 @@
+// Hex is only for the edges (JSON-RPC, logs, tests); hot paths stay on Uint8Array.
+import { ChainFormatError } from "./errors.ts";
+
+const HEX_CHARS = "0123456789abcdef";
+const BYTE_TO_HEX: string[] = Array.from({ length: 256 }, (_, i) => HEX_CHARS[i >> 4] + HEX_CHARS[i & 15]);
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE[HEX_CHARS.charCodeAt(i)] = i;
+  HEX_VALUE["0123456789ABCDEF".charCodeAt(i)] = i;
+}
+
+/** Lowercase hex of the bytes in their stored order. */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += BYTE_TO_HEX[bytes[i]];
+  return out;
+}
+
+/** Hex of the bytes reversed: how txids and block hashes are displayed. */
+export function toHexReversed(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = bytes.length - 1; i >= 0; i--) out += BYTE_TO_HEX[bytes[i]];
+  return out;
+}
+
+/** True when `s` is an even-length string of hex digits (either case). */
+export function isHex(s: unknown): s is string {
+  if (typeof s !== "string" || s.length % 2 !== 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128 || HEX_VALUE[c] < 0) return false;
+  }
+  return true;
+}
+
+/** Decodes hex (either case); throws ChainFormatError on odd length or a non-hex digit. */
+export function fromHex(s: string): Uint8Array {
+  if (s.length % 2 !== 0) throw new ChainFormatError("bad-hex", "hex string has odd length", s.length);
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    const a = s.charCodeAt(2 * i), b = s.charCodeAt(2 * i + 1);
+    const hi = a < 128 ? HEX_VALUE[a] : -1, lo = b < 128 ? HEX_VALUE[b] : -1;
+    if (hi < 0 || lo < 0) throw new ChainFormatError("bad-hex", "not a hex digit", 2 * i);
+    out[i] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/** Decodes display-order hex (a txid or block hash) into internal byte order. */
+export function fromHexReversed(s: string): Uint8Array {
+  return fromHex(s).reverse();
+}
