@@ -1,0 +1,247 @@
+// The sync loop: prefetched raw blocks go to the block processor in height order, flushes happen when the
+// processor's cache asks for one and on reaching the tip, and a block that does not connect triggers a walk
+// back to the daemon's chain. Everything else (parsing, storage) belongs to the processor; everything about
+// talking to bitcoind belongs to the BlockSource.
+
+import { type BlockSource, Prefetcher, type RawBlock } from "./prefetch.ts";
+
+/** What the sync loop needs from the block processor. Heights include unflushed blocks. */
+export interface SyncProcessor {
+  /** Height of the last applied block (-1 for an empty database). */
+  readonly height: number;
+  /** Hash of the last applied block (internal byte order); undefined for an empty database. */
+  readonly tipHash: Uint8Array | undefined;
+  /** Applies blocks that connect to the tip, in order. */
+  advance(blocks: RawBlock[]): void;
+  /** True when the in-memory cache should be written out. */
+  needsFlush(): boolean;
+  /** Writes everything applied so far in one atomic step. */
+  flush(): Promise<void>;
+  /** Hash of the applied block at `height`, flushed or not; undefined above the tip. */
+  blockHashAt(height: number): Uint8Array | undefined;
+  /** Undoes every block above `height`; throws when that is deeper than the reorg limit. */
+  backup(height: number): Promise<void>;
+}
+
+/** The log lines the sync loop writes. */
+export interface SyncLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** Tuning of the sync loop. */
+export interface SyncOptions {
+  /** Byte bound of the prefetch queue. */
+  maxQueueBytes: number;
+  /** Tip poll interval once caught up, in milliseconds. */
+  pollIntervalMs: number;
+  /** Seconds between progress lines while catching up. */
+  progressIntervalS?: number;
+  /** Called after each flush at the tip, with the new height (new-tip notifications hook in here). */
+  onTip?: (height: number) => void;
+  /** Clock in milliseconds, replaceable for tests of rates. */
+  now?: () => number;
+}
+
+/** Progress counters of a running sync, for logs and metrics. */
+export interface SyncStats {
+  blocks: number;
+  txs: number;
+  daemonHeight: number;
+  caughtUp: boolean;
+}
+
+/** Drives a processor from a block source until stopped; see `run`. */
+export class SyncLoop {
+  private readonly prefetcher: Prefetcher;
+  private stopping = false;
+  private caughtUpOnce = false;
+  private readonly now: () => number;
+  readonly stats: SyncStats = { blocks: 0, txs: 0, daemonHeight: -1, caughtUp: false };
+  // Rate window for progress lines.
+  private windowStart = 0;
+  private windowBlocks = 0;
+  private windowTxs = 0;
+
+  constructor(
+    private readonly source: BlockSource,
+    private readonly processor: SyncProcessor,
+    private readonly log: SyncLog,
+    private readonly opts: SyncOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.prefetcher = new Prefetcher(source, processor.height + 1, {
+      maxQueueBytes: opts.maxQueueBytes,
+      pollIntervalMs: opts.pollIntervalMs,
+      onError: (err) => this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`),
+    });
+  }
+
+  /** Syncs to the daemon's tip, then follows it; resolves after `stop()` once everything is flushed. */
+  async run(): Promise<void> {
+    this.windowStart = this.now();
+    this.prefetcher.start();
+    try {
+      while (!this.stopping) {
+        const blocks = this.prefetcher.take();
+        this.stats.daemonHeight = this.prefetcher.tipHeight;
+        if (blocks.length > 0) {
+          await this.apply(blocks);
+          continue;
+        }
+        if (this.prefetcher.caughtUp) {
+          await this.reachedTip();
+          await this.prefetcher.waitForNewBlocks();
+        } else {
+          await this.prefetcher.waitForBlocks();
+        }
+      }
+    } finally {
+      await this.prefetcher.stop();
+    }
+    await this.processor.flush();
+  }
+
+  /** Asks `run` to finish: the block being applied completes, then one final flush. */
+  stop(): void {
+    this.stopping = true;
+    // stop() wakes any waiter; run's finally awaits the loop itself.
+    void this.prefetcher.stop();
+  }
+
+  /** Checks the daemon's tip now rather than at the next poll (e.g. after a block notification). */
+  pollNow(): void {
+    this.prefetcher.pollNow();
+  }
+
+  private async apply(blocks: RawBlock[]): Promise<void> {
+    let start = 0;
+    while (start < blocks.length && !this.stopping) {
+      // Find the longest prefix that connects; a block that does not is the sign of a reorg.
+      let end = start;
+      let tip = this.processor.tipHash;
+      while (end < blocks.length && connects(blocks[end], tip)) {
+        tip = blocks[end].hash;
+        end++;
+      }
+      if (end > start) {
+        const run = blocks.slice(start, end);
+        this.processor.advance(run);
+        this.count(run);
+        // At the tip every block is flushed at once so that answers and notifications are current.
+        if (this.caughtUpOnce || this.processor.needsFlush()) await this.processor.flush();
+        if (this.caughtUpOnce) this.opts.onTip?.(this.processor.height);
+        this.maybeLogProgress();
+      }
+      if (end < blocks.length && !this.stopping) {
+        await this.handleReorg(blocks[end].height);
+        return; // the rest of this batch belongs to the old branch or was refetched after reset
+      }
+      start = end;
+    }
+  }
+
+  private async reachedTip(): Promise<void> {
+    this.stats.caughtUp = true;
+    if (this.caughtUpOnce) return;
+    await this.processor.flush();
+    this.caughtUpOnce = true;
+    this.log.info(`caught up to height ${this.processor.height}`);
+    this.opts.onTip?.(this.processor.height);
+  }
+
+  private async handleReorg(badHeight: number): Promise<void> {
+    this.log.info(`chain reorganisation detected at height ${badHeight}; finding the common ancestor`);
+    const fork = await this.findForkHeight();
+    const depth = this.processor.height - fork;
+    this.log.info(`undoing ${depth} block${depth === 1 ? "" : "s"} back to height ${fork}`);
+    await this.processor.backup(fork);
+    if (this.caughtUpOnce) await this.processor.flush();
+    this.prefetcher.reset(fork + 1);
+  }
+
+  /** Highest height at which our chain and the daemon's agree, found by doubling steps backwards. */
+  private async findForkHeight(): Promise<number> {
+    const daemonTip = await this.source.getBlockCount();
+    let top = Math.min(this.processor.height, daemonTip);
+    let step = 8;
+    while (top >= 0) {
+      const from = Math.max(0, top - step + 1);
+      const theirs = await this.source.getBlockHashes(from, top - from + 1);
+      for (let h = top; h >= from; h--) {
+        const ours = this.processor.blockHashAt(h);
+        if (ours && equalBytes(ours, theirs[h - from])) return h;
+      }
+      top = from - 1;
+      step *= 2;
+    }
+    throw new Error(
+      "the daemon's chain shares no block with ours, not even genesis: is DAEMON_URL on the right network?",
+    );
+  }
+
+  private count(blocks: RawBlock[]): void {
+    let txs = 0;
+    for (const b of blocks) txs += blockTxCount(b.raw);
+    this.stats.blocks += blocks.length;
+    this.stats.txs += txs;
+    this.windowBlocks += blocks.length;
+    this.windowTxs += txs;
+  }
+
+  private maybeLogProgress(): void {
+    if (this.caughtUpOnce) return;
+    const now = this.now();
+    const elapsed = (now - this.windowStart) / 1000;
+    if (elapsed < (this.opts.progressIntervalS ?? 10)) return;
+    const bps = this.windowBlocks / elapsed;
+    const tps = this.windowTxs / elapsed;
+    const height = this.processor.height;
+    const target = this.prefetcher.tipHeight;
+    const left = Math.max(0, target - height);
+    const eta = bps > 0 ? formatEta(left / bps) : "unknown";
+    this.log.info(
+      `height ${height}/${target}: ${bps.toFixed(1)} blocks/s, ${Math.round(tps)} tx/s, ETA ${eta}`,
+    );
+    this.windowStart = now;
+    this.windowBlocks = 0;
+    this.windowTxs = 0;
+  }
+}
+
+/** Number of transactions in a raw block, read from the CompactSize after the header. */
+export function blockTxCount(raw: Uint8Array): number {
+  if (raw.length < 81) return 0;
+  const first = raw[80];
+  if (first < 0xfd) return first;
+  if (first === 0xfd && raw.length >= 83) return raw[81] | (raw[82] << 8);
+  if (first === 0xfe && raw.length >= 85) {
+    return (raw[81] | (raw[82] << 8) | (raw[83] << 16)) + raw[84] * 0x1000000;
+  }
+  return 0;
+}
+
+function connects(block: RawBlock, tip: Uint8Array | undefined): boolean {
+  if (tip === undefined) return block.height === 0;
+  if (block.raw.length < 36) return false;
+  return equalBytes(block.raw.subarray(4, 36), tip);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function formatEta(seconds: number): string {
+  const s = Math.round(seconds);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d}d ${pad(h)}h ${pad(m)}m ${pad(s % 60)}s`;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
