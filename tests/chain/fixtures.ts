@@ -1,7 +1,8 @@
-// Loads the real blocks and transactions in /work/shared/testdata (bitcoind's own JSON output).
+// Loads the real blocks and transactions in tests/testdata (bitcoind's own JSON output, as published with
+// ElectrumX's test suite; copied into the repository so that a clean clone tests without ../shared).
 import { fromHex } from "../../src/chain/hex.ts";
 
-const ROOT = Deno.env.get("COULOMB_TESTDATA") ?? "/work/shared/testdata";
+const ROOT = new URL("../testdata", import.meta.url).pathname;
 
 /** A transaction as bitcoind's verbose getrawtransaction reports it (the fields the tests use). */
 export interface TxFixture {
