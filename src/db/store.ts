@@ -1,0 +1,761 @@
+// The database: flat files for headers, txids and per-block tx counts, LevelDB for everything keyed. The read
+// API is what the server uses; commit() and backup() are for the block processor only. Reads see flushed data
+// only, and always one consistent cut: an async read never overlaps a commit (see Gate).
+import { ClassicLevel } from "classic-level";
+import { sha256d } from "../chain/hash.ts";
+import { DbError } from "./errors.ts";
+import { FlatFile } from "./flat_file.ts";
+import {
+  DB_VERSION,
+  decodeUndo,
+  getTxNum,
+  getValue,
+  getVout,
+  HASHX_LEN,
+  HEADER_LEN,
+  historyKey,
+  ownerKey,
+  PREFIX_HISTORY,
+  PREFIX_OWNER,
+  PREFIX_TXID,
+  prefixEnd,
+  prefixKey,
+  putTxNum,
+  putValue,
+  STATE_KEY,
+  TX_COUNT_LEN,
+  TXID_LEN,
+  TXID_PREFIX_LEN,
+  txidKey,
+  TXNUM_LEN,
+  UNDO_CREATED_LEN,
+  UNDO_SPENT_LEN,
+  undoKey,
+  UTXO_ENTRY_LEN,
+  UTXO_KEY_LEN,
+  utxoKeyInto,
+} from "./layout.ts";
+import { type DbState, decodeState, emptyState, encodeState, stateVersion } from "./state.ts";
+import { type BatchSink, UtxoOverlay } from "./utxo_overlay.ts";
+
+/** The log lines the store writes. */
+export interface StoreLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** Options of Store.open. */
+export interface StoreOptions {
+  log: StoreLog;
+  /** LevelDB block cache in bytes (default 64 MiB). */
+  readCacheBytes?: number;
+  /** LevelDB memtable size in bytes (default 32 MiB); larger means fewer compactions during sync. */
+  writeBufferBytes?: number;
+}
+
+/** A confirmed transaction's place. */
+export interface TxLocation {
+  txNum: number;
+  height: number;
+  index: number;
+}
+
+/** One entry of a script hash's history. */
+export interface HistoryItem {
+  txHash: Uint8Array;
+  height: number;
+  txNum: number;
+}
+
+/** One unspent output of a script hash. */
+export interface UtxoItem {
+  txHash: Uint8Array;
+  vout: number;
+  height: number;
+  value: number;
+  txNum: number;
+}
+
+/** Everything a flush writes: the new blocks' flat-file records, the LevelDB changes and the new state. */
+export interface FlushUpdate {
+  /** Headers of the new blocks, 80 bytes each. */
+  headers: Uint8Array;
+  /** Txids of the new transactions, 32 bytes each, in tx_num order. */
+  txids: Uint8Array;
+  /** Cumulative tx count after each new block. */
+  txCounts: ArrayLike<number>;
+  /** The state after this flush. */
+  state: DbState;
+  /** Adds every LevelDB change of the flush to the batch (the state is added by commit). */
+  build(batch: BatchSink): void;
+}
+
+/** What a backup changed. */
+export interface BackupResult {
+  /** hashXs whose history or UTXOs changed. */
+  touched: Uint8Array[];
+  puts: number;
+  deletes: number;
+}
+
+const MARKER = "COULOMB";
+const MARKER_MAGIC = "coulomb-db";
+
+/**
+ * Reads wait while a commit is being applied; a commit waits for reads already running. A read therefore sees
+ * the state and LevelDB contents of one flush, even across its several awaits.
+ */
+class Gate {
+  private readers = 0;
+  private writer: Promise<void> | null = null;
+  private drained: (() => void) | null = null;
+
+  async read<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    this.readers++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.readers === 0 && this.drained) {
+        const d = this.drained;
+        this.drained = null;
+        d();
+      }
+    }
+  }
+
+  async write<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    let release!: () => void;
+    this.writer = new Promise<void>((r) => (release = r));
+    try {
+      if (this.readers > 0) await new Promise<void>((r) => (this.drained = r));
+      return await fn();
+    } finally {
+      this.writer = null;
+      release();
+    }
+  }
+}
+
+/** The Coulomb database of one network. */
+export class Store {
+  private current: DbState;
+  // Cumulative tx count after each height, for tx_num → height by binary search; kept in memory (8 B/block).
+  private txCounts: Float64Array;
+  private readonly gate = new Gate();
+  private readonly txidScratch = new Uint8Array(TXID_LEN);
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: ClassicLevel<Uint8Array, Uint8Array>,
+    private readonly headersFile: FlatFile,
+    private readonly txidsFile: FlatFile,
+    private readonly txCountsFile: FlatFile,
+    state: DbState,
+    txCounts: Float64Array,
+  ) {
+    this.current = state;
+    this.txCounts = txCounts;
+  }
+
+  /**
+   * Opens (or creates) the database in `dir` for `network`. Refuses, without touching anything, a database of
+   * another network ("wrong-network"), of a newer format ("newer-format"), or a non-empty directory that is not
+   * a Coulomb database ("not-a-database"). Flat files are cut back to the lengths the state implies.
+   */
+  static async open(dir: string, network: { readonly name: string }, opts: StoreOptions): Promise<Store> {
+    const created = checkMarker(dir, network.name);
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(`${dir}/leveldb`, {
+      keyEncoding: "view",
+      valueEncoding: "view",
+      createIfMissing: true,
+      cacheSize: opts.readCacheBytes ?? 64 << 20,
+      writeBufferSize: opts.writeBufferBytes ?? 32 << 20,
+      maxFileSize: 16 << 20,
+    });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? String(err);
+      if (/lock/i.test(cause)) {
+        throw new DbError("locked", `database ${dir} is in use by another process (${cause})`);
+      }
+      throw new DbError("open-failed", `cannot open LevelDB in ${dir}: ${cause}`);
+    }
+    const files: FlatFile[] = [];
+    try {
+      let state: DbState;
+      const raw = db.getSync(STATE_KEY);
+      if (raw === undefined) {
+        state = emptyState(network.name);
+        await db.put(STATE_KEY, encodeState(state), { sync: true });
+      } else {
+        const version = stateVersion(raw);
+        if (version > DB_VERSION) throw newerFormat(dir, version);
+        state = decodeState(raw);
+        if (state.network !== network.name) throw wrongNetwork(dir, state.network, network.name);
+      }
+      const headersFile = FlatFile.open(`${dir}/headers`, HEADER_LEN);
+      files.push(headersFile);
+      const txidsFile = FlatFile.open(`${dir}/txids`, TXID_LEN);
+      files.push(txidsFile);
+      const txCountsFile = FlatFile.open(`${dir}/tx_counts`, TX_COUNT_LEN);
+      files.push(txCountsFile);
+      const blocks = state.height + 1;
+      cutTo(headersFile, blocks * HEADER_LEN, opts.log);
+      cutTo(txidsFile, state.txCount * TXID_LEN, opts.log);
+      cutTo(txCountsFile, blocks * TX_COUNT_LEN, opts.log);
+      const counts = new Float64Array(Math.max(1024, blocks * 2));
+      if (blocks > 0) {
+        const bytes = txCountsFile.read(0, blocks);
+        const view = new DataView(bytes.buffer);
+        for (let h = 0; h < blocks; h++) counts[h] = view.getFloat64(h * 8, true);
+        if (counts[blocks - 1] !== state.txCount) {
+          throw new DbError(
+            "corrupt",
+            `tx_counts in ${dir} ends at ${
+              counts[blocks - 1]
+            } transactions but the state says ${state.txCount}; ` +
+              "delete the database and resync",
+          );
+        }
+      }
+      if (created) opts.log.info(`created new database ${dir}`);
+      return new Store(dir, db, headersFile, txidsFile, txCountsFile, state, counts);
+    } catch (err) {
+      for (const f of files) f.close();
+      await db.close();
+      throw err;
+    }
+  }
+
+  /** The flushed state: height (-1 when empty), tip hash, tx count, flush count, sync time, first-sync flag. */
+  get state(): Readonly<DbState> {
+    return this.current;
+  }
+
+  /** Headers `from .. from+count-1` concatenated, clipped to the flushed height. */
+  headers(from: number, count: number): Uint8Array {
+    const height = this.current.height;
+    if (
+      !Number.isSafeInteger(from) || !Number.isSafeInteger(count) || from < 0 || count <= 0 || from > height
+    ) {
+      return new Uint8Array(0);
+    }
+    const n = Math.min(count, height - from + 1);
+    return this.headersFile.read(from, n);
+  }
+
+  /** The 80-byte header at `height`, or undefined above the tip. */
+  headerAt(height: number): Uint8Array | undefined {
+    if (!Number.isSafeInteger(height) || height < 0 || height > this.current.height) return undefined;
+    return this.headersFile.read(height, 1);
+  }
+
+  /** The block hash at `height` (internal order), or undefined above the tip. */
+  blockHashAt(height: number): Uint8Array | undefined {
+    if (height === this.current.height) return this.current.tipHash.slice();
+    const h = this.headerAt(height);
+    return h && sha256d(h);
+  }
+
+  /** The txid (internal order) of `txNum`; throws DbError "not-found" beyond the flushed tx count. */
+  txHash(txNum: number): Uint8Array {
+    this.checkTxNum(txNum);
+    return this.txidsFile.read(txNum, 1);
+  }
+
+  /** Height of the block holding `txNum` and its index in that block. */
+  txPosition(txNum: number): { height: number; index: number } {
+    this.checkTxNum(txNum);
+    const height = this.heightOf(txNum);
+    return { height, index: txNum - (height > 0 ? this.txCounts[height - 1] : 0) };
+  }
+
+  /** First tx_num and tx count of the block at `height` (for merkle branches). */
+  txNumsOfBlock(height: number): { first: number; count: number } {
+    if (!Number.isSafeInteger(height) || height < 0 || height > this.current.height) {
+      throw new DbError(
+        "not-found",
+        `no block at height ${height}; the database is at ${this.current.height}`,
+      );
+    }
+    const first = height > 0 ? this.txCounts[height - 1] : 0;
+    return { first, count: this.txCounts[height] - first };
+  }
+
+  /** The txids of the block at `height`, concatenated in block order. */
+  blockTxids(height: number): Uint8Array {
+    const { first, count } = this.txNumsOfBlock(height);
+    return this.txidsFile.read(first, count);
+  }
+
+  /** Where a confirmed transaction is; undefined if it is not in the flushed chain. */
+  findTx(txid: Uint8Array): Promise<TxLocation | undefined> {
+    return this.gate.read(async () => {
+      if (txid.length !== TXID_LEN) return undefined;
+      const prefix = prefixKey(PREFIX_TXID, txid.subarray(0, TXID_PREFIX_LEN));
+      const keys = await this.db.keys({ gte: prefix, lt: prefixEnd(prefix) }).all();
+      // Later duplicates (BIP30) shadow earlier ones, as in bitcoind.
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const txNum = getTxNum(keys[i], 1 + TXID_PREFIX_LEN);
+        if (txNum < this.current.txCount && this.txidEquals(txNum, txid)) {
+          return { txNum, ...this.txPosition(txNum) };
+        }
+      }
+      return undefined;
+    });
+  }
+
+  /**
+   * Confirmed history of a hashX in chain order. `fromHeight`/`toHeight` are inclusive; `limit` caps the
+   * number of items returned.
+   */
+  history(
+    hashX: Uint8Array,
+    opts: { fromHeight?: number; toHeight?: number; limit?: number } = {},
+  ): Promise<HistoryItem[]> {
+    return this.gate.read(async () => {
+      const out: HistoryItem[] = [];
+      const s = this.current;
+      if (hashX.length !== HASHX_LEN || s.height < 0) return out;
+      const fromHeight = Math.max(0, opts.fromHeight ?? 0);
+      const toHeight = Math.min(s.height, opts.toHeight ?? s.height);
+      const limit = opts.limit ?? Infinity;
+      if (fromHeight > toHeight || limit <= 0) return out;
+      const lo = fromHeight > 0 ? this.txCounts[fromHeight - 1] : 0;
+      const hi = this.txCounts[toHeight];
+      const prefix = prefixKey(PREFIX_HISTORY, hashX);
+      const end = prefixEnd(prefix);
+      // The row holding `lo` is the last one whose first tx_num is <= lo.
+      let start = prefix;
+      if (lo > 0) {
+        const before = await this.db.keys({
+          gte: prefix,
+          lte: historyKey(hashX, lo),
+          reverse: true,
+          limit: 1,
+        })
+          .all();
+        if (before.length > 0) start = before[0];
+      }
+      const it = this.db.iterator({ gte: start, lt: end });
+      try {
+        let height = -1, blockEnd = 0;
+        scan: while (true) {
+          const rows = await it.nextv(64);
+          if (rows.length === 0) break;
+          for (const [, row] of rows) {
+            for (let off = 0; off < row.length; off += TXNUM_LEN) {
+              const txNum = getTxNum(row, off);
+              if (txNum < lo) continue;
+              if (txNum >= hi) break scan;
+              if (txNum >= blockEnd) {
+                height = this.heightOf(txNum);
+                blockEnd = this.txCounts[height];
+              }
+              out.push({ txHash: this.txidsFile.read(txNum, 1), height, txNum });
+              if (out.length >= limit) break scan;
+            }
+          }
+        }
+      } finally {
+        await it.close();
+      }
+      return out;
+    });
+  }
+
+  /** Unspent outputs of a hashX, in chain order. */
+  utxos(hashX: Uint8Array): Promise<UtxoItem[]> {
+    return this.gate.read(async () => {
+      const out: UtxoItem[] = [];
+      if (hashX.length !== HASHX_LEN) return out;
+      const prefix = prefixKey(PREFIX_OWNER, hashX);
+      const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+      for (const [key, value] of entries) {
+        const txNum = getTxNum(key, 1 + HASHX_LEN);
+        out.push({
+          txHash: this.txidsFile.read(txNum, 1),
+          vout: getVout(key, 1 + HASHX_LEN + TXNUM_LEN),
+          height: this.heightOf(txNum),
+          value: getValue(value, 0),
+          txNum,
+        });
+      }
+      return out;
+    });
+  }
+
+  /** Confirmed balance of a hashX in satoshis. */
+  balance(hashX: Uint8Array): Promise<number> {
+    return this.gate.read(async () => {
+      if (hashX.length !== HASHX_LEN) return 0;
+      const prefix = prefixKey(PREFIX_OWNER, hashX);
+      const values = await this.db.values({ gte: prefix, lt: prefixEnd(prefix) }).all();
+      let sum = 0;
+      for (const v of values) sum += getValue(v, 0);
+      return sum;
+    });
+  }
+
+  /** The flushed unspent output (txid, vout), e.g. for the mempool to price an input; undefined if spent. */
+  lookupUtxo(
+    txid: Uint8Array,
+    vout: number,
+  ): Promise<{ hashX: Uint8Array; value: number; txNum: number } | undefined> {
+    return this.gate.read(() => {
+      if (txid.length !== TXID_LEN || !Number.isSafeInteger(vout) || vout < 0 || vout > 0xffffff) {
+        return Promise.resolve(undefined);
+      }
+      const key = new Uint8Array(UTXO_KEY_LEN);
+      utxoKeyInto(key, 0, txid, vout);
+      const entries = this.db.getSync(key);
+      if (entries === undefined) return Promise.resolve(undefined);
+      for (let off = entries.length - UTXO_ENTRY_LEN; off >= 0; off -= UTXO_ENTRY_LEN) {
+        const txNum = getTxNum(entries, off);
+        if (!this.txidEquals(txNum, txid)) continue;
+        const hashX = copyOf(entries.subarray(off + TXNUM_LEN, off + UTXO_ENTRY_LEN));
+        const value = this.utxoValue(hashX, txNum, vout);
+        if (value === undefined) break;
+        return Promise.resolve({ hashX, value, txNum });
+      }
+      return Promise.resolve(undefined);
+    });
+  }
+
+  /** Closes the database; in-flight reads finish first. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.gate.write(async () => {
+      this.headersFile.close();
+      this.txidsFile.close();
+      this.txCountsFile.close();
+      await this.db.close();
+    });
+  }
+
+  // ---- writer side: the block processor only ----
+
+  /** The flushed value of a 'u' key (synchronous; used while applying blocks). */
+  getUtxoEntries(key: Uint8Array): Uint8Array | undefined {
+    return this.db.getSync(key);
+  }
+
+  /** True when the flushed txid of `txNum` equals `txid` (no allocation). */
+  txidEquals(txNum: number, txid: Uint8Array): boolean {
+    if (txNum >= this.current.txCount) return false;
+    const buf = this.txidScratch;
+    this.txidsFile.readInto(txNum * TXID_LEN, buf);
+    for (let i = 0; i < TXID_LEN; i++) if (buf[i] !== txid[i]) return false;
+    return true;
+  }
+
+  /** Value of a flushed UTXO from its 'h' key, or undefined. */
+  utxoValue(hashX: Uint8Array, txNum: number, vout: number): number | undefined {
+    const v = this.db.getSync(ownerKey(hashX, txNum, vout));
+    return v === undefined ? undefined : getValue(v, 0);
+  }
+
+  /** A fresh overlay for the unflushed changes to the UTXO-by-outpoint index. */
+  newUtxoOverlay(): UtxoOverlay {
+    return new UtxoOverlay(this);
+  }
+
+  /**
+   * Writes one flush: appends the flat files and fsyncs them, then writes every LevelDB change and the new
+   * state in one synchronous batch. If anything fails before the batch is written the database keeps its old
+   * state (the appended bytes are cut off on the next open).
+   */
+  async commit(update: FlushUpdate): Promise<void> {
+    const s = this.current;
+    const blocks = update.txCounts.length;
+    if (
+      update.state.height !== s.height + blocks || update.headers.length !== blocks * HEADER_LEN ||
+      update.txids.length !== (update.state.txCount - s.txCount) * TXID_LEN
+    ) {
+      throw new DbError("bad-update", "flush update does not extend the flushed state; this is a bug");
+    }
+    const counts = new Uint8Array(blocks * TX_COUNT_LEN);
+    const view = new DataView(counts.buffer);
+    for (let i = 0; i < blocks; i++) view.setFloat64(i * 8, update.txCounts[i], true);
+    this.headersFile.writeAt((s.height + 1) * HEADER_LEN, update.headers);
+    this.txidsFile.writeAt(s.txCount * TXID_LEN, update.txids);
+    this.txCountsFile.writeAt((s.height + 1) * TX_COUNT_LEN, counts);
+    await Promise.all([this.headersFile.sync(), this.txidsFile.sync(), this.txCountsFile.sync()]);
+    const batch = this.db.batch();
+    try {
+      update.build(batch);
+      batch.put(STATE_KEY, encodeState(update.state));
+    } catch (err) {
+      await batch.close();
+      throw err;
+    }
+    await this.gate.write(async () => {
+      await batch.write({ sync: true });
+      this.ensureCountCapacity(update.state.height + 1);
+      for (let i = 0; i < blocks; i++) this.txCounts[s.height + 1 + i] = update.txCounts[i];
+      this.current = update.state;
+    });
+  }
+
+  /**
+   * Undoes the flushed blocks above `toHeight` from their undo records, in one batch. Throws DbError
+   * "undo-missing" (changing nothing) when a record is missing, i.e. the reorg is deeper than the limit the
+   * database was synced with.
+   */
+  async backup(toHeight: number, next: Pick<DbState, "syncTime" | "firstSync">): Promise<BackupResult> {
+    const s = this.current;
+    if (!Number.isSafeInteger(toHeight) || toHeight < -1 || toHeight >= s.height) {
+      throw new DbError("bad-backup", `cannot back up from height ${s.height} to ${toHeight}`);
+    }
+    const records = [];
+    for (let h = s.height; h > toHeight; h--) {
+      const raw = this.db.getSync(undoKey(h));
+      const rec = raw && decodeUndo(raw);
+      if (!rec) {
+        throw new DbError(
+          "undo-missing",
+          `no undo information for block ${h}: cannot back up from ${s.height} to ${toHeight}`,
+        );
+      }
+      records.push(rec);
+    }
+    const cutoff = toHeight >= 0 ? this.txCounts[toHeight] : 0;
+    const overlay = this.newUtxoOverlay();
+    const touched = new Map<string, Uint8Array>();
+    const batch = this.db.batch();
+    let puts = 0, deletes = 0;
+    const prefixBuf = new Uint8Array(TXID_PREFIX_LEN);
+    const value = new Uint8Array(8);
+    try {
+      for (const rec of records) {
+        for (let off = 0; off < rec.spent.length; off += UNDO_SPENT_LEN) {
+          const hashX = rec.spent.subarray(off, off + HASHX_LEN);
+          const txNum = getTxNum(rec.spent, off + HASHX_LEN);
+          const vout = getVout(rec.spent, off + HASHX_LEN + TXNUM_LEN);
+          this.txidsFile.readInto(txNum * TXID_LEN, prefixBuf);
+          overlay.insert(prefixBuf, 0, vout, txNum, hashX, 0);
+          value.set(rec.spent.subarray(off + HASHX_LEN + TXNUM_LEN + 3, off + UNDO_SPENT_LEN));
+          batch.put(ownerKey(hashX, txNum, vout), value.slice());
+          puts++;
+          touched.set(keyOf(hashX), hashX);
+        }
+        for (let off = 0; off < rec.created.length; off += UNDO_CREATED_LEN) {
+          const hashX = rec.created.subarray(off, off + HASHX_LEN);
+          const txNum = getTxNum(rec.created, off + HASHX_LEN);
+          const vout = getVout(rec.created, off + HASHX_LEN + TXNUM_LEN);
+          this.txidsFile.readInto(txNum * TXID_LEN, prefixBuf);
+          overlay.remove(prefixBuf, vout, txNum);
+          batch.del(ownerKey(hashX, txNum, vout));
+          deletes++;
+          touched.set(keyOf(hashX), hashX);
+        }
+      }
+      const u = overlay.writeTo(batch);
+      puts += u.puts;
+      deletes += u.deletes;
+      for (let txNum = cutoff; txNum < s.txCount; txNum++) {
+        batch.del(txidKey(this.txidsFile.read(txNum, 1), txNum));
+        deletes++;
+      }
+      for (const hashX of touched.values()) {
+        const r = await this.truncateHistory(hashX, cutoff, batch);
+        puts += r.puts;
+        deletes += r.deletes;
+      }
+      for (let h = s.height; h > toHeight; h--) {
+        batch.del(undoKey(h));
+        deletes++;
+      }
+    } catch (err) {
+      await batch.close();
+      throw err;
+    }
+    const state: DbState = {
+      ...s,
+      height: toHeight,
+      tipHash: toHeight >= 0 ? sha256d(this.headersFile.read(toHeight, 1)) : new Uint8Array(32),
+      txCount: cutoff,
+      flushCount: s.flushCount + 1,
+      syncTime: next.syncTime,
+      firstSync: next.firstSync,
+    };
+    batch.put(STATE_KEY, encodeState(state));
+    await this.gate.write(async () => {
+      await batch.write({ sync: true });
+      this.current = state;
+      // The state no longer covers these bytes; cutting them now keeps the files equal to what open() expects.
+      this.headersFile.truncate((toHeight + 1) * HEADER_LEN);
+      this.txidsFile.truncate(cutoff * TXID_LEN);
+      this.txCountsFile.truncate((toHeight + 1) * TX_COUNT_LEN);
+    });
+    return { touched: [...touched.values()].map(copyOf), puts, deletes };
+  }
+
+  private async truncateHistory(
+    hashX: Uint8Array,
+    cutoff: number,
+    batch: BatchSink,
+  ): Promise<{ puts: number; deletes: number }> {
+    const prefix = prefixKey(PREFIX_HISTORY, hashX);
+    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    let puts = 0, deletes = 0;
+    for (const [key, row] of rows) {
+      if (row.length === 0 || getTxNum(row, row.length - TXNUM_LEN) < cutoff) continue;
+      let keep = 0;
+      while (keep < row.length && getTxNum(row, keep) < cutoff) keep += TXNUM_LEN;
+      if (keep === 0) {
+        batch.del(key);
+        deletes++;
+      } else {
+        batch.put(key, copyOf(row.subarray(0, keep)));
+        puts++;
+      }
+    }
+    return { puts, deletes };
+  }
+
+  private checkTxNum(txNum: number): void {
+    if (!Number.isSafeInteger(txNum) || txNum < 0 || txNum >= this.current.txCount) {
+      throw new DbError(
+        "not-found",
+        `no transaction number ${txNum}; the database has ${this.current.txCount}`,
+      );
+    }
+  }
+
+  // Height of the block containing txNum: the first height whose cumulative count exceeds it.
+  private heightOf(txNum: number): number {
+    let lo = 0, hi = this.current.height;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.txCounts[mid] > txNum) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  private ensureCountCapacity(blocks: number): void {
+    if (blocks <= this.txCounts.length) return;
+    const grown = new Float64Array(Math.max(blocks, this.txCounts.length * 2));
+    grown.set(this.txCounts);
+    this.txCounts = grown;
+  }
+}
+
+// LevelDB returns Buffers, whose slice() shares memory; callers get plain, independent Uint8Arrays.
+function copyOf(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
+function keyOf(hashX: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < HASHX_LEN; i++) s += String.fromCharCode(hashX[i]);
+  return s;
+}
+
+function newerFormat(dir: string, version: number): DbError {
+  return new DbError(
+    "newer-format",
+    `database ${dir} has format version ${version} but this Coulomb reads up to ${DB_VERSION}; ` +
+      "upgrade Coulomb or point DB_DIRECTORY elsewhere",
+  );
+}
+
+function wrongNetwork(dir: string, theirs: string, ours: string): DbError {
+  return new DbError(
+    "wrong-network",
+    `database ${dir} holds ${theirs} data but Coulomb is configured for ${ours}; ` +
+      "set NET to match or point DB_DIRECTORY elsewhere",
+  );
+}
+
+// Reads or creates the marker. Returns true when the database is new. Throws before anything is modified.
+function checkMarker(dir: string, network: string): boolean {
+  let text: string | undefined;
+  try {
+    text = Deno.readTextFileSync(`${dir}/${MARKER}`);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new DbError("open-failed", `cannot read ${dir}/${MARKER}: ${(err as Error).message}`);
+    }
+  }
+  if (text !== undefined) {
+    const fields = new Map<string, string>();
+    const lines = text.split("\n");
+    for (const line of lines.slice(1)) {
+      const sp = line.indexOf(" ");
+      if (sp > 0) fields.set(line.slice(0, sp), line.slice(sp + 1).trim());
+    }
+    const version = Number(fields.get("version"));
+    if (lines[0] !== MARKER_MAGIC || !Number.isSafeInteger(version) || version < 1) {
+      throw new DbError("not-a-database", `${dir}/${MARKER} is not a Coulomb database marker`);
+    }
+    if (version > DB_VERSION) throw newerFormat(dir, version);
+    const theirs = fields.get("network") ?? "";
+    if (theirs !== network) throw wrongNetwork(dir, theirs, network);
+    return false;
+  }
+  let entries: string[] = [];
+  try {
+    entries = [...Deno.readDirSync(dir)].map((e) => e.name);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw new DbError("open-failed", `cannot read directory ${dir}: ${(err as Error).message}`);
+    }
+    Deno.mkdirSync(dir, { recursive: true });
+  }
+  if (entries.length > 0) {
+    throw new DbError(
+      "not-a-database",
+      `${dir} is not empty and holds no Coulomb database (no ${MARKER} file); point DB_DIRECTORY at an empty ` +
+        "or missing directory",
+    );
+  }
+  // Written first and fsynced via rename so that a half-created database is still recognised as ours.
+  const tmp = `${dir}/${MARKER}.tmp`;
+  const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
+  try {
+    f.writeSync(new TextEncoder().encode(`${MARKER_MAGIC}\nversion ${DB_VERSION}\nnetwork ${network}\n`));
+    f.syncDataSync();
+  } finally {
+    f.close();
+  }
+  Deno.renameSync(tmp, `${dir}/${MARKER}`);
+  return true;
+}
+
+function cutTo(file: FlatFile, bytes: number, log: StoreLog): void {
+  const size = file.byteLength();
+  if (size < bytes) {
+    throw new DbError(
+      "corrupt",
+      `${file.path} has ${size} bytes but the database state needs ${bytes}; the database is damaged: ` +
+        "delete it and resync",
+    );
+  }
+  if (size > bytes) {
+    log.warn(`discarding ${size - bytes} bytes of an unfinished flush from ${file.path}`);
+    file.truncate(bytes);
+  }
+}
+
+/** Writes `value` as the 8-byte LE 'h' value. */
+export function encodeValue(value: number): Uint8Array {
+  const out = new Uint8Array(8);
+  putValue(out, 0, value);
+  return out;
+}
+
+/** Packs ascending tx_nums into a history row. */
+export function packTxNums(txNums: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(txNums.length * TXNUM_LEN);
+  for (let i = 0; i < txNums.length; i++) putTxNum(out, i * TXNUM_LEN, txNums[i]);
+  return out;
+}

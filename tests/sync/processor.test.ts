@@ -1,0 +1,294 @@
+import assert from "node:assert/strict";
+import { fromHex, toHex } from "../../src/chain/hex.ts";
+import { Store } from "../../src/db/store.ts";
+import {
+  BlockProcessor,
+  ChainMismatchError,
+  ReorgTooDeepError,
+  SyncError,
+} from "../../src/sync/processor.ts";
+import {
+  answers,
+  expectedAnswers,
+  makeTx,
+  modelHashX,
+  replay,
+  type SynthBlock,
+  SynthChain,
+  walletScript,
+} from "../db/synth_chain.ts";
+
+const NET = { name: "regtest" };
+
+function quietLog(lines: string[] = []) {
+  return { info: (m: string) => lines.push(m), warn: (m: string) => lines.push("WARN " + m) };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "coulomb-proc-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function open(dir: string, lines?: string[]) {
+  return Store.open(dir, NET, { log: quietLog(lines) });
+}
+
+function processor(
+  store: Store,
+  opts: Partial<{ reorgLimit: number; flushSize: number; lines: string[] }> = {},
+) {
+  return new BlockProcessor(store, {
+    reorgLimit: opts.reorgLimit ?? 10,
+    cacheMb: 64,
+    flushSize: opts.flushSize ?? 1_000_000,
+    log: quietLog(opts.lines),
+    network: NET,
+  });
+}
+
+const raw = (b: SynthBlock) => ({ height: b.height, hash: b.hash, raw: b.raw });
+
+Deno.test("apply, flush and reopen equals the naive model", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(1);
+    chain.extend(60);
+    const scripts = [...chain.scripts, walletScript(chain.rng)];
+    const lines: string[] = [];
+    let store = await open(dir, lines);
+    assert.ok(lines.includes(`created new database ${dir}`));
+    const p = processor(store, { lines });
+    p.advance(chain.blocks.slice(0, 25).map(raw));
+    assert.equal(p.height, 24);
+    assert.equal(store.state.height, -1, "nothing is visible before a flush");
+    const s1 = await p.flush();
+    assert.equal(s1.blocks, 25);
+    assert.equal(s1.height, 24);
+    assert.ok(
+      lines.some((l) => /^flushing to levelDB [\d,]+ txs and 25 blocks to height 24 tx count: /.test(l)),
+    );
+    assert.ok(
+      lines.some((l) =>
+        /^flushed\. Cache hits [\d,]+ writes [\d,]+ deletes [\d,]+ elided [\d,]+ sync: \d+d/.test(l)
+      ),
+    );
+    p.advance(chain.blocks.slice(25).map(raw));
+    await p.flush();
+    const model = replay(chain.blocks);
+    assert.deepEqual(await answers(store, scripts), expectedAnswers(model, scripts));
+    await store.close();
+
+    store = await open(dir);
+    assert.equal(store.state.height, 59);
+    assert.deepEqual(store.state.tipHash, chain.tipHash);
+    assert.deepEqual(await answers(store, scripts), expectedAnswers(model, scripts));
+    for (const [txid, [height, index]] of model.txs) {
+      const loc = await store.findTx(fromHex(txid));
+      assert.ok(loc, txid);
+      assert.deepEqual([loc.height, loc.index], [height, index]);
+      assert.equal(toHex(store.txHash(loc.txNum)), txid);
+      assert.deepEqual(store.txPosition(loc.txNum), { height, index });
+    }
+    assert.equal(await store.findTx(new Uint8Array(32).fill(7)), undefined);
+    for (let h = 0; h < 60; h++) {
+      assert.deepEqual(store.blockHashAt(h), chain.blocks[h].hash);
+      assert.deepEqual(store.headerAt(h), chain.blocks[h].raw.subarray(0, 80));
+      const { first, count } = store.txNumsOfBlock(h);
+      assert.equal(count, chain.blocks[h].txs.length);
+      assert.deepEqual(store.txHash(first), chain.blocks[h].txs[0].txid);
+    }
+    assert.equal(store.headers(58, 10).length, 160, "clipped to the tip");
+    assert.equal(store.headerAt(60), undefined);
+    await store.close();
+  });
+});
+
+Deno.test("a flush after every block gives the same answers as one flush at the end", async () => {
+  const chain = SynthChain.create(2);
+  chain.extend(40);
+  const scripts = chain.scripts;
+  const expected = expectedAnswers(replay(chain.blocks), scripts);
+  await withDir(async (dir) => {
+    const store = await open(dir);
+    const p = processor(store);
+    let flushes = 0;
+    for (const b of chain.blocks) {
+      p.advance([raw(b)]);
+      await p.flush();
+      flushes++;
+    }
+    assert.equal(store.state.flushCount, flushes);
+    assert.deepEqual(await answers(store, scripts), expected);
+    await store.close();
+  });
+  await withDir(async (dir) => {
+    const store = await open(dir);
+    const p = processor(store, { flushSize: 40 });
+    let flushes = 0;
+    for (const b of chain.blocks) {
+      p.advance([raw(b)]);
+      if (p.needsFlush()) {
+        await p.flush();
+        flushes++;
+      }
+    }
+    await p.flush();
+    assert.ok(flushes > 3, `FLUSH_SIZE triggers flushes (${flushes})`);
+    assert.deepEqual(await answers(store, scripts), expected);
+    await store.close();
+  });
+});
+
+Deno.test("outputs created and spent between flushes are elided and counted as cache hits", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(3);
+    const a = walletScript(chain.rng), b = walletScript(chain.rng);
+    chain.extend(2);
+    const coin = chain.pool[0];
+    const t1 = makeTx([{ txid: coin.txid, vout: coin.vout }], [{ script: a, value: coin.value - 100 }]);
+    const t2 = makeTx([{ txid: t1.txid, vout: 0 }], [{ script: b, value: coin.value - 200 }]);
+    chain.append([t1]);
+    chain.append([t2]);
+    const store = await open(dir);
+    const p = processor(store);
+    p.advance(chain.blocks.slice(0, 2).map(raw));
+    await p.flush();
+    p.advance(chain.blocks.slice(2).map(raw));
+    const stats = await p.flush();
+    // t1's output was created in block 2 and spent in block 3, never written; coin was spent from disk.
+    assert.equal(stats.cacheHits, 1);
+    assert.equal(stats.elided, 2);
+    assert.deepEqual(await store.utxos(modelHashX(a)), []);
+    assert.equal((await store.history(modelHashX(a))).length, 2, "a still shows both transactions");
+    assert.equal(await store.balance(modelHashX(b)), coin.value - 200);
+    assert.equal(await store.lookupUtxo(t1.txid, 0), undefined);
+    const u = await store.lookupUtxo(t2.txid, 0);
+    assert.ok(u);
+    assert.deepEqual(u.hashX, modelHashX(b));
+    assert.equal(u.value, coin.value - 200);
+    await store.close();
+  });
+});
+
+Deno.test("backup across flushed and unflushed blocks restores the exact earlier state", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(4);
+    chain.extend(30);
+    const scripts = chain.scripts;
+    const store = await open(dir);
+    const p = processor(store, { reorgLimit: 12 });
+    p.advance(chain.blocks.slice(0, 20).map(raw));
+    await p.flush();
+    const at19 = await answers(store, scripts);
+    p.advance(chain.blocks.slice(20, 25).map(raw));
+    await p.flush();
+    p.advance(chain.blocks.slice(25).map(raw)); // 25..29 unflushed
+    p.takeTouched();
+    await p.backup(19);
+    assert.equal(p.height, 19);
+    assert.deepEqual(p.tipHash, chain.blocks[19].hash);
+    assert.deepEqual(await answers(store, scripts), at19);
+    assert.ok(p.takeTouched().length > 0, "backup reports touched hashXs");
+    assert.equal(store.headers(0, 100).length, 20 * 80);
+
+    // A different branch from 19 on, then the answers match the model of that branch.
+    const fork = chain.forkAt(19, 7, 99);
+    fork.extend(15);
+    p.advance(fork.blocks.slice(20).map(raw));
+    await p.flush();
+    assert.deepEqual(await answers(store, scripts), expectedAnswers(replay(fork.blocks), scripts));
+    // Transactions of the abandoned branch are gone from the txid index.
+    for (const b of chain.blocks.slice(20)) {
+      for (const tx of b.txs.slice(1)) assert.equal(await store.findTx(tx.txid), undefined);
+    }
+    // And the undo records written for the new branch work too.
+    await p.backup(25);
+    assert.deepEqual(
+      await answers(store, scripts),
+      expectedAnswers(replay(fork.blocks.slice(0, 26)), scripts),
+    );
+    await store.close();
+    const again = await open(dir);
+    assert.equal(again.state.height, 25);
+    assert.deepEqual(
+      await answers(again, scripts),
+      expectedAnswers(replay(fork.blocks.slice(0, 26)), scripts),
+    );
+    await again.close();
+  });
+});
+
+Deno.test("a reorg deeper than the limit is refused and the database stays intact", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(5);
+    chain.extend(20);
+    const store = await open(dir);
+    const p = processor(store, { reorgLimit: 5 });
+    p.advance(chain.blocks.map(raw));
+    await p.flush();
+    const before = await answers(store, chain.scripts);
+    await assert.rejects(
+      () => p.backup(13),
+      (e) => e instanceof ReorgTooDeepError && /REORG_LIMIT/.test(e.message),
+    );
+    assert.equal(p.height, 19);
+    assert.deepEqual(await answers(store, chain.scripts), before);
+    await p.backup(14); // exactly the limit works
+    const model = replay(chain.blocks.slice(0, 15));
+    assert.deepEqual(await answers(store, chain.scripts), expectedAnswers(model, chain.scripts));
+    await store.close();
+  });
+});
+
+Deno.test("a block that does not connect throws ChainMismatchError and applies nothing of it", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(6);
+    chain.extend(5);
+    const other = SynthChain.create(7);
+    other.extend(5);
+    const store = await open(dir);
+    const p = processor(store);
+    p.advance(chain.blocks.slice(0, 3).map(raw));
+    assert.throws(
+      () => p.advance([raw(other.blocks[3])]),
+      (e) => e instanceof ChainMismatchError && e.height === 3,
+    );
+    assert.equal(p.height, 2);
+    p.advance(chain.blocks.slice(3).map(raw));
+    await p.flush();
+    assert.deepEqual(
+      await answers(store, chain.scripts),
+      expectedAnswers(replay(chain.blocks), chain.scripts),
+    );
+    await store.close();
+  });
+});
+
+Deno.test("spending an output that exists nowhere is fatal and never reaches the disk", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(8);
+    chain.extend(4);
+    const store = await open(dir);
+    const p = processor(store);
+    p.advance(chain.blocks.map(raw));
+    await p.flush();
+    const before = await answers(store, chain.scripts);
+    const coin = chain.pool[0];
+    const good = makeTx([{ txid: coin.txid, vout: coin.vout }], [{ script: chain.scripts[0], value: 1 }]);
+    const bad = makeTx([{ txid: new Uint8Array(32).fill(9), vout: 0 }], [{
+      script: chain.scripts[1],
+      value: 1,
+    }]);
+    const block = chain.append([good, bad]);
+    assert.throws(
+      () => p.advance([raw(block)]),
+      (e) => e instanceof SyncError && e.code === "missing-output",
+    );
+    await assert.rejects(() => p.flush(), (e) => e instanceof SyncError && e.code === "broken");
+    assert.deepEqual(await answers(store, chain.scripts), before);
+    await store.close();
+  });
+});
