@@ -1148,7 +1148,8 @@ function restBlock(rest: RestProvider, part: string): HttpReply {
     case "bin":
       return { status: 200, contentType: "application/octet-stream", body: raw };
     case "hex":
-      return { status: 200, contentType: "text/plain", body: toHex(raw) + "\n" };
+      // The engine's own encoder: whole blocks are megabytes, and src/chain/hex.ts works a byte at a time.
+      return { status: 200, contentType: "text/plain", body: raw.toHex() + "\n" };
     case "json":
       // Core would decode the block; simnet's provider has no decoded form to offer.
       return restError(404, "output format not found (available: .bin, .hex)");
@@ -1194,7 +1195,7 @@ function restHeaders(rest: RestProvider, part: string, target: string): HttpRepl
     case "bin":
       return { status: 200, contentType: "application/octet-stream", body: bytes };
     case "hex":
-      return { status: 200, contentType: "text/plain", body: toHex(bytes) + "\n" };
+      return { status: 200, contentType: "text/plain", body: bytes.toHex() + "\n" };
     case "json":
       return restError(404, "output format not found (available: .bin, .hex)");
     default:

@@ -705,6 +705,19 @@ Deno.test("hostile input gets an error reply and the server keeps serving", asyn
   });
 });
 
+Deno.test("an idle connection is closed after the server timeout", async () => {
+  await withServer({ idleTimeoutMs: 20 }, async ({ server }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    try {
+      // Nothing is sent: the server gives up on the connection and closes it without a reply.
+      assert.equal(await conn.read(new Uint8Array(16)), null);
+    } finally {
+      conn.close();
+    }
+    assert.equal((await rpc(server, { method: "getblockcount", id: 1 })).status, 200);
+  });
+});
+
 Deno.test("the default body cap is Core's 32 MiB", async () => {
   await withServer({}, async ({ server }) => {
     const at = await rawExchange(server.port, `POST / HTTP/1.1\r\nContent-Length: ${0x02000001}\r\n\r\n`);
