@@ -29,6 +29,8 @@ export interface PrefetchOptions {
   maxBatch?: number;
   /** Called when a fetch fails; the prefetcher retries after `pollIntervalMs` (the client already backed off). */
   onError?: (err: unknown) => void;
+  /** Called after each batch lands: how many blocks, the height reached, the daemon's height, bytes queued. */
+  onFetched?: (count: number, height: number, daemonHeight: number, queuedBytes: number) => void;
 }
 
 /** Byte-bounded queue of future blocks, filled from a BlockSource in adaptively sized batches. */
@@ -221,6 +223,7 @@ export class Prefetcher {
       // Weight the running average towards recent blocks: sizes trend over the chain's history.
       this.avgBlockSize = Math.max(100, Math.round(this.avgBlockSize * 0.5 + (bytes / raws.length) * 0.5));
     }
+    this.opts.onFetched?.(raws.length, this.nextHeight - 1, this.daemonHeight, this.queueBytes);
     this.signalConsumer();
     return true;
   }

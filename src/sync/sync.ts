@@ -3,6 +3,7 @@
 // back to the daemon's chain. Everything else (parsing, storage) belongs to the processor; everything about
 // talking to bitcoind belongs to the BlockSource.
 
+import { formatCount, formatDuration } from "../log.ts";
 import { type BlockSource, Prefetcher, type RawBlock } from "./prefetch.ts";
 
 /** What the sync loop needs from the block processor. Heights include unflushed blocks. */
@@ -21,6 +22,8 @@ export interface SyncProcessor {
   blockHashAt(height: number): Uint8Array | undefined;
   /** Undoes every block above `height`; throws when that is deeper than the reorg limit. */
   backup(height: number): Promise<void>;
+  /** True until the initial sync first reaches the tip; the loop clears it just before that flush. */
+  firstSync?: boolean;
 }
 
 /** The log lines the sync loop writes. */
@@ -62,6 +65,7 @@ export class SyncLoop {
   private windowStart = 0;
   private windowBlocks = 0;
   private windowTxs = 0;
+  private lastPrefillLog = -Infinity;
 
   constructor(
     private readonly source: BlockSource,
@@ -74,6 +78,7 @@ export class SyncLoop {
       maxQueueBytes: opts.maxQueueBytes,
       pollIntervalMs: opts.pollIntervalMs,
       onError: (err) => this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`),
+      onFetched: (count, height, daemonHeight, bytes) => this.logPrefill(count, height, daemonHeight, bytes),
     });
   }
 
@@ -144,6 +149,7 @@ export class SyncLoop {
   private async reachedTip(): Promise<void> {
     this.stats.caughtUp = true;
     if (this.caughtUpOnce) return;
+    this.processor.firstSync = false;
     await this.processor.flush();
     this.caughtUpOnce = true;
     this.log.info(`caught up to height ${this.processor.height}`);
@@ -180,6 +186,17 @@ export class SyncLoop {
     );
   }
 
+  private logPrefill(count: number, height: number, daemonHeight: number, bytes: number): void {
+    // Once per progress interval is enough to show the prefetcher is ahead; every batch would flood the log.
+    const now = this.now();
+    if (this.caughtUpOnce || now - this.lastPrefillLog < (this.opts.progressIntervalS ?? 10) * 1000) return;
+    this.lastPrefillLog = now;
+    this.log.info(
+      `prefilled ${formatCount(count)} blocks to height ${formatCount(height)} daemon height ` +
+        `${formatCount(daemonHeight)} block cache size ${formatCount(bytes)}`,
+    );
+  }
+
   private count(blocks: RawBlock[]): void {
     let txs = 0;
     for (const b of blocks) txs += blockTxCount(b.raw);
@@ -199,7 +216,7 @@ export class SyncLoop {
     const height = this.processor.height;
     const target = this.prefetcher.tipHeight;
     const left = Math.max(0, target - height);
-    const eta = bps > 0 ? formatEta(left / bps) : "unknown";
+    const eta = bps > 0 ? formatDuration(left / bps) : "unknown";
     this.log.info(
       `height ${height}/${target}: ${bps.toFixed(1)} blocks/s, ${Math.round(tps)} tx/s, ETA ${eta}`,
     );
@@ -231,15 +248,6 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function formatEta(seconds: number): string {
-  const s = Math.round(seconds);
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${d}d ${pad(h)}h ${pad(m)}m ${pad(s % 60)}s`;
 }
 
 function errorText(err: unknown): string {
