@@ -718,3 +718,6 @@ export function helpText(): string {
   lines.push("", "Secrets: passwords in DAEMON_URL are never logged.");
   return lines.join("\n");
 }
+
+/** Every environment variable the configuration reads (with ElectrumX aliases), for a narrow `--allow-env`. */
+export const ENV_VARIABLES: readonly string[] = VARS.flatMap((v) => [v.name, ...(v.envAliases ?? [])]);

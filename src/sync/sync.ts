@@ -17,7 +17,7 @@ export interface SyncProcessor {
   /** True when the in-memory cache should be written out. */
   needsFlush(): boolean;
   /** Writes everything applied so far in one atomic step. */
-  flush(): Promise<void>;
+  flush(): Promise<unknown>;
   /** Hash of the applied block at `height`, flushed or not; undefined above the tip. */
   blockHashAt(height: number): Uint8Array | undefined;
   /** Undoes every block above `height`; throws when that is deeper than the reorg limit. */
