@@ -249,27 +249,3 @@ export function decodeUndo(buf: Uint8Array): UndoRecord | undefined {
   if (spentEnd > buf.length || (buf.length - spentEnd) % UNDO_CREATED_LEN !== 0) return undefined;
   return { spent: buf.subarray(4, spentEnd), created: buf.subarray(spentEnd) };
 }
-
-/** The 11 bytes of a hashX as a compact string, for Map keys (one UTF-16 unit per byte). */
-export function hashXKey(buf: Uint8Array, off = 0): string {
-  return String.fromCharCode(
-    buf[off],
-    buf[off + 1],
-    buf[off + 2],
-    buf[off + 3],
-    buf[off + 4],
-    buf[off + 5],
-    buf[off + 6],
-    buf[off + 7],
-    buf[off + 8],
-    buf[off + 9],
-    buf[off + 10],
-  );
-}
-
-/** Inverse of hashXKey. */
-export function hashXFromKey(key: string): Uint8Array {
-  const out = new Uint8Array(HASHX_LEN);
-  for (let i = 0; i < HASHX_LEN; i++) out[i] = key.charCodeAt(i);
-  return out;
-}

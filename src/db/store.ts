@@ -20,7 +20,6 @@ import {
   PREFIX_TXID,
   prefixEnd,
   prefixKey,
-  putTxNum,
   putValue,
   STATE_KEY,
   TX_COUNT_LEN,
@@ -750,12 +749,5 @@ function cutTo(file: FlatFile, bytes: number, log: StoreLog): void {
 export function encodeValue(value: number): Uint8Array {
   const out = new Uint8Array(8);
   putValue(out, 0, value);
-  return out;
-}
-
-/** Packs ascending tx_nums into a history row. */
-export function packTxNums(txNums: ArrayLike<number>): Uint8Array {
-  const out = new Uint8Array(txNums.length * TXNUM_LEN);
-  for (let i = 0; i < txNums.length; i++) putTxNum(out, i * TXNUM_LEN, txNums[i]);
   return out;
 }

@@ -1,17 +1,16 @@
 // The block processor turns raw blocks into index changes: tx_nums, UTXO creation and spends, history and
-// undo records. Everything since the last flush lives in memory (UtxoCache for outputs, a Map for history);
+// undo records. Everything since the last flush lives in memory (UtxoCache for outputs, HistoryCache);
 // an output created and spent between two flushes never reaches the disk. flush() hands it all to the Store
-// as one atomic commit.
+// as one atomic commit. The hot loop allocates nothing per input or output: hashXs are computed straight into
+// the block's undo buffer and every table is keyed by bytes.
 import { parseBlock } from "../chain/block.ts";
-import { hashX as scriptHashX, isUnspendable } from "../chain/script.ts";
+import { isUnspendable } from "../chain/script.ts";
 import { isCoinbase } from "../chain/tx.ts";
 import { toHexReversed } from "../chain/hex.ts";
 import { DbError } from "../db/errors.ts";
 import {
   encodeUndo,
   HASHX_LEN,
-  hashXFromKey,
-  hashXKey,
   historyKey,
   ownerKey,
   putTxNum,
@@ -24,10 +23,12 @@ import {
   undoKey,
 } from "../db/layout.ts";
 import type { DbState } from "../db/state.ts";
-import { encodeValue, packTxNums, type Store } from "../db/store.ts";
+import { encodeValue, type Store } from "../db/store.ts";
 import type { UtxoOverlay } from "../db/utxo_overlay.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import type { RawBlock } from "./prefetch.ts";
+import { hashXInto } from "./hashx.ts";
+import { HashXSet, HistoryCache } from "./history_cache.ts";
 import { UtxoCache } from "./utxo_cache.ts";
 
 /** Base of the processor's errors; `code` is stable. */
@@ -115,15 +116,16 @@ const EMPTY = new Uint8Array(0);
 
 /** Applies blocks in order on top of a Store, flushes them atomically, and undoes them on reorgs. */
 export class BlockProcessor {
-  /** hashX keys (see hashXKey) whose history changed since the last takeTouched(). */
-  touched = new Set<string>();
   /** True until the initial sync reaches the daemon's tip; the sync loop clears it. Persisted on flush. */
   firstSync: boolean;
 
   private readonly cache = new UtxoCache();
   private overlay: UtxoOverlay;
-  private history = new Map<string, number[]>();
-  private historyItems = 0;
+  private readonly history = new HistoryCache();
+  // Touched hashXs not yet taken: from flushed windows and backups. Those of the current window are the
+  // history entries whose last tx_num is >= touchedFrom.
+  private readonly pendingTouched = new HashXSet();
+  private touchedFrom: number;
   private undo: PendingUndo[] = [];
   private headers: Uint8Array = new Uint8Array(80 * 64);
   private blockHashes: Uint8Array[] = [];
@@ -141,7 +143,6 @@ export class BlockProcessor {
   private spentBuf: Uint8Array = new Uint8Array(UNDO_SPENT_LEN * 256);
   private createdBuf: Uint8Array = new Uint8Array(UNDO_CREATED_LEN * 256);
   private readonly hashXScratch = new Uint8Array(HASHX_LEN);
-  private readonly txKeys: string[] = [];
 
   constructor(private readonly store: Store, private readonly opts: ProcessorOptions) {
     const s = store.state;
@@ -158,6 +159,7 @@ export class BlockProcessor {
     this.tipHeight = s.height;
     this.tip = s.height >= 0 ? s.tipHash.slice() : undefined;
     this.txCount = s.txCount;
+    this.touchedFrom = s.txCount;
     this.firstSync = s.firstSync;
     this.syncTime = s.syncTime;
     this.lastFlushAt = this.now();
@@ -198,11 +200,12 @@ export class BlockProcessor {
     for (const b of blocks) this.advanceOne(b);
   }
 
-  /** The touched hashXs since the previous call, as bytes; clears the set. */
+  /** hashXs whose history changed (flushed or not) since the previous call, each once. */
   takeTouched(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    for (const k of this.touched) out.push(hashXFromKey(k));
-    this.touched.clear();
+    this.history.forEachTouchedSince(this.touchedFrom, (slab, off) => this.pendingTouched.add(slab, off));
+    const out = this.pendingTouched.toArrays();
+    this.pendingTouched.clear();
+    this.touchedFrom = this.txCount;
     return out;
   }
 
@@ -210,13 +213,12 @@ export class BlockProcessor {
   cacheBytes(): number {
     let undo = 0;
     for (const u of this.undo) undo += u.spent.length + u.created.length + 64;
-    return this.cache.bytes + this.overlay.bytes + this.history.size * 96 + this.historyItems * 8 +
-      this.headers.length + undo;
+    return this.cache.bytes + this.overlay.bytes + this.history.bytes + this.headers.length + undo;
   }
 
   /** Entries pending for the next flush: cached outputs, flushed outputs spent, history items. */
   pendingEntries(): number {
-    return this.cache.live + this.overlay.size + this.historyItems;
+    return this.cache.live + this.overlay.size + this.history.items;
   }
 
   /** True when the cache is over CACHE_MB or FLUSH_SIZE. */
@@ -258,7 +260,7 @@ export class BlockProcessor {
     try {
       this.tickSyncTime();
       const r = await this.store.backup(toHeight, { syncTime: this.syncTime, firstSync: this.firstSync });
-      for (const h of r.touched) this.touched.add(hashXKey(h));
+      for (const h of r.touched) this.pendingTouched.add(h, 0);
       const s = this.store.state;
       this.tipHeight = s.height;
       this.tip = s.height >= 0 ? s.tipHash.slice() : undefined;
@@ -326,15 +328,13 @@ export class BlockProcessor {
     header: Uint8Array,
     hash: Uint8Array,
   ): void {
-    const cache = this.cache, overlay = this.overlay, history = this.history, touched = this.touched;
-    const keys = this.txKeys;
+    const cache = this.cache, overlay = this.overlay, history = this.history;
     const scratch = this.hashXScratch;
     let spentLen = 0, createdLen = 0;
     const unresolved: number[] = [];
     for (let i = 0; i < txs.length; i++) {
       const tx = txs[i];
       const txNum = cache.addTx(tx.txid);
-      keys.length = 0;
       if (i > 0) {
         const inputs = tx.inputs;
         for (let j = 0; j < inputs.length; j++) {
@@ -344,7 +344,8 @@ export class BlockProcessor {
           const e = cache.spend(input.prevTxid, input.prevVout);
           if (e >= 0) {
             this.hits++;
-            sb.set(cache.hashXSlab.subarray(e * HASHX_LEN, e * HASHX_LEN + HASHX_LEN), spentLen);
+            const slab = cache.hashXSlab;
+            for (let k = 0, from = e * HASHX_LEN; k < HASHX_LEN; k++) sb[spentLen + k] = slab[from + k];
             putTxNum(sb, spentLen + HASHX_LEN, cache.txNumOf(e));
             putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, input.prevVout);
             putValue(sb, spentLen + HASHX_LEN + TXNUM_LEN + 3, cache.valueOf(e));
@@ -363,7 +364,7 @@ export class BlockProcessor {
             putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, input.prevVout);
             unresolved.push(spentLen);
           }
-          addKey(keys, hashXKey(sb, spentLen));
+          history.add(sb, spentLen, txNum);
           spentLen += UNDO_SPENT_LEN;
         }
       }
@@ -371,24 +372,15 @@ export class BlockProcessor {
       for (let vout = 0; vout < outputs.length; vout++) {
         const out = outputs[vout];
         if (isUnspendable(out.script)) continue;
-        const hx = scriptHashX(out.script);
-        cache.addOutput(txNum, vout, hx, out.value);
         if ((createdLen + UNDO_CREATED_LEN) > this.createdBuf.length) this.createdBuf = grow(this.createdBuf);
         const cb = this.createdBuf;
-        cb.set(hx, createdLen);
+        hashXInto(out.script, cb, createdLen);
+        cache.addOutput(txNum, vout, cb, createdLen, out.value);
+        history.add(cb, createdLen, txNum);
         putTxNum(cb, createdLen + HASHX_LEN, txNum);
         putVout(cb, createdLen + HASHX_LEN + TXNUM_LEN, vout);
         createdLen += UNDO_CREATED_LEN;
-        addKey(keys, hashXKey(hx));
       }
-      for (let k = 0; k < keys.length; k++) {
-        const key = keys[k];
-        const list = history.get(key);
-        if (list === undefined) history.set(key, [txNum]);
-        else list.push(txNum);
-        touched.add(key);
-      }
-      this.historyItems += keys.length;
     }
     this.undo.push({
       height,
@@ -495,10 +487,9 @@ export class BlockProcessor {
           batch.put(txidKey(txids.subarray(t * 32, t * 32 + 32), base + t), EMPTY);
         }
         writes += cache.txs;
-        for (const [key, nums] of this.history) {
-          const hx = hashXFromKey(key);
-          batch.put(historyKey(hx, nums[0]), packTxNums(nums));
-        }
+        this.history.forEachRow((slab, off, first, row) => {
+          batch.put(historyKey(slab.subarray(off, off + HASHX_LEN), first), row);
+        });
         writes += this.history.size;
         for (const u of undo) {
           batch.put(undoKey(u.height), encodeUndo(u));
@@ -525,11 +516,11 @@ export class BlockProcessor {
       elided,
       syncTime: this.syncTime,
     };
-    this.resetWindow();
-    if (this.firstSync) {
-      // Nobody listens for notifications before the first sync completes; keep the set from growing unbounded.
-      this.touched.clear();
+    // Nobody listens for notifications before the first sync completes; do not let the set grow unbounded.
+    if (!this.firstSync) {
+      this.history.forEachTouchedSince(this.touchedFrom, (slab, off) => this.pendingTouched.add(slab, off));
     }
+    this.resetWindow();
     log.info(
       `flushed. Cache hits ${formatCount(stats.cacheHits)} writes ${formatCount(writes)} deletes ` +
         `${formatCount(deletes)} elided ${formatCount(elided)} sync: ${formatDuration(this.syncTime)}`,
@@ -540,24 +531,13 @@ export class BlockProcessor {
   private resetWindow(): void {
     this.cache.clear(this.txCount);
     this.overlay.clear();
-    this.history = new Map();
-    this.historyItems = 0;
+    this.history.clear();
     this.undo = [];
     this.blockHashes = [];
     this.txCounts = [];
     this.hits = 0;
     if (this.headers.length > 80 * 4096) this.headers = new Uint8Array(80 * 64);
   }
-}
-
-function addKey(keys: string[], key: string): void {
-  // Transactions touch few distinct hashXs; a linear scan beats a Set until they get large.
-  if (keys.length < 64) {
-    for (let i = 0; i < keys.length; i++) if (keys[i] === key) return;
-    keys.push(key);
-    return;
-  }
-  if (!keys.includes(key)) keys.push(key);
 }
 
 function readTxNum(buf: Uint8Array, off: number): number {

@@ -78,15 +78,16 @@ export class UtxoCache {
     return this.baseTxNum + this.txCount++;
   }
 
-  /** Adds an unspent output of the most recently added transaction with tx_num `txNum`. */
-  addOutput(txNum: number, vout: number, hashX: Uint8Array, value: number): void {
+  /** Adds an unspent output of the transaction `txNum`; its hashX is `hashX[hashXOff..+11]`. */
+  addOutput(txNum: number, vout: number, hashX: Uint8Array, hashXOff: number, value: number): void {
     const e = this.count;
     if (e === this.txIdx.length) this.growEntries();
     const t = txNum - this.baseTxNum;
     this.txIdx[e] = t;
     this.vouts[e] = vout;
     this.values[e] = value;
-    this.hashXs.set(hashX.subarray(0, HASHX), e * HASHX);
+    const hx = this.hashXs;
+    for (let k = 0, o = e * HASHX; k < HASHX; k++) hx[o + k] = hashX[hashXOff + k];
     if ((this.used + 1) * 2 > this.table.length) this.rehash(this.liveCount + 1);
     let i = this.hash(this.txids, t * TXID, vout) & this.mask;
     while (this.table[i] > 0) i = (i + 1) & this.mask;

@@ -1,18 +1,23 @@
 import assert from "node:assert/strict";
+import { sha256 } from "../../src/chain/hash.ts";
 import { fromHex, toHex } from "../../src/chain/hex.ts";
 import { Store } from "../../src/db/store.ts";
+import { hashXInto } from "../../src/sync/hashx.ts";
+import { HistoryCache } from "../../src/sync/history_cache.ts";
 import {
   BlockProcessor,
   ChainMismatchError,
   ReorgTooDeepError,
   SyncError,
 } from "../../src/sync/processor.ts";
+import { UtxoCache } from "../../src/sync/utxo_cache.ts";
 import {
   answers,
   expectedAnswers,
   makeTx,
   modelHashX,
   replay,
+  Rng,
   type SynthBlock,
   SynthChain,
   walletScript,
@@ -289,6 +294,136 @@ Deno.test("spending an output that exists nowhere is fatal and never reaches the
     );
     await assert.rejects(() => p.flush(), (e) => e instanceof SyncError && e.code === "broken");
     assert.deepEqual(await answers(store, chain.scripts), before);
+    await store.close();
+  });
+});
+
+Deno.test("hashXInto equals the first 11 bytes of sha256 for every script length", () => {
+  const rng = new Rng(31);
+  for (let len = 0; len <= 130; len++) {
+    for (let k = 0; k < 4; k++) {
+      const script = rng.bytes(len);
+      const out = new Uint8Array(20).fill(0xaa);
+      hashXInto(script, out, 3);
+      assert.deepEqual(out.subarray(3, 14), sha256(script).subarray(0, 11), `length ${len}`);
+      assert.equal(out[2], 0xaa);
+      assert.equal(out[14], 0xaa, "writes exactly 11 bytes");
+    }
+  }
+});
+
+Deno.test("UtxoCache finds, spends and forgets outputs exactly like a Map, across rehashes", () => {
+  const rng = new Rng(32);
+  const cache = new UtxoCache();
+  cache.clear(1000);
+  const model = new Map<string, { txNum: number; value: number; hashX: string }>();
+  const txids: Uint8Array[] = [];
+  for (let round = 0; round < 20_000; round++) {
+    if (rng.int(3) > 0 || txids.length === 0) {
+      const txid = rng.bytes(32);
+      // Share the first 8 bytes with an earlier txid now and then: the table must still compare all 32.
+      if (txids.length > 0 && rng.int(10) === 0) txid.set(txids[rng.int(txids.length)].subarray(0, 8));
+      const txNum = cache.addTx(txid);
+      txids.push(txid);
+      const outs = 1 + rng.int(4);
+      for (let vout = 0; vout < outs; vout++) {
+        const hx = rng.bytes(11);
+        cache.addOutput(txNum, vout, hx, 0, round);
+        model.set(`${toHex(txid)}:${vout}`, { txNum, value: round, hashX: toHex(hx) });
+      }
+    } else {
+      const txid = txids[rng.int(txids.length)], vout = rng.int(5);
+      const key = `${toHex(txid)}:${vout}`;
+      const e = cache.spend(txid, vout);
+      const want = model.get(key);
+      if (want === undefined) {
+        assert.equal(e, -1, key);
+        continue;
+      }
+      assert.ok(e >= 0, key);
+      assert.equal(cache.txNumOf(e), want.txNum);
+      assert.equal(cache.valueOf(e), want.value);
+      assert.equal(toHex(cache.hashXSlab.subarray(e * 11, e * 11 + 11)), want.hashX);
+      model.delete(key);
+      assert.equal(cache.spend(txid, vout), -1, "spent twice");
+    }
+  }
+  assert.equal(cache.live, model.size);
+  const live = new Map<string, number>();
+  cache.forEachLive((slab, off, vout, txNum, _hx, _ho, value) => {
+    assert.deepEqual(slab.subarray(off, off + 32), txids[txNum - 1000]);
+    live.set(`${toHex(txids[txNum - 1000])}:${vout}`, value);
+  });
+  assert.deepEqual(live, new Map([...model].map(([k, v]) => [k, v.value])));
+  cache.clear(5);
+  assert.equal(cache.live, 0);
+  assert.equal(cache.spend(txids[0], 0), -1);
+  assert.equal(cache.addTx(txids[0]), 5);
+});
+
+Deno.test("HistoryCache keeps each hashX's tx_nums in order, once per transaction", () => {
+  const rng = new Rng(33);
+  const hist = new HistoryCache();
+  const keys = Array.from({ length: 300 }, () => rng.bytes(11));
+  const model = new Map<string, number[]>();
+  for (let txNum = 10; txNum < 5000; txNum++) {
+    for (let k = 0; k < 1 + rng.int(6); k++) {
+      const hx = keys[rng.int(keys.length)];
+      const buf = new Uint8Array(20);
+      buf.set(hx, 4);
+      hist.add(buf, 4, txNum);
+      const list = model.get(toHex(hx)) ?? [];
+      if (list[list.length - 1] !== txNum) list.push(txNum);
+      model.set(toHex(hx), list);
+    }
+  }
+  const got = new Map<string, number[]>();
+  hist.forEachRow((slab, off, first, row) => {
+    const nums: number[] = [];
+    for (let o = 0; o < row.length; o += 5) {
+      nums.push(row[o] * 2 ** 32 + new DataView(row.buffer, o + 1, 4).getUint32(0));
+    }
+    assert.equal(first, nums[0]);
+    got.set(toHex(slab.subarray(off, off + 11)), nums);
+  });
+  assert.deepEqual(got, model);
+  assert.equal(hist.items, [...model.values()].reduce((a, l) => a + l.length, 0));
+  const recent = new Set<string>();
+  hist.forEachTouchedSince(4990, (slab, off) => recent.add(toHex(slab.subarray(off, off + 11))));
+  assert.deepEqual(recent, new Set([...model].filter(([, l]) => l[l.length - 1] >= 4990).map(([k]) => k)));
+  hist.clear();
+  assert.equal(hist.size, 0);
+  assert.equal(hist.items, 0);
+});
+
+Deno.test("takeTouched reports each changed hashX once, across flushes, and not during the first sync", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(34);
+    chain.extend(12);
+    const store = await open(dir);
+    const p = processor(store);
+    p.advance(chain.blocks.slice(0, 6).map(raw));
+    await p.flush();
+    assert.equal(p.firstSync, true);
+    assert.deepEqual(p.takeTouched(), [], "a first-sync flush drops touched hashXs");
+    p.firstSync = false;
+    const expected = (blocks: SynthBlock[], before: SynthBlock[]) => {
+      const a = replay(before).history, b = replay([...before, ...blocks]).history;
+      return [...b].filter(([k, l]) => (a.get(k)?.length ?? 0) !== l.length).map(([k]) => k).sort();
+    };
+    p.advance(chain.blocks.slice(6, 8).map(raw));
+    await p.flush();
+    p.advance(chain.blocks.slice(8, 10).map(raw)); // unflushed
+    const touched = p.takeTouched().map(toHex).sort();
+    assert.deepEqual(touched, expected(chain.blocks.slice(6, 10), chain.blocks.slice(0, 6)));
+    assert.deepEqual(p.takeTouched(), []);
+    p.advance(chain.blocks.slice(10).map(raw));
+    await p.flush();
+    assert.deepEqual(
+      p.takeTouched().map(toHex).sort(),
+      expected(chain.blocks.slice(10), chain.blocks.slice(0, 10)),
+    );
+    assert.equal(store.state.firstSync, false, "the flag is persisted");
     await store.close();
   });
 });
