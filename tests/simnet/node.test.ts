@@ -1,0 +1,389 @@
+import assert from "node:assert/strict";
+import { parseBlock } from "../../src/chain/block.ts";
+import { fromHex, toHex } from "../../src/chain/hex.ts";
+import { blockSubsidy, NETWORKS } from "../../src/chain/network.ts";
+import {
+  decodeTransaction,
+  serializeTransaction,
+  type Transaction,
+  type TxOutput,
+} from "../../src/chain/tx.ts";
+import { cacheFileName, parseChainCache } from "../../scripts/simnet/cache.ts";
+import { cachePathFor, type Coin, SimNode } from "../../scripts/simnet/node.ts";
+import { CoreRpcError } from "../../scripts/simnet/rpc_types.ts";
+import { checkChain } from "./chain_checker.ts";
+
+const P2WPKH = (fill: number) => Uint8Array.of(0x00, 0x14, ...new Array(20).fill(fill));
+const NULL_TXID = new Uint8Array(32);
+
+async function tempNode(blocks: number, seed = "node-test", txs?: number): Promise<SimNode> {
+  return await SimNode.open({
+    datadir: await Deno.makeTempDir({ prefix: "simnet-node-" }),
+    seed,
+    blocks,
+    txs,
+    now: () => 1_800_000_000,
+  });
+}
+
+function activeRaws(node: SimNode): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let h = 0; h <= node.height; h++) out.push(node.blockInfo(node.hashAt(h)!)!.raw);
+  return out;
+}
+
+/** Checks the node's active chain with the independent checker and compares its UTXO set with the replay. */
+function assertConsistent(node: SimNode): void {
+  const { utxos } = checkChain(activeRaws(node));
+  const stats = node.utxoStats();
+  assert.equal(stats.count, utxos.size);
+  let total = 0;
+  for (const [key, coin] of utxos) {
+    const [txidHex, vout] = key.split(":");
+    const got = node.utxo(fromHex(txidHex), Number(vout));
+    assert.ok(got !== undefined, `node lacks ${key}`);
+    assert.equal(got.value, coin.value);
+    assert.deepEqual(got.script, coin.script);
+    assert.equal(got.height, coin.height);
+    assert.equal(got.coinbase, coin.coinbase);
+    total += coin.value;
+  }
+  assert.equal(stats.totalValue, total);
+}
+
+/** Confirmed, mature, unspent outputs found by walking the chain (coinbases from old blocks first). */
+function spendable(node: SimNode, n: number): { txid: Uint8Array; vout: number; coin: Coin }[] {
+  const out: { txid: Uint8Array; vout: number; coin: Coin }[] = [];
+  for (let h = node.height; h >= 1 && out.length < n; h--) {
+    const block = parseBlock(node.blockInfo(node.hashAt(h)!)!.raw);
+    for (const tx of block.txs) {
+      tx.outputs.forEach((_, vout) => {
+        const coin = node.utxo(tx.txid, vout);
+        if (coin === undefined || out.length >= n || out.some((x) => toHex(x.txid) === toHex(tx.txid))) {
+          return;
+        }
+        if (coin.coinbase && node.height + 1 - coin.height < 100) return;
+        out.push({ txid: tx.txid, vout, coin });
+      });
+    }
+  }
+  assert.equal(out.length, n, "not enough spendable outputs");
+  return out;
+}
+
+function buildTx(
+  inputs: { txid: Uint8Array; vout: number }[],
+  outputs: TxOutput[],
+  locktime = 0,
+): Uint8Array {
+  return serializeTransaction({
+    version: 2,
+    locktime,
+    inputs: inputs.map((i) => ({
+      prevTxid: i.txid,
+      prevVout: i.vout,
+      scriptSig: Uint8Array.of(1, 0x51),
+      sequence: 0xfffffffd,
+    })),
+    outputs,
+    witnesses: null,
+  });
+}
+
+function rpcError(fn: () => unknown, code: number, message: string | RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CoreRpcError, String(e));
+    assert.equal(e.code, code);
+    if (typeof message === "string") assert.equal(e.message, message);
+    else assert.match(e.message, message);
+    return true;
+  });
+}
+
+Deno.test("open generates, caches, and reloads the identical chain", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "simnet-cache-" });
+  const opts = { datadir: dir, seed: "cache test/ü", blocks: 180, txs: 1500 };
+  const a = await SimNode.open(opts);
+  const path = cachePathFor(opts);
+  assert.ok(path.endsWith(`/${cacheFileName({ seed: opts.seed, blocks: 180, txs: 1500 })}`));
+  assert.match(path, /chain-cache_20test_2F_C3_BC-180-1500-v1\.bin$/);
+  const bytes = await Deno.readFile(path);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [path.split("/").pop()]); // no temp left
+  const b = await SimNode.open(opts);
+  assert.equal(b.height, 180);
+  assert.equal(a.height, 180);
+  for (let h = 0; h <= 180; h++) {
+    assert.deepEqual(b.hashAt(h), a.hashAt(h));
+    assert.deepEqual(b.blockInfo(b.hashAt(h)!)!.raw, a.blockInfo(a.hashAt(h)!)!.raw);
+  }
+  assertConsistent(b);
+  // The same options elsewhere give a byte-identical file.
+  const dir2 = await Deno.makeTempDir({ prefix: "simnet-cache-" });
+  await SimNode.open({ ...opts, datadir: dir2 });
+  assert.deepEqual(await Deno.readFile(cachePathFor({ ...opts, datadir: dir2 })), bytes);
+  // A damaged or foreign cache is never used: it is regenerated and rewritten.
+  assert.equal(parseChainCache(bytes.subarray(0, bytes.length - 1), opts), null);
+  assert.equal(parseChainCache(bytes, { ...opts, txs: 1501 }), null);
+  const flipped = bytes.slice();
+  flipped[bytes.length - 40] ^= 1; // inside the tip's txids
+  assert.equal(parseChainCache(flipped, opts), null);
+  await Deno.writeFile(path, bytes.subarray(0, 1000));
+  const c = await SimNode.open(opts);
+  assert.deepEqual(c.tipHash, a.tipHash);
+  assert.deepEqual(await Deno.readFile(path), bytes);
+});
+
+Deno.test("chain queries: blocks, txs, genesis, chainwork, median time", async () => {
+  const node = await tempNode(150);
+  assert.deepEqual(node.hashAt(0), NETWORKS.regtest.genesisHash);
+  assert.equal(node.hashAt(151), undefined);
+  assert.equal(node.hashAt(-1), undefined);
+  const info = node.blockInfo(node.hashAt(120)!)!;
+  assert.equal(info.height, 120);
+  assert.equal(info.inActiveChain, true);
+  assert.deepEqual(info.nextHash, node.hashAt(121));
+  assert.equal(info.chainwork, 2n * 121n); // regtest: each block adds 2
+  assert.equal(node.blockInfo(node.tipHash)!.nextHash, undefined);
+  assert.equal(node.blockInfo(new Uint8Array(32)), undefined);
+  const block = parseBlock(info.raw);
+  const times = [];
+  for (let h = 110; h <= 120; h++) times.push(parseBlock(node.blockInfo(node.hashAt(h)!)!.raw).header.time);
+  assert.equal(info.medianTime, times.sort((x, y) => x - y)[5]);
+  const tx = block.txs[block.txs.length - 1];
+  const hit = node.findConfirmedTx(tx.txid)!;
+  assert.equal(hit.height, 120);
+  assert.deepEqual(hit.raw, tx.raw);
+  assert.deepEqual(node.txInBlock(tx.txid, node.hashAt(120)!), tx.raw);
+  assert.equal(node.txInBlock(tx.txid, node.hashAt(119)!), undefined);
+  assert.equal(node.findConfirmedTx(new Uint8Array(32).fill(7)), undefined);
+  const genesisCoinbase = parseBlock(node.blockInfo(node.hashAt(0)!)!.raw).txs[0];
+  assert.equal(node.findConfirmedTx(genesisCoinbase.txid)!.height, 0);
+  assert.equal(node.utxo(genesisCoinbase.txid, 0), undefined); // never spendable
+  // Prevouts (undo data) give every transaction's fee; the coinbase claims subsidy + fees.
+  const prevouts = node.blockPrevouts(node.hashAt(120)!)!;
+  let fees = 0;
+  block.txs.forEach((t, i) => {
+    if (i === 0) return;
+    fees += prevouts[i].reduce((s, c) => s + c.value, 0) - t.outputs.reduce((s, o) => s + o.value, 0);
+  });
+  assert.equal(
+    block.txs[0].outputs.reduce((s, o) => s + o.value, 0),
+    blockSubsidy(120, NETWORKS.regtest) + fees,
+  );
+});
+
+Deno.test("acceptTx applies Core's rules and reject reasons", async () => {
+  const node = await tempNode(200);
+  const [a, b, c, d] = spendable(node, 4);
+  rpcError(
+    () => node.acceptTx(Uint8Array.of(1, 2, 3)),
+    -22,
+    "TX decode failed. Make sure the tx has at least one input.",
+  );
+
+  const good = buildTx([a], [{ value: a.coin.value - 500, script: P2WPKH(1) }]);
+  const txid = node.acceptTx(good);
+  assert.deepEqual(node.acceptTx(good), txid); // already in the mempool: not an error
+  const entry = node.mempoolTx(txid)!;
+  assert.equal(entry.fee, 500);
+  assert.equal(entry.vsize, decodeTransaction(good).vsize);
+  assert.equal(entry.time, 1_800_000_000);
+  assert.equal(entry.height, 200);
+
+  rpcError(
+    () => node.acceptTx(buildTx([a], [{ value: 1000, script: P2WPKH(2) }])),
+    -26,
+    "txn-mempool-conflict",
+  );
+  rpcError(
+    () =>
+      node.acceptTx(
+        buildTx([{ txid: new Uint8Array(32).fill(9), vout: 0 }], [{ value: 1000, script: P2WPKH(3) }]),
+      ),
+    -25,
+    "bad-txns-inputs-missingorspent",
+  );
+  // An output the chain already spent.
+  const spentBlock = parseBlock(node.blockInfo(node.hashAt(150)!)!.raw);
+  const spentIn = spentBlock.txs[1].inputs[0];
+  rpcError(
+    () =>
+      node.acceptTx(
+        buildTx([{ txid: spentIn.prevTxid, vout: spentIn.prevVout }], [{ value: 1000, script: P2WPKH(4) }]),
+      ),
+    -25,
+    "bad-txns-inputs-missingorspent",
+  );
+  // A confirmed transaction whose outputs are still unspent.
+  const tip = parseBlock(node.blockInfo(node.tipHash)!.raw);
+  const confirmed = tip.txs.find((t, i) =>
+    i > 0 && t.outputs.some((_, v) => node.utxo(t.txid, v) !== undefined)
+  )!;
+  rpcError(() => node.acceptTx(confirmed.raw), -27, "Transaction outputs already in utxo set");
+  rpcError(
+    () => node.acceptTx(buildTx([b], [{ value: b.coin.value + 1, script: P2WPKH(5) }])),
+    -26,
+    /^bad-txns-in-belowout, value in \(\d+\.\d{2,8}\) < value out \(\d+\.\d{2,8}\)$/,
+  );
+  const coinbase = serializeTransaction({
+    version: 2,
+    locktime: 0,
+    inputs: [{
+      prevTxid: NULL_TXID,
+      prevVout: 0xffffffff,
+      scriptSig: Uint8Array.of(2, 0x10, 0x27),
+      sequence: 0xffffffff,
+    }],
+    outputs: [{ value: 5000, script: P2WPKH(6) }],
+    witnesses: null,
+  });
+  rpcError(() => node.acceptTx(coinbase), -26, "coinbase");
+  const young = parseBlock(node.blockInfo(node.hashAt(180)!)!.raw).txs[0];
+  assert.ok(node.utxo(young.txid, 0)!.coinbase);
+  rpcError(
+    () => node.acceptTx(buildTx([{ txid: young.txid, vout: 0 }], [{ value: 10_000, script: P2WPKH(7) }])),
+    -26,
+    "bad-txns-premature-spend-of-coinbase, tried to spend coinbase at depth 21",
+  );
+  const lowFee = buildTx([c], [{ value: c.coin.value - 50, script: P2WPKH(8) }]);
+  const vsize = decodeTransaction(lowFee).vsize;
+  rpcError(() => node.acceptTx(lowFee), -26, `min relay fee not met, 50 < ${vsize}`);
+  rpcError(
+    () =>
+      node.acceptTx(
+        buildTx([d], [{ value: 293, script: P2WPKH(9) }, {
+          value: d.coin.value - 10_000,
+          script: P2WPKH(10),
+        }]),
+      ),
+    -26,
+    "dust",
+  );
+  // 294 sats is exactly the P2WPKH dust threshold, so this one is fine.
+  node.acceptTx(
+    buildTx([d], [{ value: 294, script: P2WPKH(9) }, { value: d.coin.value - 10_000, script: P2WPKH(10) }]),
+  );
+  rpcError(
+    () => node.acceptTx(buildTx([b], [{ value: 5000, script: P2WPKH(11) }], node.height + 1)),
+    -26,
+    "non-final",
+  );
+  assert.equal(node.mempoolEntries().length, 2);
+});
+
+Deno.test("traffic fills the mempool with valid, partly chained txs; mining confirms them", async () => {
+  const node = await tempNode(220);
+  const ids = node.addMempoolTraffic(150);
+  assert.equal(ids.length, 150);
+  const entries = node.mempoolEntries();
+  assert.deepEqual(entries.map((e) => toHex(e.txid)), ids.map(toHex)); // acceptance order
+  const chained = entries.filter((e) => e.depends.length > 0);
+  assert.ok(chained.length > 10, `chained ${chained.length}`);
+  for (const e of chained) {
+    for (const p of e.depends) assert.ok(node.mempoolTx(p)!.spentBy.some((c) => toHex(c) === toHex(e.txid)));
+  }
+  const feeTotal = entries.reduce((s, e) => s + e.fee, 0);
+  assert.ok(node.estimateFeeRate(1)! >= node.estimateFeeRate(100)!);
+
+  const [empty] = node.mine(1, { includeMempool: false });
+  assert.equal(parseBlock(node.blockInfo(empty)!.raw).txs.length, 1);
+  assert.equal(node.mempoolEntries().length, 150);
+  const [hash] = node.mine(1);
+  assert.equal(node.height, 222);
+  assert.deepEqual(node.tipHash, hash);
+  const block = parseBlock(node.blockInfo(hash)!.raw);
+  assert.equal(block.txs.length, 151);
+  assert.deepEqual(block.txs.slice(1).map((t) => toHex(t.txid)), ids.map(toHex));
+  assert.equal(
+    block.txs[0].outputs.reduce((s, o) => s + o.value, 0),
+    blockSubsidy(222, NETWORKS.regtest) + feeTotal,
+  );
+  assert.equal(node.mempoolEntries().length, 0);
+  assert.equal(node.findConfirmedTx(ids[0])!.height, 222);
+  assertConsistent(node);
+});
+
+Deno.test("estimateFeeRate has no answer without transactions", async () => {
+  const node = await tempNode(60);
+  assert.equal(node.estimateFeeRate(6), undefined);
+});
+
+Deno.test("reorgs of depth 1, 6 and 100 move, return and double-spend txs exactly", async () => {
+  const node = await tempNode(330, "reorg-test", 9000);
+  node.addMempoolTraffic(40);
+  for (const depth of [1, 6, 100]) {
+    const before = node.height;
+    const mempoolBefore = node.mempoolEntries().map((e) => toHex(e.txid));
+    const oldTxids = new Set<string>();
+    const oldTxs: Transaction[] = [];
+    let stale: { tx: Transaction; block: Uint8Array } | undefined;
+    for (let h = before - depth + 1; h <= before; h++) {
+      for (const tx of parseBlock(node.blockInfo(node.hashAt(h)!)!.raw).txs.slice(1)) {
+        oldTxids.add(toHex(tx.txid));
+        oldTxs.push(tx);
+        stale = { tx, block: node.hashAt(h)! };
+      }
+    }
+    const want = depth === 1 ? 1 : 3;
+    const r = node.reorg(depth, { toMempool: want, doubleSpend: want, extraBlocks: depth === 6 ? 2 : 0 });
+    assert.equal(r.oldHashes.length, depth);
+    assert.ok(r.newHashes.length >= depth + 1 + (depth === 6 ? 2 : 0));
+    assert.equal(node.height, before - depth + r.newHashes.length);
+    assert.equal(r.toMempool.length, want, "toMempool");
+    assert.equal(r.doubleSpent.length, want, "doubleSpent");
+    assert.ok(r.moved.length > 0.5 * oldTxids.size, `moved ${r.moved.length} of ${oldTxids.size}`);
+    // Every old-branch tx is accounted for exactly once.
+    assert.equal(
+      r.moved.length + r.toMempool.length + r.doubleSpent.length +
+        r.evicted.filter((t) => oldTxids.has(toHex(t))).length,
+      oldTxids.size,
+    );
+    for (const h of r.oldHashes) {
+      const info = node.blockInfo(h)!;
+      assert.equal(info.inActiveChain, false);
+      assert.equal(info.nextHash, undefined);
+      assert.ok(node.blockPrevouts(h)!.length > 0);
+    }
+    r.newHashes.forEach((h, i) => assert.deepEqual(node.hashAt(before - depth + 1 + i), h));
+    const newBlockKeys = new Set(r.newHashes.map(toHex));
+    for (const t of r.moved) assert.ok(newBlockKeys.has(toHex(node.findConfirmedTx(t)!.blockHash)));
+    for (const t of r.toMempool) {
+      assert.ok(node.mempoolTx(t));
+      assert.equal(node.findConfirmedTx(t), undefined);
+    }
+    r.doubleSpent.forEach((t, i) => {
+      assert.equal(node.findConfirmedTx(t), undefined);
+      assert.equal(node.mempoolTx(t), undefined);
+      const conflict = decodeTransaction(node.findConfirmedTx(r.conflicts[i])!.raw);
+      const victim = oldTxs.find((x) => toHex(x.txid) === toHex(t))!;
+      assert.ok(
+        conflict.inputs.some((ci) =>
+          victim.inputs.some((vi) => toHex(vi.prevTxid) === toHex(ci.prevTxid) && vi.prevVout === ci.prevVout)
+        ),
+      );
+    });
+    for (const t of r.evicted) assert.equal(node.mempoolTx(t), undefined);
+    // Stale blocks still serve their transactions.
+    if (stale !== undefined) assert.deepEqual(node.txInBlock(stale.tx.txid, stale.block), stale.tx.raw);
+    // The mempool kept what stayed valid.
+    const now = new Set(node.mempoolEntries().map((e) => toHex(e.txid)));
+    for (const k of mempoolBefore) assert.ok(now.has(k) || r.evicted.some((t) => toHex(t) === k));
+    assertConsistent(node);
+  }
+  // The reorganised chain keeps working.
+  node.mine(2);
+  assert.equal(node.mempoolEntries().length, 0);
+  assertConsistent(node);
+});
+
+Deno.test("reorg and mine reject bad arguments", async () => {
+  const node = await tempNode(20);
+  rpcError(() => node.reorg(0), -8, "reorg depth must be between 1 and 20");
+  rpcError(() => node.reorg(21), -8, "reorg depth must be between 1 and 20");
+  rpcError(() => node.reorg(1, { toMempool: -1 }), -8, "toMempool must be a non-negative integer");
+  rpcError(() => node.mine(-1), -8, "bad block count -1");
+  const r = node.reorg(20);
+  assert.equal(node.height, 21);
+  assert.equal(r.moved.length, 0);
+  assertConsistent(node);
+});
