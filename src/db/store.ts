@@ -703,7 +703,8 @@ function checkMarker(dir: string, network: string): boolean {
   }
   let entries: string[] = [];
   try {
-    entries = [...Deno.readDirSync(dir)].map((e) => e.name);
+    // A leftover marker temp file means an earlier creation was interrupted: the directory is still ours.
+    entries = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n !== `${MARKER}.tmp`);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) {
       throw new DbError("open-failed", `cannot read directory ${dir}: ${(err as Error).message}`);

@@ -10,6 +10,8 @@ import {
   ReorgTooDeepError,
   SyncError,
 } from "../../src/sync/processor.ts";
+import type { BlockSource } from "../../src/sync/prefetch.ts";
+import { SyncLoop, type SyncProcessor } from "../../src/sync/sync.ts";
 import { UtxoCache } from "../../src/sync/utxo_cache.ts";
 import {
   answers,
@@ -424,6 +426,69 @@ Deno.test("takeTouched reports each changed hashX once, across flushes, and not 
       expected(chain.blocks.slice(10), chain.blocks.slice(0, 10)),
     );
     assert.equal(store.state.firstSync, false, "the flag is persisted");
+    await store.close();
+  });
+});
+
+/** A daemon serving a SynthChain whose blocks can be replaced (a reorg). */
+class SynthSource implements BlockSource {
+  constructor(public chain: SynthChain) {}
+  getBlockCount(): Promise<number> {
+    return Promise.resolve(this.chain.blocks.length - 1);
+  }
+  getBlockHashes(from: number, count: number): Promise<Uint8Array[]> {
+    return Promise.resolve(this.chain.blocks.slice(from, from + count).map((b) => b.hash));
+  }
+  getRawBlocks(hashes: Uint8Array[]): Promise<Uint8Array[]> {
+    return Promise.resolve(hashes.map((h) => {
+      const b = this.chain.blocks.find((x) => toHex(x.hash) === toHex(h));
+      if (!b) throw new Error("unknown block");
+      return b.raw;
+    }));
+  }
+}
+
+Deno.test("the sync loop drives the real processor to the tip and through a reorg", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(35);
+    chain.extend(80);
+    const source = new SynthSource(chain);
+    const store = await open(dir);
+    const p = processor(store, { reorgLimit: 20, flushSize: 60 });
+    const wanted: { height: number; resolve: () => void }[] = [];
+    const reached = (height: number) => new Promise<void>((resolve) => wanted.push({ height, resolve }));
+    const processorAsSeenBySync: SyncProcessor = p;
+    const loop = new SyncLoop(source, processorAsSeenBySync, quietLog(), {
+      maxQueueBytes: 50_000,
+      pollIntervalMs: 60_000,
+      onTip: (h) => {
+        for (const w of wanted.splice(0)) {
+          if (h === w.height) w.resolve();
+          else wanted.push(w);
+        }
+      },
+    });
+    const atTip = reached(79);
+    const running = loop.run();
+    await atTip;
+    assert.deepEqual(
+      await answers(store, chain.scripts),
+      expectedAnswers(replay(chain.blocks), chain.scripts),
+    );
+    assert.equal(store.state.firstSync, false, "reaching the tip ends the first sync, persistently");
+
+    const fork = chain.forkAt(70, 3, 36);
+    fork.extend(15);
+    source.chain = fork;
+    const afterReorg = reached(85);
+    loop.pollNow();
+    await afterReorg;
+    assert.deepEqual(
+      await answers(store, chain.scripts),
+      expectedAnswers(replay(fork.blocks), chain.scripts),
+    );
+    loop.stop();
+    await running;
     await store.close();
   });
 });
