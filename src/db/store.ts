@@ -595,25 +595,28 @@ export class Store {
     return { touched: [...touched.values()].map(copyOf), puts, deletes };
   }
 
+  // Removes tx_nums >= cutoff from a hashX's history: rows starting at or after the cutoff go, and the one row
+  // before them is cut short if it straddles it. Seeks rather than scans, so a long history costs nothing.
   private async truncateHistory(
     hashX: Uint8Array,
     cutoff: number,
     batch: BatchSink,
   ): Promise<{ puts: number; deletes: number }> {
     const prefix = prefixKey(PREFIX_HISTORY, hashX);
-    const rows = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    const from = historyKey(hashX, cutoff);
     let puts = 0, deletes = 0;
-    for (const [key, row] of rows) {
+    const before = await this.db.iterator({ gte: prefix, lt: from, reverse: true, limit: 1 }).all();
+    for (const [key, row] of before) {
       if (row.length === 0 || getTxNum(row, row.length - TXNUM_LEN) < cutoff) continue;
       let keep = 0;
       while (keep < row.length && getTxNum(row, keep) < cutoff) keep += TXNUM_LEN;
-      if (keep === 0) {
-        batch.del(key);
-        deletes++;
-      } else {
-        batch.put(key, copyOf(row.subarray(0, keep)));
-        puts++;
-      }
+      batch.put(key, copyOf(row.subarray(0, keep)));
+      puts++;
+    }
+    const after = await this.db.keys({ gte: from, lt: prefixEnd(prefix) }).all();
+    for (const key of after) {
+      batch.del(key);
+      deletes++;
     }
     return { puts, deletes };
   }
