@@ -9,7 +9,7 @@ import { merkleRoot } from "../../src/chain/merkle.ts";
 import { NETWORKS } from "../../src/chain/network.ts";
 
 /** Bumped whenever the generator's output or this layout changes, so stale caches are never used. */
-export const CACHE_FORMAT_VERSION = 1;
+export const CACHE_FORMAT_VERSION = 2;
 const MAGIC = new TextEncoder().encode("SIMCHAIN");
 
 /** What identifies a cached chain. */

@@ -534,7 +534,7 @@ export class ChainGenerator {
   private readonly txs = new TxTable();
   private readonly pool: UtxoSet;
   private readonly blocks: number;
-  private readonly targetPool: number;
+  private readonly basePool: number;
   private txsLeft: number;
   private readonly pendingRef: Uint32Array;
   private readonly pendingValue: Float64Array;
@@ -566,7 +566,7 @@ export class ChainGenerator {
     this.pool = new UtxoSet(this.txs, false);
     const active = Math.max(1, opts.blocks - COINBASE_MATURITY);
     this.txsLeft = opts.txs ?? 30 * opts.blocks;
-    this.targetPool = Math.min(100_000, Math.max(300, Math.round(40 * this.txsLeft / active)));
+    this.basePool = Math.max(300, Math.round(40 * this.txsLeft / active));
     this.pendingRef = new Uint32Array(opts.blocks + 1);
     this.pendingValue = new Float64Array(opts.blocks + 1);
     this.pendingCode = new Uint8Array(opts.blocks + 1);
@@ -679,6 +679,12 @@ export class ChainGenerator {
 
   private abort(): void {
     while (this.factory.nIn > 0) this.returnInput();
+  }
+
+  // The spendable pool the input/output counts steer towards: it grows with the chain, as the real UTXO
+  // set does (about 0.15 unspent outputs per transaction ever made on mainnet).
+  private get targetPool(): number {
+    return Math.max(this.basePool, Math.round(0.15 * this.txCount));
   }
 
   private inputCount(): number {

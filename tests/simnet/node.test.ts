@@ -8,7 +8,7 @@ import {
   type Transaction,
   type TxOutput,
 } from "../../src/chain/tx.ts";
-import { cacheFileName, parseChainCache } from "../../scripts/simnet/cache.ts";
+import { CACHE_FORMAT_VERSION, cacheFileName, parseChainCache } from "../../scripts/simnet/cache.ts";
 import { cachePathFor, type Coin, SimNode } from "../../scripts/simnet/node.ts";
 import { CoreRpcError } from "../../scripts/simnet/rpc_types.ts";
 import { checkChain } from "./chain_checker.ts";
@@ -106,7 +106,7 @@ Deno.test("open generates, caches, and reloads the identical chain", async () =>
   const a = await SimNode.open(opts);
   const path = cachePathFor(opts);
   assert.ok(path.endsWith(`/${cacheFileName({ seed: opts.seed, blocks: 180, txs: 1500 })}`));
-  assert.match(path, /chain-cache_20test_2F_C3_BC-180-1500-v1\.bin$/);
+  assert.match(path, new RegExp(`chain-cache_20test_2F_C3_BC-180-1500-v${CACHE_FORMAT_VERSION}\\.bin$`));
   const bytes = await Deno.readFile(path);
   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [path.split("/").pop()]); // no temp left
   const b = await SimNode.open(opts);
