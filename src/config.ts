@@ -219,7 +219,7 @@ const VARS: readonly VarSpec[] = [
   { name: "PEER_DISCOVERY", kind: "string", def: "on", help: "on, off or self" },
   { name: "PEER_ANNOUNCE", kind: "bool", def: "on", help: "announce this server to peers (empty = off)" },
   { name: "METRICS", kind: "string", def: "", help: "serve metrics at http://host:port (empty = off)" },
-  { name: "ALLOW_ROOT", kind: "bool", def: "", help: "allow running as root (any non-empty value = on)" },
+  { name: "ALLOW_ROOT", kind: "bool", def: "off", help: "allow running as root (any non-empty value = on)" },
 ];
 
 // ElectrumX refuses these since SERVICES replaced them; silently ignoring them would leave a migrated server
@@ -721,3 +721,12 @@ export function helpText(): string {
 
 /** Every environment variable the configuration reads (with ElectrumX aliases), for a narrow `--allow-env`. */
 export const ENV_VARIABLES: readonly string[] = VARS.flatMap((v) => [v.name, ...(v.envAliases ?? [])]);
+
+/** Reads only Coulomb's own variables, so the process needs `--allow-env` for those names alone. */
+export function readEnvironment(
+  names: readonly string[] = ENV_VARIABLES,
+): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = {};
+  for (const name of names) env[name] = Deno.env.get(name);
+  return env;
+}
