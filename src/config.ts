@@ -720,7 +720,12 @@ export function helpText(): string {
 }
 
 /** Every environment variable the configuration reads (with ElectrumX aliases), for a narrow `--allow-env`. */
-export const ENV_VARIABLES: readonly string[] = VARS.flatMap((v) => [v.name, ...(v.envAliases ?? [])]);
+export const ENV_VARIABLES: readonly string[] = [
+  ...VARS.flatMap((v) => [v.name, ...(v.envAliases ?? [])]),
+  // loadConfig also looks for these, to refuse obsolete ones and report ignored ones.
+  ...OBSOLETE,
+  ...IGNORED,
+];
 
 /** Reads only Coulomb's own variables, so the process needs `--allow-env` for those names alone. */
 export function readEnvironment(

@@ -3,6 +3,7 @@ import {
   type Config,
   ConfigError,
   DEFAULT_SERVICES,
+  ENV_VARIABLES,
   loadConfig,
   parseDaemonUrls,
   parseServices,
@@ -340,4 +341,29 @@ Deno.test("unknown flags and stray arguments are refused", () => {
   rejects(BASE, "argv", /Unknown option '--bogus'.*--help/, ["--bogus"]);
   rejects(BASE, "argv", /--help/, ["positional"]);
   rejects(BASE, "argv", /argument missing/, ["--cache-mb"]);
+});
+
+Deno.test("ENV_VARIABLES names every variable loadConfig looks at, obsolete and ignored ones included", () => {
+  for (
+    const name of [
+      "DB_DIRECTORY",
+      "DAEMON_URL",
+      "DAEMON_POLL_INTERVAL_BLOCKS",
+      "ALLOW_ROOT",
+      "TCP_PORT",
+      "ANON_LOGS",
+    ]
+  ) {
+    assert.ok(ENV_VARIABLES.includes(name), name);
+  }
+  // A value under a name outside the list would be invisible with a narrow --allow-env.
+  const seen = new Set<string>();
+  const spy = new Proxy({ ...BASE }, {
+    get(target, key) {
+      if (typeof key === "string") seen.add(key);
+      return Reflect.get(target, key);
+    },
+  });
+  loadConfig(spy, []);
+  for (const name of seen) assert.ok(ENV_VARIABLES.includes(name), `${name} is read but not listed`);
 });
