@@ -10,6 +10,14 @@ import { classifyScript, isUnspendable, readOp, scriptAsm } from "../../src/chai
 import { scriptToAddress } from "../../src/chain/address.ts";
 import type { Network } from "../../src/chain/network.ts";
 import type { MempoolEntry, SimNode } from "./node.ts";
+import {
+  adjustedVsize,
+  feeForSize,
+  formatMoney,
+  MAX_STANDARD_SIGOPS_COST,
+  sigopCost,
+  standardnessError,
+} from "./policy.ts";
 import { CoreRpcError, type RestProvider, RPC, type RpcMethod, type RpcMethodTable } from "./rpc_types.ts";
 
 // ---------------------------------------------------------------------------------------------------
@@ -26,6 +34,8 @@ const DEFAULT_MAX_RAW_TX_FEE_RATE = 0.1 * COIN; // sat/kvB
 const MAX_BIP125_RBF_SEQUENCE = 0xfffffffd;
 const MAX_CONF_TARGET = 1008;
 const MAX_PACKAGE_COUNT = 25;
+const MAX_PACKAGE_WEIGHT = 404_000;
+const COINBASE_MATURITY = 100;
 const MAX_MEMPOOL_BYTES = 300_000_000;
 const MAX_OPCODE = 0xba;
 const TX_DECODE_ERROR = "TX decode failed. Make sure the tx has at least one input.";
@@ -206,12 +216,6 @@ function parseFeeRate(v: unknown): number {
     );
   }
   return rate;
-}
-
-/** CFeeRate::GetFee: the fee for `vsize` at `satPerKvB`, rounded up. */
-function feeForSize(satPerKvB: number, vsize: number): number {
-  const fee = Math.ceil((satPerKvB * vsize) / 1000);
-  return fee === 0 && vsize !== 0 && satPerKvB > 0 ? 1 : fee;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -769,39 +773,104 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     }
   }
 
-  /**
-   * The fee `tx` would pay if every input is spendable right now (from the UTXO set or an unspent
-   * mempool output, not spent by another mempool tx); undefined when validation would fail anyway, so
-   * that the node's own rejection reason wins, as in Core where the fee cap is checked after validation.
-   */
-  function prospectiveFee(tx: Transaction, view: PoolView): number | undefined {
+  /** Outpoints spent by mempool transactions (and, for packages, earlier package members). */
+  function spentOutpoints(view: PoolView): Set<string> {
     const spent = new Set<string>();
     for (const e of view.byId.values()) {
-      let d = view.decoded.get(toHex(e.txid));
-      if (d === undefined) {
-        d = decodeTransaction(e.raw);
-        view.decoded.set(toHex(e.txid), d);
-      }
-      for (const i of d.inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
+      for (const i of decodedEntry(view, e).inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
     }
-    let total = 0;
-    for (const input of tx.inputs) {
-      const key = toHex(input.prevTxid);
-      if (spent.has(key + ":" + input.prevVout)) return undefined;
-      const utxo = node.utxo(input.prevTxid, input.prevVout);
+    return spent;
+  }
+
+  function decodedEntry(view: PoolView, e: MempoolEntry): Transaction {
+    const key = toHex(e.txid);
+    let tx = view.decoded.get(key);
+    if (tx === undefined) {
+      tx = decodeTransaction(e.raw);
+      view.decoded.set(key, tx);
+    }
+    return tx;
+  }
+
+  /**
+   * What mempool acceptance would say about `tx` without adding it: the same checks, in the same order,
+   * as SimNode's acceptance (Core's AcceptToMemoryPool minus scripts). `pending` are transactions treated
+   * as already in the mempool (earlier members of a package).
+   */
+  function precheck(
+    tx: Transaction,
+    view: PoolView,
+    spent: Set<string>,
+    pending: Map<string, Transaction>,
+  ): { ok: true; fee: number; vsize: number } | { ok: false; code: number; reason: string } {
+    const no = (reason: string, code: number = RPC.VERIFY_REJECTED) => ({ ok: false as const, code, reason });
+    if (tx.outputs.length === 0) return no("bad-txns-vout-empty");
+    let valueOut = 0;
+    for (const o of tx.outputs) {
+      if (o.value < 0) return no("bad-txns-vout-negative");
+      if (o.value > MAX_MONEY) return no("bad-txns-vout-toolarge");
+      valueOut += o.value;
+      if (valueOut > MAX_MONEY) return no("bad-txns-txouttotal-toolarge");
+    }
+    const seen = new Set<string>();
+    for (const i of tx.inputs) {
+      const k = toHex(i.prevTxid) + ":" + i.prevVout;
+      if (seen.has(k)) return no("bad-txns-inputs-duplicate");
+      seen.add(k);
+    }
+    if (isCoinbase(tx)) return no("coinbase");
+    if (tx.inputs.some((i) => i.prevVout === 0xffffffff && i.prevTxid.every((b) => b === 0))) {
+      return no("bad-txns-prevout-null");
+    }
+    const nonStandard = standardnessError(tx);
+    if (nonStandard !== null) return no(nonStandard);
+    if (tx.baseSize < 65) return no("tx-size-small");
+    const spendHeight = node.height + 1;
+    if (tx.locktime !== 0 && tx.inputs.some((i) => i.sequence !== 0xffffffff)) {
+      const limit = tx.locktime < 500_000_000 ? spendHeight : blockInfo(node.tipHash)!.medianTime;
+      if (tx.locktime >= limit) return no("non-final");
+    }
+    for (const i of tx.inputs) {
+      if (spent.has(toHex(i.prevTxid) + ":" + i.prevVout)) return no("txn-mempool-conflict");
+    }
+    let valueIn = 0;
+    const scripts: Uint8Array[] = [];
+    for (const i of tx.inputs) {
+      const utxo = node.utxo(i.prevTxid, i.prevVout);
       if (utxo !== undefined) {
-        if (utxo.coinbase && node.height + 1 - utxo.height < 100) return undefined;
-        total += utxo.value;
+        if (utxo.coinbase && spendHeight - utxo.height < COINBASE_MATURITY) {
+          return no(
+            `bad-txns-premature-spend-of-coinbase, tried to spend coinbase at depth ${
+              spendHeight - utxo.height
+            }`,
+          );
+        }
+        valueIn += utxo.value;
+        scripts.push(utxo.script);
         continue;
       }
-      const parent = view.byId.get(key);
-      if (parent === undefined) return undefined;
-      const out = view.decoded.get(key)!.outputs[input.prevVout];
-      if (out === undefined) return undefined;
-      total += out.value;
+      const key = toHex(i.prevTxid);
+      const entry = view.byId.get(key);
+      const parent = entry !== undefined ? decodedEntry(view, entry) : pending.get(key);
+      const out = parent?.outputs[i.prevVout];
+      if (out === undefined || isUnspendable(out.script)) {
+        return no("bad-txns-inputs-missingorspent", RPC.VERIFY_ERROR);
+      }
+      valueIn += out.value;
+      scripts.push(out.script);
     }
-    const fee = total - tx.outputs.reduce((a, o) => a + o.value, 0);
-    return fee >= 0 ? fee : undefined;
+    if (valueIn < valueOut) {
+      return no(
+        `bad-txns-in-belowout, value in (${formatMoney(valueIn)}) < value out (${formatMoney(valueOut)})`,
+      );
+    }
+    const sigops = sigopCost(tx, scripts);
+    if (sigops > MAX_STANDARD_SIGOPS_COST) return no(`bad-txns-too-many-sigops, ${sigops}`);
+    const vsize = adjustedVsize(tx.weight, sigops);
+    const fee = valueIn - valueOut;
+    const minFee = feeForSize(MIN_RELAY_SAT_PER_KVB, vsize);
+    if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
+    return { ok: true, fee, vsize };
   }
 
   // ---- the table ----
@@ -1006,7 +1075,6 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         if (tx === null) throw new CoreRpcError(RPC.DESERIALIZATION_ERROR, TX_DECODE_ERROR);
         checkBurn(tx, maxBurn);
         const maxRate = isOmitted(feeRateArg) ? DEFAULT_MAX_RAW_TX_FEE_RATE : parseFeeRate(feeRateArg);
-        const maxFee = feeForSize(maxRate, tx.vsize);
         // BroadcastTransaction: confirmed ⇒ -27; already in the mempool ⇒ fine; else the fee cap, then accept.
         for (let i = 0; i < tx.outputs.length; i++) {
           if (node.utxo(tx.txid, i) !== undefined) {
@@ -1014,9 +1082,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
           }
         }
         if (node.mempoolTx(tx.txid) !== undefined) return toHexReversed(tx.txid);
-        if (maxFee > 0) {
-          const fee = prospectiveFee(tx, poolView());
-          if (fee !== undefined && fee > maxFee) {
+        if (maxRate > 0) {
+          // Core caps the fee only after the transaction passed validation; otherwise the node's reason wins.
+          const view = poolView();
+          const check = precheck(tx, view, spentOutpoints(view), new Map());
+          if (check.ok && check.fee > feeForSize(maxRate, tx.vsize)) {
             throw new CoreRpcError(
               RPC.VERIFY_ERROR,
               "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",
@@ -1113,44 +1183,80 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
           }
           return tx;
         });
-        if (txs.length > 1) {
-          // Package policy evaluation is beyond simnet; answer as Core does for an unvalidated package.
-          return txs.map((tx) => ({
-            txid: toHexReversed(tx.txid),
-            wtxid: toHexReversed(wtxid(tx)),
-            "package-error": "package-not-validated",
-          }));
-        }
-        const tx = txs[0];
         const view = poolView();
-        const base = { txid: toHexReversed(tx.txid), wtxid: toHexReversed(wtxid(tx)) };
-        const rejected = (reason: string) => ({ ...base, allowed: false, "reject-reason": reason });
-        if (view.byId.has(toHex(tx.txid))) return [rejected("txn-already-in-mempool")];
-        for (let i = 0; i < tx.outputs.length; i++) {
-          if (node.utxo(tx.txid, i) !== undefined) return [rejected("txn-already-known")];
+        const results = txs.map((tx) => ({
+          txid: toHexReversed(tx.txid),
+          wtxid: toHexReversed(wtxid(tx)),
+        } as Record<string, unknown>));
+        if (txs.length > 1) {
+          const policy = packagePolicyError(txs);
+          if (policy !== null) return results.map((r) => ({ ...r, "package-error": policy }));
         }
-        if (isCoinbase(tx)) return [rejected("coinbase")];
-        const fee = prospectiveFee(tx, view);
-        if (fee === undefined) return [rejected("missing-inputs")];
-        if (fee < feeForSize(MIN_RELAY_SAT_PER_KVB, tx.vsize)) {
-          return [rejected(`min relay fee not met, ${fee} < ${feeForSize(MIN_RELAY_SAT_PER_KVB, tx.vsize)}`)];
+        // Members are checked in order, each seeing the earlier ones as if already in the mempool; after
+        // the first failure the rest stay unvalidated (no "allowed" key), as in Core.
+        const spent = spentOutpoints(view);
+        const pending = new Map<string, Transaction>();
+        for (let k = 0; k < txs.length; k++) {
+          const tx = txs[k], r = results[k];
+          let check: ReturnType<typeof precheck>;
+          if (view.byId.has(toHex(tx.txid))) {
+            check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-in-mempool" };
+          } else if (tx.outputs.some((_, i) => node.utxo(tx.txid, i) !== undefined)) {
+            check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-known" };
+          } else {
+            check = precheck(tx, view, spent, pending);
+          }
+          if (!check.ok) {
+            r.allowed = false;
+            r["reject-reason"] = check.reason === "bad-txns-inputs-missingorspent"
+              ? "missing-inputs"
+              : check.reason;
+            break;
+          }
+          if (feeForSize(maxRate, check.vsize) > 0 && check.fee > feeForSize(maxRate, check.vsize)) {
+            r.allowed = false;
+            r["reject-reason"] = "max-fee-exceeded";
+            break;
+          }
+          r.allowed = true;
+          r.vsize = check.vsize;
+          r.fees = {
+            base: btc(check.fee),
+            "effective-feerate": btc(Math.floor((check.fee * 1000) / check.vsize)),
+            "effective-includes": [r.wtxid],
+          };
+          for (const i of tx.inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
+          pending.set(toHex(tx.txid), tx);
         }
-        const maxFee = feeForSize(maxRate, tx.vsize);
-        if (maxFee > 0 && fee > maxFee) return [rejected("max-fee-exceeded")];
-        return [{
-          ...base,
-          allowed: true,
-          vsize: tx.vsize,
-          fees: {
-            base: btc(fee),
-            "effective-feerate": btc(Math.floor((fee * 1000) / tx.vsize)),
-            "effective-includes": [base.wtxid],
-          },
-        }];
+        return results;
       },
     ),
   };
   return table;
+}
+
+/**
+ * The context-free package checks of Core's testmempoolaccept (IsWellFormedPackage): a PCKG_POLICY reason,
+ * or null.
+ */
+function packagePolicyError(txs: Transaction[]): string | null {
+  if (txs.reduce((a, tx) => a + tx.weight, 0) > MAX_PACKAGE_WEIGHT) return "package-too-large";
+  const ids = txs.map((tx) => toHex(tx.txid));
+  if (new Set(ids).size !== ids.length) return "package-contains-duplicates";
+  const later = new Set(ids);
+  for (const tx of txs) {
+    later.delete(toHex(tx.txid));
+    if (tx.inputs.some((i) => later.has(toHex(i.prevTxid)))) return "package-not-sorted";
+  }
+  const spends = new Set<string>();
+  for (const tx of txs) {
+    for (const i of tx.inputs) {
+      const k = toHex(i.prevTxid) + ":" + i.prevVout;
+      if (spends.has(k)) return "conflict-in-package";
+      spends.add(k);
+    }
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------------------

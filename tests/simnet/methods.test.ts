@@ -498,6 +498,7 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
     await t.step("mempool: traffic, entries, info, ordering", async () => {
       const added = await ok<string[]>(call, "simnet_addtraffic", [20]);
       assert.ok(added.length > 0);
+      let chained = 0;
       const ids = await ok<string[]>(call, "getrawmempool");
       assert.deepEqual([...ids].sort(), [...added].sort());
       const verbose = await ok(call, "getrawmempool", [true]);
@@ -537,12 +538,17 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
         const fee = inSum - tx.outputs.reduce((a, o) => a + o.value, 0);
         assert.equal(e.fees.base, fee / 1e8);
         assert.deepEqual(e.depends, [...parents].sort());
-        for (const child of e.spentby) assert.ok(verbose[child].depends.includes(id));
+        chained += parents.size;
+        // Children: every entry listing this one as a parent, in Core's order (internal byte order).
+        const children = ids.filter((x) => raws.get(x)!.inputs.some((i) => toHexReversed(i.prevTxid) === id));
+        const internal = (x: string) => toHex(fromHex(x).reverse());
+        assert.deepEqual(e.spentby, children.sort((a, b) => internal(a) < internal(b) ? -1 : 1));
         assert.equal(e.ancestorcount >= 1 + parents.size, true);
         assert.equal(e.unbroadcast, false);
         totalFee += fee;
         totalVsize += e.vsize;
       }
+      assert.ok(chained > 0, "traffic should include in-mempool chains");
       // BIP125: a transaction is replaceable if it or an in-mempool ancestor signals.
       const signals = (id: string): boolean =>
         raws.get(id)!.inputs.some((i) => i.sequence <= 0xfffffffd) || verbose[id].depends.some(signals);
@@ -638,8 +644,84 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
       );
       await fails(call, "sendrawtransaction", [toHex(greedy), "abc"], -3, "Invalid amount");
       await fails(call, "sendrawtransaction", [toHex(greedy), true], -3, "Amount is not a number or string");
+      // testmempoolaccept against the node's own acceptance: same verdicts, same reasons, nothing added.
+      const p2wpkh = fromHex("0014" + "cd".repeat(20));
+      const inValue = cb.tx.outputs[vout].value;
+      const spend = (
+        prev: string,
+        n: number,
+        outputs: { value: number; script: Uint8Array }[],
+        version = 2,
+      ) =>
+        serializeTransaction({
+          version,
+          locktime: 0,
+          inputs: [{
+            prevTxid: fromHex(prev).reverse(),
+            prevVout: n,
+            scriptSig: new Uint8Array(0),
+            sequence: 0xfffffffd,
+          }],
+          outputs,
+          witnesses: [[new Uint8Array(72).fill(0x30), new Uint8Array(33).fill(0x03)]],
+        });
+      const tipCoinbase = [...chain.txs].find(([, e]) => e.height === height && e.index === 0)![0];
+      const invalid: [Uint8Array, RegExp][] = [
+        [
+          spend(cbid, vout, [{ value: inValue - 2100, script: p2wpkh }, { value: 100, script: p2wpkh }]),
+          /^dust$/,
+        ],
+        [spend(cbid, vout, [{ value: inValue - 50, script: p2wpkh }]), /^min relay fee not met, 50 < \d+$/],
+        [spend(cbid, vout, [{ value: inValue - 2000, script: fromHex("ac") }]), /^scriptpubkey$/],
+        [spend(cbid, vout, [{ value: inValue - 2000, script: p2wpkh }], 4), /^version$/],
+        [spend(cbid, vout, [{ value: inValue + 1, script: p2wpkh }]), /^bad-txns-in-belowout/],
+        [
+          spend(tipCoinbase, 0, [{ value: 1_000_000, script: p2wpkh }]),
+          /^bad-txns-premature-spend-of-coinbase/,
+        ],
+        [spend("12".repeat(32), 0, [{ value: 1_000_000, script: p2wpkh }]), /^missing-inputs$/],
+      ];
+      const poolBefore = await ok<string[]>(call, "getrawmempool");
+      for (const [raw, reason] of invalid) {
+        const [r] = await ok(call, "testmempoolaccept", [[toHex(raw)]]);
+        assert.equal(r.txid, toHexReversed(decodeTransaction(raw).txid));
+        assert.equal(r.allowed, false);
+        assert.match(r["reject-reason"], reason);
+        const sent = await call("sendrawtransaction", [toHex(raw)]);
+        const nodeReason = r["reject-reason"] === "missing-inputs"
+          ? "bad-txns-inputs-missingorspent"
+          : r["reject-reason"];
+        assert.equal(sent.error?.message, nodeReason);
+        assert.equal(sent.error?.code, nodeReason === "bad-txns-inputs-missingorspent" ? -25 : -26);
+      }
+      assert.deepEqual(await ok(call, "getrawmempool"), poolBefore);
+      await fails(call, "testmempoolaccept", [[]], -8, "Array must contain between 1 and 25 transactions.");
+
       const rawTx = build(2000);
       const expectTxid = toHexReversed(decodeTransaction(rawTx).txid);
+      const child = spend(expectTxid, 0, [{ value: inValue - 2000 - 1500, script: p2wpkh }]);
+      const [alone] = await ok(call, "testmempoolaccept", [[toHex(rawTx)]]);
+      assert.deepEqual(alone, {
+        txid: expectTxid,
+        wtxid: toHexReversed(wtxid(decodeTransaction(rawTx))),
+        allowed: true,
+        vsize: decodeTransaction(rawTx).vsize,
+        fees: {
+          base: 2000 / 1e8,
+          "effective-feerate": Math.floor(2000 * 1000 / decodeTransaction(rawTx).vsize) / 1e8,
+          "effective-includes": [toHexReversed(wtxid(decodeTransaction(rawTx)))],
+        },
+      });
+      const [tooRich] = await ok(call, "testmempoolaccept", [[toHex(greedy)]]);
+      assert.equal(tooRich["reject-reason"], "max-fee-exceeded");
+      const pkg = await ok(call, "testmempoolaccept", [[toHex(rawTx), toHex(child)]]);
+      assert.deepEqual(pkg.map((r: { allowed: boolean }) => r.allowed), [true, true]);
+      const unsorted = await ok(call, "testmempoolaccept", [[toHex(child), toHex(rawTx)]]);
+      assert.deepEqual(unsorted.map((r: Record<string, unknown>) => r["package-error"]), [
+        "package-not-sorted",
+        "package-not-sorted",
+      ]);
+      assert.deepEqual(await ok(call, "getrawmempool"), poolBefore);
       assert.equal(await ok(call, "sendrawtransaction", [toHex(rawTx)]), expectTxid);
       assert.equal(
         await ok(call, "sendrawtransaction", { hexstring: toHex(rawTx), maxfeerate: 0 }),
@@ -652,6 +734,15 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
       assert.equal(entry["bip125-replaceable"], true);
       assert.equal((await ok(call, "getmempoolinfo")).unbroadcastcount, 1);
       assert.equal(await ok(call, "getrawtransaction", [expectTxid]), toHex(rawTx));
+      assert.equal(
+        (await ok(call, "testmempoolaccept", [[toHex(rawTx)]]))[0]["reject-reason"],
+        "txn-already-in-mempool",
+      );
+      assert.equal((await ok(call, "testmempoolaccept", [[toHex(child)]]))[0].allowed, true);
+      assert.equal(
+        (await ok(call, "testmempoolaccept", [[toHex(build(1500))]]))[0]["reject-reason"],
+        "txn-mempool-conflict",
+      );
       // A conflicting spend of the same output is the node's rejection, passed through unchanged.
       await fails(
         call,
