@@ -3,9 +3,9 @@
 import { type Config, ConfigError, loadConfig, readEnvironment, redactUrl } from "./src/config.ts";
 import { networkByName } from "./src/chain/network.ts";
 import { Daemon } from "./src/daemon/daemon.ts";
-import { Store } from "./src/db/store.ts";
+import type { Store } from "./src/db/store.ts";
 import { formatCount, getLog, setupLogging } from "./src/log.ts";
-import { BlockProcessor } from "./src/sync/processor.ts";
+import type { BlockProcessor } from "./src/sync/processor.ts";
 import { SyncLoop } from "./src/sync/sync.ts";
 import { serverVersionString } from "./src/version.ts";
 
@@ -31,6 +31,10 @@ export async function startIndexer(config: Config): Promise<Indexer> {
   );
   log.info(`reorg limit: ${config.reorgLimit} blocks`);
 
+  // Loaded here rather than imported at the top: the LevelDB addon needs file and FFI permissions at load
+  // time, and `--help`, `--version` and configuration errors must work without them.
+  const { Store } = await import("./src/db/store.ts");
+  const { BlockProcessor } = await import("./src/sync/processor.ts");
   const store = await Store.open(config.dbDirectory, network, { log: getLog("db") });
   const s = store.state;
   if (s.height >= 0) {
@@ -116,7 +120,14 @@ export async function main(argv: string[], env: Record<string, string | undefine
   try {
     indexer = await startIndexer(config);
   } catch (err) {
-    log.error(`cannot start: ${errorText(err)}`);
+    if (err instanceof Deno.errors.NotCapable) {
+      log.error(`cannot start: the sandbox denied an operation: ${err.message}`);
+      log.error(
+        "run Coulomb through `deno task start`/`deno task sync` (they compute the flags from the configuration)",
+      );
+    } else {
+      log.error(`cannot start: ${errorText(err)}`);
+    }
     return 1;
   }
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
