@@ -1,0 +1,69 @@
+/**
+ * The contract between the transport layer (rpc.ts, session.ts, listeners.ts) and the protocol
+ * methods (methods.ts). Method handlers see only these types, never sockets or framing.
+ */
+
+/** JSON-RPC error code for bad argument values, out-of-range requests, rejected txs, negotiation errors. */
+export const BAD_REQUEST = 1;
+/** JSON-RPC error code for errors that bitcoind returned. */
+export const DAEMON_ERROR = 2;
+
+/** An error a handler throws to answer with this JSON-RPC code and message (the session stays open). */
+export class RpcError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+    this.name = "RpcError";
+  }
+}
+
+/** What a method handler sees of its session. */
+export interface SessionContext {
+  readonly id: number;
+  /** "ip:port" of the peer. */
+  readonly remoteAddress: string;
+  /** Negotiated protocol version, e.g. "1.6". */
+  readonly protocolVersion: string;
+  /** The negotiated version as integers, e.g. [1, 6] or [1, 4, 2]; compare with versionAtLeast(). */
+  readonly protocolTuple: readonly number[];
+  /** Charge cost beyond the method's base cost. */
+  addCost(cost: number): void;
+  /** Queue a notification; it goes out in order with replies and never after close. */
+  notify(method: string, params: unknown[]): void;
+  /** Run fn when the session closes (subscriptions clean up here). */
+  onClose(fn: () => void): void;
+  readonly closed: boolean;
+}
+
+/** One protocol method: its parameters, version range, base cost and handler. */
+export interface MethodSpec {
+  /** Positional parameter names as in protocol.md §5 (named params use them); "?name" = optional. */
+  params: string[];
+  /** First protocol version that has the method, e.g. "1.6" for broadcast_package. */
+  minVersion?: string;
+  /** Last protocol version that has the method, e.g. "1.5.99" for relayfee (gone in 1.6). */
+  maxVersion?: string;
+  /** Base cost charged per call (aiorpcX units, protocol.md §7). */
+  cost: number;
+  /** Computes the result; missing optional arguments are undefined. */
+  handler(ctx: SessionContext, args: unknown[]): unknown | Promise<unknown>;
+}
+
+/** Every method the server answers besides server.version and server.ping, by name. */
+export type MethodTable = ReadonlyMap<string, MethodSpec>;
+
+/** True when version tuple v is at least min, comparing as integer tuples ([1,4] < [1,4,2] < [1,6]). */
+export function versionAtLeast(v: readonly number[], min: readonly number[]): boolean {
+  const n = Math.max(v.length, min.length);
+  for (let i = 0; i < n; i++) {
+    const a = v[i] ?? 0;
+    const b = min[i] ?? 0;
+    if (a !== b) return a > b;
+  }
+  return true;
+}
+
+/** Parses a dotted version string with at least one dot ("1.4", "1.4.2") into integers; null if malformed. */
+export function parseVersion(s: string): number[] | null {
+  if (typeof s !== "string" || !/^\d{1,9}(\.\d{1,9})+$/.test(s)) return null;
+  return s.split(".").map(Number);
+}
