@@ -287,15 +287,21 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 const SECP_P = 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn;
 
-function modPow(base: bigint, exp: bigint, mod: bigint): bigint {
-  let result = 1n;
-  base %= mod;
-  while (exp > 0n) {
-    if (exp & 1n) result = (result * base) % mod;
-    base = (base * base) % mod;
-    exp >>= 1n;
+/** The Jacobi symbol (a/n) for odd n: for prime n, 1 iff a is a non-zero square mod n. */
+function jacobi(a: bigint, n: bigint): number {
+  let t = 1;
+  a %= n;
+  while (a !== 0n) {
+    while ((a & 1n) === 0n) {
+      a >>= 1n;
+      const r = n & 7n;
+      if (r === 3n || r === 5n) t = -t;
+    }
+    [a, n] = [n, a];
+    if ((a & 3n) === 3n && (n & 3n) === 3n) t = -t;
+    a %= n;
   }
-  return result;
+  return n === 1n ? t : 0;
 }
 
 /** XOnlyPubKey::IsFullyValid: x is a field element with a curve point (x³+7 is a square mod p). */
@@ -303,7 +309,7 @@ export function isValidXOnly(x32: Uint8Array): boolean {
   const x = BigInt("0x" + toHex(x32));
   if (x >= SECP_P) return false;
   const rhs = (x * x * x + 7n) % SECP_P;
-  return rhs === 0n || modPow(rhs, (SECP_P - 1n) / 2n, SECP_P) === 1n;
+  return rhs === 0n || jacobi(rhs, SECP_P) === 1;
 }
 
 const DESC_INPUT_CHARSET = "0123456789()[],'/*abcdefgh@:$%{}" + "IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~" +
@@ -655,15 +661,47 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
 
   // ---- mempool views ----
 
+  /** The mempool as one request sees it: single entries fetched on demand, the whole pool only if needed. */
   interface PoolView {
-    byId: Map<string, MempoolEntry>;
-    decoded: Map<string, Transaction>;
+    get(key: string): MempoolEntry | undefined;
+    all(): Map<string, MempoolEntry>;
   }
 
+  // Mempool transactions never change, so their decoded form is kept while they stay in the pool.
+  const decodedPool = new Map<string, Transaction>();
+
   function poolView(): PoolView {
-    const byId = new Map<string, MempoolEntry>();
-    for (const e of node.mempoolEntries()) byId.set(toHex(e.txid), e);
-    return { byId, decoded: new Map() };
+    const some = new Map<string, MempoolEntry | null>();
+    let every: Map<string, MempoolEntry> | null = null;
+    return {
+      get(key) {
+        if (every !== null) return every.get(key);
+        let e = some.get(key);
+        if (e === undefined) {
+          e = node.mempoolTx(fromHex(key)) ?? null;
+          some.set(key, e);
+        }
+        return e ?? undefined;
+      },
+      all() {
+        if (every === null) {
+          every = new Map();
+          for (const e of node.mempoolEntries()) every.set(toHex(e.txid), e);
+          for (const k of decodedPool.keys()) if (!every.has(k)) decodedPool.delete(k);
+        }
+        return every;
+      },
+    };
+  }
+
+  function decodedEntry(e: MempoolEntry): Transaction {
+    const key = toHex(e.txid);
+    let tx = decodedPool.get(key);
+    if (tx === undefined) {
+      tx = decodeTransaction(e.raw);
+      decodedPool.set(key, tx);
+    }
+    return tx;
   }
 
   function closure(
@@ -676,7 +714,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     while (stack.length > 0) {
       for (const id of next(stack.pop()!)) {
         const key = toHex(id);
-        const e = view.byId.get(key);
+        const e = view.get(key);
         if (e !== undefined && !seen.has(key)) {
           seen.set(key, e);
           stack.push(e);
@@ -686,14 +724,8 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     return [...seen.values()];
   }
 
-  function signalsRbf(view: PoolView, e: MempoolEntry): boolean {
-    const key = toHex(e.txid);
-    let tx = view.decoded.get(key);
-    if (tx === undefined) {
-      tx = decodeTransaction(e.raw);
-      view.decoded.set(key, tx);
-    }
-    return tx.inputs.some((i) => i.sequence >>> 0 <= MAX_BIP125_RBF_SEQUENCE);
+  function signalsRbf(e: MempoolEntry): boolean {
+    return decodedEntry(e).inputs.some((i) => i.sequence >>> 0 <= MAX_BIP125_RBF_SEQUENCE);
   }
 
   /** entryToJSON: one mempool entry with its ancestor/descendant aggregates. */
@@ -719,7 +751,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       },
       depends: e.depends.map(toHexReversed).sort(),
       spentby: [...e.spentBy].sort(compareBytes).map(toHexReversed),
-      "bip125-replaceable": ancestors.some((a) => signalsRbf(view, a)),
+      "bip125-replaceable": ancestors.some(signalsRbf),
       unbroadcast: unbroadcast.has(toHex(e.txid)),
     };
   }
@@ -727,8 +759,9 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   /** Core lists the mempool by ancestor count, then by feerate (higher first), then by txid. */
   function sortedPool(view: PoolView): MempoolEntry[] {
     const depth = new Map<MempoolEntry, number>();
-    for (const e of view.byId.values()) depth.set(e, closure(view, e, (x) => x.depends).length);
-    return [...view.byId.values()].sort((a, b) => {
+    const all = view.all();
+    for (const e of all.values()) depth.set(e, closure(view, e, (x) => x.depends).length);
+    return [...all.values()].sort((a, b) => {
       const da = depth.get(a)!, db = depth.get(b)!;
       if (da !== db) return da - db;
       const f1 = a.fee * b.vsize, f2 = b.fee * a.vsize;
@@ -739,7 +772,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
 
   /** Core's mempool sequence: +1 per addition or removal; simnet derives it from what changed since. */
   function mempoolSequence(view: PoolView): number {
-    const now = new Set(view.byId.keys());
+    const now = new Set(view.all().keys());
     for (const k of now) if (!sequence.seen.has(k)) sequence.value++;
     for (const k of sequence.seen) if (!now.has(k)) sequence.value++;
     sequence.seen = now;
@@ -747,7 +780,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   }
 
   function pruneUnbroadcast(view: PoolView): void {
-    for (const k of unbroadcast) if (!view.byId.has(k)) unbroadcast.delete(k);
+    for (const k of unbroadcast) if (view.get(k) === undefined) unbroadcast.delete(k);
   }
 
   // ---- transaction submission ----
@@ -776,20 +809,10 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   /** Outpoints spent by mempool transactions (and, for packages, earlier package members). */
   function spentOutpoints(view: PoolView): Set<string> {
     const spent = new Set<string>();
-    for (const e of view.byId.values()) {
-      for (const i of decodedEntry(view, e).inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
+    for (const e of view.all().values()) {
+      for (const i of decodedEntry(e).inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
     }
     return spent;
-  }
-
-  function decodedEntry(view: PoolView, e: MempoolEntry): Transaction {
-    const key = toHex(e.txid);
-    let tx = view.decoded.get(key);
-    if (tx === undefined) {
-      tx = decodeTransaction(e.raw);
-      view.decoded.set(key, tx);
-    }
-    return tx;
   }
 
   /**
@@ -850,8 +873,8 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         continue;
       }
       const key = toHex(i.prevTxid);
-      const entry = view.byId.get(key);
-      const parent = entry !== undefined ? decodedEntry(view, entry) : pending.get(key);
+      const entry = view.get(key);
+      const parent = entry !== undefined ? decodedEntry(entry) : pending.get(key);
       const out = parent?.outputs[i.prevVout];
       if (out === undefined || isUnspendable(out.script)) {
         return no("bad-txns-inputs-missingorspent", RPC.VERIFY_ERROR);
@@ -1032,7 +1055,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     getmempoolentry: method([{ names: "txid", type: "str" }], ([txidArg]) => {
       const txid = parseHash(txidArg, "parameter 1");
       const view = poolView();
-      const e = view.byId.get(toHex(txid));
+      const e = view.get(toHex(txid));
       if (e === undefined) throw new CoreRpcError(RPC.INVALID_ADDRESS_OR_KEY, "Transaction not in mempool");
       pruneUnbroadcast(view);
       return entryJson(view, e);
@@ -1042,7 +1065,8 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       const view = poolView();
       pruneUnbroadcast(view);
       let bytes = 0, fees = 0, usage = 0;
-      for (const e of view.byId.values()) {
+      const all = view.all();
+      for (const e of all.values()) {
         bytes += e.vsize;
         fees += e.fee;
         // Core reports allocator usage; a transaction costs roughly its size twice over plus bookkeeping.
@@ -1050,7 +1074,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       }
       return {
         loaded: true,
-        size: view.byId.size,
+        size: all.size,
         bytes,
         usage,
         total_fee: btc(fees),
@@ -1199,7 +1223,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         for (let k = 0; k < txs.length; k++) {
           const tx = txs[k], r = results[k];
           let check: ReturnType<typeof precheck>;
-          if (view.byId.has(toHex(tx.txid))) {
+          if (view.get(toHex(tx.txid)) !== undefined) {
             check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-in-mempool" };
           } else if (tx.outputs.some((_, i) => node.utxo(tx.txid, i) !== undefined)) {
             check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-known" };
