@@ -2,14 +2,23 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../scripts/simnet/main.ts";
 
-const MAIN = new URL("../../scripts/simnet/main.ts", import.meta.url).pathname;
-// The same permissions `deno task simnet` grants.
-const PERMS = ["--allow-read", "--allow-write", "--allow-net=127.0.0.1,localhost,0.0.0.0", "--allow-env"];
+const ROOT = new URL("../../", import.meta.url).pathname;
+const MAIN = "scripts/simnet/main.ts";
+// Exactly the permissions `deno task simnet` grants, so the test proves the task works as configured.
+const PERMS = (() => {
+  const task: string = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)).tasks.simnet;
+  const words = task.split(/\s+/);
+  assert.equal(words[0], "deno");
+  assert.equal(words[1], "run");
+  assert.equal(words[words.length - 1], MAIN);
+  return words.slice(2, -1);
+})();
 const READY = /^simnet ready height=(\d+) rpc=http:\/\/127\.0\.0\.1:(\d+)$/;
 
 function spawn(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", ...PERMS, MAIN, ...args],
+    cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -78,7 +87,7 @@ async function runOnce(datadir: string, signal: Deno.Signal, blocks: number): Pr
     const ready = await waitReady(child, stderr);
     assert.equal(ready.height, blocks);
     assert.ok(ready.port > 0);
-    const cookie = await Deno.readTextFile(`${datadir}/.cookie`);
+    const cookie = await Deno.readTextFile(`${ROOT}/${datadir}/.cookie`);
     assert.match(cookie, /^__cookie__:[0-9a-f]{64}$/);
     const password = cookie.slice("__cookie__:".length);
     const res = await rpc(ready.port, "__cookie__", password, "getblockcount");
@@ -93,7 +102,7 @@ async function runOnce(datadir: string, signal: Deno.Signal, blocks: number): Pr
     exited = true;
     assert.equal(status.code, 0, await stderr);
     assert.equal(await ready.rest(), "");
-    assert.equal(await exists(`${datadir}/.cookie`), false);
+    assert.equal(await exists(`${ROOT}/${datadir}/.cookie`), false);
   } finally {
     if (!exited) {
       child.kill("SIGKILL");
@@ -104,21 +113,26 @@ async function runOnce(datadir: string, signal: Deno.Signal, blocks: number): Pr
 }
 
 Deno.test("simnet CLI: ready line, cookie auth, SIGTERM then SIGINT (second start loads the cache)", async () => {
-  const datadir = await Deno.makeTempDir({ prefix: "simnet-cli-" });
+  // Inside the working directory: the task only grants read/write access to ".".
+  await Deno.mkdir(`${ROOT}/.simnet`, { recursive: true });
+  const abs = await Deno.makeTempDir({ dir: `${ROOT}/.simnet`, prefix: "cli-test-" });
+  const datadir = abs.slice(abs.lastIndexOf("/.simnet/") + 1);
   try {
     await runOnce(datadir, "SIGTERM", 25);
     await runOnce(datadir, "SIGINT", 25);
   } finally {
-    await Deno.remove(datadir, { recursive: true });
+    await Deno.remove(abs, { recursive: true });
   }
 });
 
 Deno.test("simnet CLI: --help prints usage, bad arguments exit 2 with a message", async () => {
-  const help = await new Deno.Command(Deno.execPath(), { args: ["run", ...PERMS, MAIN, "--help"] }).output();
+  const help = await new Deno.Command(Deno.execPath(), { args: ["run", ...PERMS, MAIN, "--help"], cwd: ROOT })
+    .output();
   assert.equal(help.code, 0);
   assert.match(new TextDecoder().decode(help.stdout), /^Usage: deno task simnet/);
   for (const bad of [["--port", "70000"], ["--blocks", "-3"], ["--bogus"], ["--rpcuser", "u"], ["extra"]]) {
-    const out = await new Deno.Command(Deno.execPath(), { args: ["run", ...PERMS, MAIN, ...bad] }).output();
+    const out = await new Deno.Command(Deno.execPath(), { args: ["run", ...PERMS, MAIN, ...bad], cwd: ROOT })
+      .output();
     assert.equal(out.code, 2, bad.join(" "));
     assert.match(new TextDecoder().decode(out.stderr), /^simnet: /, bad.join(" "));
     assert.equal(out.stdout.length, 0);
