@@ -1,8 +1,12 @@
-// How fast simnet's HTTP transport hands out raw blocks: REST `/rest/block/<hash>.bin` against JSON-RPC
-// `getblock <hash> 0` (hex), both fetched by concurrent fetch() streams the way an indexer would. Blocks come
-// from a fake RestProvider until the simulated node exists, so this measures the transport, not the chain.
-// The server runs in a Worker so that it does not share a thread with the client, as bitcoind would not.
+// How fast simnet hands out raw blocks: REST `/rest/block/<hash>.bin` against JSON-RPC `getblock <hash> 0`
+// (hex), both fetched by concurrent fetch() streams the way an indexer would.
 //
+// Two modes:
+//   --chain TXS: a real generated simnet chain of about TXS transactions, served by `scripts/simnet/main.ts`
+//                in its own process (as bitcoind would be); every block is fetched once per interface.
+//   otherwise:   the transport alone, with a fake RestProvider of random blocks, served from a Worker.
+//
+//   deno run -A scripts/bench_simnet_serve.ts --chain 1000000 [--blocks N] [--streams 8] [--datadir .bench/simnet]
 //   deno run --allow-net --allow-read scripts/bench_simnet_serve.ts [--blocks 2000] [--size 1000000] [--streams 8]
 
 import { startRpcServer } from "./simnet/rpc_server.ts";
@@ -84,8 +88,117 @@ if (scope.name === WORKER_NAME) {
       scope.close();
     }
   };
+} else if (Deno.args.includes("--chain")) {
+  await chainMain();
 } else {
   await main();
+}
+
+/** Serves a generated chain from a simnet child process and fetches all of it over REST and JSON-RPC. */
+async function chainMain(): Promise<void> {
+  const txs = arg("chain", 1_000_000);
+  const streams = arg("streams", 8);
+  const di = Deno.args.indexOf("--datadir");
+  const datadir = di >= 0 ? Deno.args[di + 1] : ".bench/simnet";
+  // About 1,000 transactions per block by default, near mainnet's recent average; --blocks overrides.
+  const blocks = Deno.args.includes("--blocks") ? arg("blocks", 1000) : Math.max(200, Math.round(txs / 1000));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./simnet/main.ts", import.meta.url).pathname,
+      "--blocks",
+      String(blocks),
+      "--txs",
+      String(txs),
+      "--port",
+      "0",
+      "--datadir",
+      datadir,
+      "--rpcuser",
+      "bench",
+      "--rpcpassword",
+      "bench",
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const t0 = performance.now();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("simnet exited before it was ready");
+    out += value;
+  }
+  const m = /simnet ready height=(\d+) rpc=(\S+)/.exec(out);
+  if (!m) throw new Error(`unexpected simnet output: ${out}`);
+  const height = Number(m[1]);
+  const url = m[2] + "/";
+  console.log(
+    `simnet ready after ${((performance.now() - t0) / 1000).toFixed(1)} s (generation or cache load)`,
+  );
+  const auth = "Basic " + btoa("bench:bench");
+  const rpc = async (body: unknown) => {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { authorization: auth },
+      body: JSON.stringify(body),
+    });
+    return await res.json();
+  };
+  const hashes: string[] = [];
+  for (let from = 0; from <= height; from += 1000) {
+    const batch = [];
+    for (let h = from; h <= Math.min(height, from + 999); h++) {
+      batch.push({ method: "getblockhash", params: [h], id: h });
+    }
+    for (const r of await rpc(batch)) hashes.push(r.result);
+  }
+  const fetchAll = async (one: (i: number) => Promise<number>) => {
+    let next = 0, bytes = 0;
+    const start = performance.now();
+    await Promise.all(Array.from({ length: streams }, async () => {
+      while (next < hashes.length) {
+        const n = await one(next++);
+        bytes += n;
+      }
+    }));
+    const s = (performance.now() - start) / 1000;
+    return { bytes, s, mbps: bytes / 1e6 / s };
+  };
+  const rest = await fetchAll(async (i) =>
+    (await (await fetch(`${url}rest/block/${hashes[i]}.bin`)).bytes()).length
+  );
+  console.log(
+    `REST .bin:            ${rest.mbps.toFixed(0).padStart(5)} MB/s  (${hashes.length} blocks, ${
+      (rest.bytes / 1e6).toFixed(0)
+    } MB, ${rest.s.toFixed(2)} s)`,
+  );
+  const perBatch = 16;
+  const batches = Math.ceil(hashes.length / perBatch);
+  let nextBatch = 0, rpcBytes = 0;
+  const r0 = performance.now();
+  await Promise.all(Array.from({ length: streams }, async () => {
+    while (nextBatch < batches) {
+      const b = nextBatch++;
+      const req = hashes.slice(b * perBatch, (b + 1) * perBatch).map((h, i) => ({
+        method: "getblock",
+        params: [h, 0],
+        id: i,
+      }));
+      for (const r of await rpc(req)) rpcBytes += Uint8Array.fromHex(r.result).length;
+    }
+  }));
+  const rs = (performance.now() - r0) / 1000;
+  console.log(
+    `JSON-RPC getblock 0:  ${
+      (rpcBytes / 1e6 / rs).toFixed(0).padStart(5)
+    } MB/s  (batches of ${perBatch}, hex decoded by the client, ${rs.toFixed(2)} s)`,
+  );
+  if (rpcBytes !== rest.bytes) throw new Error(`REST served ${rest.bytes} bytes but JSON-RPC ${rpcBytes}`);
+  child.kill("SIGTERM");
+  await child.status;
 }
 
 function arg(name: string, fallback: number): number {
