@@ -1185,6 +1185,85 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       return result;
     }),
 
+    submitpackage: method(
+      [
+        { names: "package", type: "arr" },
+        { names: "maxfeerate", type: "amount", optional: true },
+        { names: "maxburnamount", type: "amount", optional: true },
+      ],
+      ([pkgArg, feeRateArg, burnArg]) => {
+        const raws = pkgArg as unknown[];
+        if (raws.length < 2 || raws.length > MAX_PACKAGE_COUNT) {
+          throw new CoreRpcError(
+            RPC.INVALID_PARAMETER,
+            `Array must contain between 2 and ${MAX_PACKAGE_COUNT} transactions.`,
+          );
+        }
+        const maxRate = isOmitted(feeRateArg) ? DEFAULT_MAX_RAW_TX_FEE_RATE : parseFeeRate(feeRateArg);
+        const maxBurn = isOmitted(burnArg) ? 0 : amountFromValue(burnArg);
+        const txs = raws.map((r) => {
+          const hex = getStr(r);
+          const tx = decodeHexTx(hex);
+          if (tx === null) {
+            throw new CoreRpcError(
+              RPC.DESERIALIZATION_ERROR,
+              `TX decode failed: ${hex} Make sure the tx has at least one input.`,
+            );
+          }
+          checkBurn(tx, maxBurn);
+          return tx;
+        });
+        if (!isChildWithParentsTree(txs)) {
+          throw new CoreRpcError(
+            RPC.VERIFY_ERROR,
+            "package topology disallowed. not child-with-parents or parents depend on each other.",
+          );
+        }
+        // Members go in one at a time, parents first (no package feerate: a parent must pay its own way);
+        // after a failure the rest are left unevaluated, which Core reports by omitting them.
+        let failed = false;
+        const results: Record<string, unknown> = {};
+        for (const tx of txs) {
+          if (failed) break;
+          const r: Record<string, unknown> = { txid: toHexReversed(tx.txid) };
+          const existing = node.mempoolTx(tx.txid);
+          if (existing !== undefined) {
+            r.vsize = existing.vsize;
+            r.fees = { base: btc(existing.fee) };
+          } else {
+            const view = poolView();
+            const check = precheck(tx, view, spentOutpoints(view), new Map());
+            if (check.ok && maxRate > 0 && check.fee * 1000 > maxRate * check.vsize) {
+              r.error = "max feerate exceeded";
+              failed = true;
+            } else {
+              try {
+                node.acceptTx(tx.raw);
+                const entry = node.mempoolTx(tx.txid)!;
+                unbroadcast.add(toHex(tx.txid));
+                r.vsize = entry.vsize;
+                r.fees = {
+                  base: btc(entry.fee),
+                  "effective-feerate": btc(Math.floor((entry.fee * 1000) / entry.vsize)),
+                  "effective-includes": [toHexReversed(wtxid(tx))],
+                };
+              } catch (e) {
+                if (!(e instanceof CoreRpcError)) throw e;
+                r.error = e.message;
+                failed = true;
+              }
+            }
+          }
+          results[toHexReversed(wtxid(tx))] = r;
+        }
+        return {
+          package_msg: failed ? "transaction failed" : "success",
+          "tx-results": results,
+          "replaced-transactions": [],
+        };
+      },
+    ),
+
     testmempoolaccept: method(
       [{ names: "rawtxs", type: "arr" }, { names: "maxfeerate", type: "amount", optional: true }],
       ([rawArg, feeRateArg]) => {
@@ -1257,6 +1336,15 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     ),
   };
   return table;
+}
+
+/** IsChildWithParentsTree: the last transaction spends every other one, and those do not spend each other. */
+function isChildWithParentsTree(txs: Transaction[]): boolean {
+  const child = txs[txs.length - 1];
+  const parents = new Set(txs.slice(0, -1).map((tx) => toHex(tx.txid)));
+  const spentByChild = new Set(child.inputs.map((i) => toHex(i.prevTxid)));
+  for (const p of parents) if (!spentByChild.has(p)) return false;
+  return txs.slice(0, -1).every((tx) => tx.inputs.every((i) => !parents.has(toHex(i.prevTxid))));
 }
 
 /**

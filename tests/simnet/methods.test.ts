@@ -225,6 +225,33 @@ async function loadChain(sim: Simnet, height: number) {
   return { txs, blocks };
 }
 
+/** A mature coinbase output of the initial chain that nothing (chain since, mempool) has spent yet. */
+async function spendableCoinbase(
+  call: ReturnType<typeof client>,
+  chain: Awaited<ReturnType<typeof loadChain>>,
+  initialHeight: number,
+): Promise<[string, number]> {
+  const spenders: Transaction[] = [...chain.txs.values()].map((e) => e.tx);
+  for (const id of await ok<string[]>(call, "getrawmempool")) {
+    spenders.push(decodeTransaction(fromHex(await ok(call, "getrawtransaction", [id]))));
+  }
+  const tip = await ok<number>(call, "getblockcount");
+  for (let h = initialHeight + 1; h <= tip; h++) {
+    const hash = await ok<string>(call, "getblockhash", [h]);
+    spenders.push(...parseBlock(fromHex(await ok(call, "getblock", [hash, 0]))).txs);
+  }
+  const spent = new Set<string>();
+  for (const tx of spenders) {
+    for (const i of tx.inputs) spent.add(toHexReversed(i.prevTxid) + ":" + i.prevVout);
+  }
+  for (const [id, e] of chain.txs) {
+    if (e.index !== 0 || e.height < 1 || e.height > tip - 100) continue;
+    const vout = e.tx.outputs.findIndex((o, n) => o.value > 100_000 && !spent.has(id + ":" + n));
+    if (vout >= 0) return [id, vout];
+  }
+  throw new Error("no spendable coinbase output in the test chain");
+}
+
 const USER = "alice", PASSWORD = "secret";
 
 Deno.test("Core RPC methods over HTTP", async (t) => {
@@ -567,24 +594,7 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
 
     await t.step("sendrawtransaction: accepted, listed, mined; Core's errors", async () => {
       // Spend a mature, unspent coinbase output (simnet checks no signatures), paying a small fee.
-      const spent = new Set<string>();
-      const pool = await ok<string[]>(call, "getrawmempool");
-      const poolTxs = await Promise.all(
-        pool.map(async (id) => decodeTransaction(fromHex(await ok(call, "getrawtransaction", [id])))),
-      );
-      for (const tx of [...[...chain.txs.values()].map((e) => e.tx), ...poolTxs]) {
-        for (const i of tx.inputs) spent.add(toHexReversed(i.prevTxid) + ":" + i.prevVout);
-      }
-      let cbid = "", vout = -1;
-      for (const [id, e] of chain.txs) {
-        if (e.index !== 0 || e.height < 1 || e.height > height - 100) continue;
-        vout = e.tx.outputs.findIndex((o, n) => o.value > 100_000 && !spent.has(id + ":" + n));
-        if (vout >= 0) {
-          cbid = id;
-          break;
-        }
-      }
-      assert.ok(vout >= 0, "no spendable coinbase output in the test chain");
+      const [cbid, vout] = await spendableCoinbase(call, chain, height);
       const cb = chain.txs.get(cbid)!;
       assert.equal((await ok(call, "simnet_info")).height, height);
       const build = (fee: number, extra: { value: number; script: Uint8Array }[] = []) =>
@@ -761,6 +771,71 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
       assert.equal((await ok(call, "getrawtransaction", [expectTxid, 1, mined[0]])).confirmations, 1);
       await fails(call, "sendrawtransaction", [toHex(rawTx)], -27, "Transaction outputs already in utxo set");
       assert.ok(block.txs.every((tx, i) => i === 0 || !isCoinbase(tx)));
+    });
+
+    await t.step("submitpackage: child with parents goes in; Core's topology and size errors", async () => {
+      const [a, av] = await spendableCoinbase(call, chain, height);
+      const p2wpkh = fromHex("0014" + "ef".repeat(20));
+      const tx = (inputs: [string, number][], value: number) =>
+        serializeTransaction({
+          version: 2,
+          locktime: 0,
+          inputs: inputs.map(([id, n]) => ({
+            prevTxid: fromHex(id).reverse(),
+            prevVout: n,
+            scriptSig: new Uint8Array(0),
+            sequence: 0xffffffff,
+          })),
+          outputs: [{ value, script: p2wpkh }],
+          witnesses: inputs.map(() => [new Uint8Array(72).fill(0x30), new Uint8Array(33).fill(0x02)]),
+        });
+      const parent = tx([[a, av]], chain.txs.get(a)!.tx.outputs[av].value - 1000);
+      const parentId = toHexReversed(decodeTransaction(parent).txid);
+      const child = tx([[parentId, 0]], chain.txs.get(a)!.tx.outputs[av].value - 3000);
+      const childTx = decodeTransaction(child);
+      await fails(
+        call,
+        "submitpackage",
+        [[toHex(parent)]],
+        -8,
+        "Array must contain between 2 and 25 transactions.",
+      );
+      await fails(
+        call,
+        "submitpackage",
+        [[toHex(child), toHex(parent)]],
+        -25,
+        "package topology disallowed. not child-with-parents or parents depend on each other.",
+      );
+      await fails(
+        call,
+        "submitpackage",
+        [[toHex(parent), "zz"]],
+        -22,
+        "TX decode failed: zz Make sure the tx has at least one input.",
+      );
+      const r = await ok(call, "submitpackage", [[toHex(parent), toHex(child)]]);
+      assert.equal(r.package_msg, "success");
+      assert.deepEqual(Object.keys(r["tx-results"]), [
+        toHexReversed(wtxid(decodeTransaction(parent))),
+        toHexReversed(wtxid(childTx)),
+      ]);
+      const childResult = r["tx-results"][toHexReversed(wtxid(childTx))];
+      assert.equal(childResult.txid, toHexReversed(childTx.txid));
+      assert.equal(childResult.fees.base, 2000 / 1e8);
+      assert.equal(childResult.vsize, childTx.vsize);
+      const pool = await ok<string[]>(call, "getrawmempool");
+      assert.ok(pool.includes(parentId) && pool.includes(toHexReversed(childTx.txid)));
+      assert.deepEqual((await ok(call, "getmempoolentry", [toHexReversed(childTx.txid)])).depends, [
+        parentId,
+      ]);
+      // Submitting again finds both already there: vsize and base fee only.
+      const again = await ok(call, "submitpackage", [[toHex(parent), toHex(child)]]);
+      assert.deepEqual(again["tx-results"][toHexReversed(wtxid(childTx))], {
+        txid: toHexReversed(childTx.txid),
+        vsize: childTx.vsize,
+        fees: { base: 2000 / 1e8 },
+      });
     });
 
     await t.step("estimatesmartfee, getnetworkinfo, uptime, getindexinfo", async () => {
