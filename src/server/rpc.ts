@@ -1,0 +1,332 @@
+// JSON-RPC 2.0 as Electrum speaks it (protocol.md §2, §3, §6): request validation, reply text, parameter
+// binding with ElectrumX's messages, version negotiation, and newline framing with a bounded buffer. Pure: no
+// sockets, no clocks, so each piece is testable alone and the session's hot path stays allocation-light.
+import { formatCount } from "../log.ts";
+import { type MethodSpec, type MethodTable, parseVersion, RpcError, versionAtLeast } from "./types.ts";
+
+/** Unparsable JSON or bytes that are not UTF-8. */
+export const PARSE_ERROR = -32700;
+/** Not a valid request object (bad id, no method, empty batch, response too large). */
+export const INVALID_REQUEST = -32600;
+/** Unknown method, or one the negotiated protocol version does not have. */
+export const METHOD_NOT_FOUND = -32601;
+/** Wrong number or names of parameters. */
+export const INVALID_PARAMS = -32602;
+/** An unexpected failure inside the server. */
+export const INTERNAL_ERROR = -32603;
+/** The session exceeded COST_HARD_LIMIT; it is closed after this reply. */
+export const EXCESSIVE_RESOURCE_USAGE = -101;
+/** A request ran longer than REQUEST_TIMEOUT. */
+export const SERVER_BUSY = -102;
+
+/** Most items one batch may hold; larger batches are refused whole (each item still costs, see limits.ts). */
+export const MAX_BATCH_ITEMS = 1000;
+
+/** A JSON-RPC id as Electrum uses it; null marks a notification (no reply). */
+export type RequestId = number | string | null;
+
+/** A structurally valid request. */
+export interface Request {
+  readonly id: RequestId;
+  readonly method: string;
+  /** Positional or named parameters; a missing `params` is []. */
+  readonly params: unknown[] | Record<string, unknown>;
+}
+
+/** A message that is not a valid request: answered with `error`, under `id` when it had a usable one. */
+export interface InvalidRequest {
+  readonly invalid: RpcError;
+  readonly id: RequestId;
+}
+
+/** Validates one decoded JSON value as a request (id number/string/null, method string, params array/object). */
+export function parseRequest(payload: unknown): Request | InvalidRequest {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    return invalid(INVALID_REQUEST, "request object must be a dictionary", null);
+  }
+  const msg = payload as Record<string, unknown>;
+  const rawId = msg.id;
+  let id: RequestId = null;
+  if (rawId !== undefined && rawId !== null) {
+    if (typeof rawId !== "number" && typeof rawId !== "string") {
+      return invalid(INVALID_REQUEST, `invalid "id": ${describe(rawId)}`, null);
+    }
+    id = rawId;
+  }
+  // Electrum always sends "2.0"; a missing field is tolerated (JSON-RPC 1.0-style clients), a wrong one is not.
+  if (msg.jsonrpc !== undefined && msg.jsonrpc !== "2.0") {
+    return invalid(INVALID_REQUEST, '"jsonrpc" is not "2.0"', id);
+  }
+  const method = msg.method;
+  if (typeof method !== "string") return invalid(INVALID_REQUEST, 'request has no "method" string', id);
+  const params = msg.params;
+  if (params === undefined) return { id, method, params: [] };
+  if (typeof params !== "object" || params === null) {
+    return invalid(INVALID_PARAMS, `invalid request arguments: ${describe(params)}`, id);
+  }
+  return { id, method, params: params as unknown[] | Record<string, unknown> };
+}
+
+function invalid(code: number, message: string, id: RequestId): InvalidRequest {
+  return { invalid: new RpcError(code, message), id };
+}
+
+/** A short, single-line rendering of a client-supplied value for an error message. */
+export function describe(value: unknown): string {
+  let s: string;
+  try {
+    s = typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    s = String(value);
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** The reply line for a successful request. `resultJson` is the already-serialized result. */
+export function resultMessage(id: RequestId, resultJson: string): string {
+  return `{"jsonrpc":"2.0","result":${resultJson},"id":${idJson(id)}}`;
+}
+
+/** The reply line for a failed request. */
+export function errorMessage(id: RequestId, code: number, message: string): string {
+  return `{"jsonrpc":"2.0","error":{"code":${code},"message":${JSON.stringify(message)}},"id":${idJson(id)}}`;
+}
+
+/** A server→client notification line. */
+export function notificationMessage(method: string, params: unknown[]): string {
+  return `{"jsonrpc":"2.0","method":${JSON.stringify(method)},"params":${JSON.stringify(params)}}`;
+}
+
+function idJson(id: RequestId): string {
+  return typeof id === "number" ? (Number.isFinite(id) ? String(id) : "null") : JSON.stringify(id);
+}
+
+/** ElectrumX's text for a reply over MAX_SEND (sic: no closing parenthesis, as clients match it). */
+export function responseTooLargeMessage(maxSend: number): string {
+  return `response too large (over ${formatCount(maxSend)} bytes`;
+}
+
+// --- methods and parameters ------------------------------------------------------------------------------
+
+/** A MethodSpec with its version bounds and parameter names parsed once at start-up. */
+export interface PreparedMethod {
+  readonly name: string;
+  readonly spec: MethodSpec;
+  readonly min: readonly number[] | undefined;
+  readonly max: readonly number[] | undefined;
+  /** Parameter names without the "?" marker. */
+  readonly names: readonly string[];
+  readonly required: number;
+}
+
+/** Parses every spec's versions and parameters; throws on a malformed table (a programming error). */
+export function prepareMethods(table: MethodTable): Map<string, PreparedMethod> {
+  const out = new Map<string, PreparedMethod>();
+  for (const [name, spec] of table) {
+    const version = (v: string | undefined, what: string) => {
+      if (v === undefined) return undefined;
+      const t = parseVersion(v);
+      if (!t) throw new Error(`method ${name}: ${what} '${v}' is not a dotted version`);
+      return t;
+    };
+    let required = 0;
+    let optionalSeen = false;
+    const names = spec.params.map((p) => {
+      const optional = p.startsWith("?");
+      if (!optional && optionalSeen) throw new Error(`method ${name}: required '${p}' after an optional`);
+      optionalSeen ||= optional;
+      if (!optional) required++;
+      return optional ? p.slice(1) : p;
+    });
+    out.set(name, {
+      name,
+      spec,
+      min: version(spec.minVersion, "minVersion"),
+      max: version(spec.maxVersion, "maxVersion"),
+      names,
+      required,
+    });
+  }
+  return out;
+}
+
+/** True when the method exists in protocol version `v`. */
+export function methodInVersion(m: PreparedMethod, v: readonly number[]): boolean {
+  return (m.min === undefined || versionAtLeast(v, m.min)) &&
+    (m.max === undefined || versionAtLeast(m.max, v));
+}
+
+/**
+ * Turns positional or named params into the handler's argument array (length = number of declared params,
+ * missing optionals undefined). Throws RpcError(INVALID_PARAMS) with ElectrumX's wording.
+ */
+export function bindArgs(m: PreparedMethod, params: unknown[] | Record<string, unknown>): unknown[] {
+  const method = m.name;
+  const n = m.names.length;
+  if (Array.isArray(params)) {
+    const len = params.length;
+    if (len < m.required) {
+      throw new RpcError(
+        INVALID_PARAMS,
+        `${len} argument${len === 1 ? "" : "s"} passed to method "${method}" but it requires ${m.required}`,
+      );
+    }
+    if (len > n) {
+      throw new RpcError(
+        INVALID_PARAMS,
+        `${len} argument${len === 1 ? "" : "s"} passed to method ${method} taking at most ${n}`,
+      );
+    }
+    if (len === n) return params;
+    const args = params.slice();
+    while (args.length < n) args.push(undefined);
+    return args;
+  }
+  const missing: string[] = [];
+  for (let i = 0; i < m.required; i++) if (!Object.hasOwn(params, m.names[i])) missing.push(m.names[i]);
+  if (missing.length) {
+    throw new RpcError(
+      INVALID_PARAMS,
+      `method "${method}" requires parameter${missing.length === 1 ? "" : "s"} ${quoteSorted(missing)}`,
+    );
+  }
+  const excess = Object.keys(params).filter((k) => !m.names.includes(k));
+  if (excess.length) {
+    throw new RpcError(
+      INVALID_PARAMS,
+      `method "${method}" does not take parameter${excess.length === 1 ? "" : "s"} ${quoteSorted(excess)}`,
+    );
+  }
+  return m.names.map((name) => params[name]);
+}
+
+function quoteSorted(names: string[]): string {
+  return names.toSorted().map((n) => `"${n}"`).join(", ");
+}
+
+// --- version negotiation -------------------------------------------------------------------------------
+
+/** Protocol versions this server speaks, oldest first (1.5 was skipped by the protocol; 1.4.3 is Namecoin's). */
+export const PROTOCOL_VERSIONS: readonly string[] = ["1.4", "1.4.1", "1.4.2", "1.6"];
+/** The oldest protocol version served. */
+export const PROTOCOL_MIN = PROTOCOL_VERSIONS[0];
+/** The newest protocol version served. */
+export const PROTOCOL_MAX = PROTOCOL_VERSIONS[PROTOCOL_VERSIONS.length - 1];
+
+/** A negotiated protocol version. */
+export interface Negotiated {
+  readonly version: string;
+  readonly tuple: readonly number[];
+}
+
+/**
+ * Picks the newest version both sides speak for server.version's `protocol_version` (a string, a [min, max]
+ * pair, or undefined/null for the server's minimum); null when there is none. Like ElectrumX, a malformed
+ * version counts as 0, so a bad maximum is unsupported and a bad minimum is no constraint.
+ */
+export function negotiateVersion(requested: unknown): Negotiated | null {
+  let clientMin: readonly number[];
+  let clientMax: readonly number[];
+  if (requested === undefined || requested === null) {
+    clientMin = clientMax = parseVersion(PROTOCOL_MIN)!;
+  } else if (Array.isArray(requested) && requested.length === 2) {
+    clientMin = versionOrZero(requested[0]);
+    clientMax = versionOrZero(requested[1]);
+  } else {
+    clientMin = clientMax = versionOrZero(requested);
+  }
+  for (let i = PROTOCOL_VERSIONS.length - 1; i >= 0; i--) {
+    const tuple = parseVersion(PROTOCOL_VERSIONS[i])!;
+    if (versionAtLeast(clientMax, tuple) && versionAtLeast(tuple, clientMin)) {
+      return { version: PROTOCOL_VERSIONS[i], tuple };
+    }
+  }
+  return null;
+}
+
+function versionOrZero(v: unknown): readonly number[] {
+  return (typeof v === "string" ? parseVersion(v) : null) ?? [0];
+}
+
+// --- framing -----------------------------------------------------------------------------------------
+
+/** Receives what LineFramer extracts from the byte stream. */
+export interface LineSink {
+  /** One complete line without its "\n"; a view that is only valid during the call. */
+  line(bytes: Uint8Array): void;
+  /** A line longer than the limit was dropped; `bytes` is how much of it arrived. */
+  oversize(bytes: number): void;
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * Splits a byte stream into "\n"-terminated lines of at most `maxLine` bytes. A longer line is dropped and the
+ * stream resynchronises at the next newline, so memory stays under maxLine + one read chunk whatever arrives.
+ */
+export class LineFramer {
+  #parts: Uint8Array[] = [];
+  #partBytes = 0;
+  /** Bytes of an oversized line seen so far while skipping to its end; -1 when not skipping. */
+  #skipped = -1;
+
+  constructor(readonly maxLine: number) {}
+
+  /** Bytes held for an incomplete line. */
+  get buffered(): number {
+    return this.#partBytes;
+  }
+
+  /** Feeds a chunk; complete lines go to `sink` before this returns. `chunk` may be reused afterwards. */
+  push(chunk: Uint8Array, sink: LineSink): void {
+    let start = 0;
+    const end = chunk.length;
+    while (start < end) {
+      const nl = chunk.indexOf(NEWLINE, start);
+      if (nl < 0) {
+        this.#hold(chunk.subarray(start));
+        return;
+      }
+      if (this.#skipped >= 0) {
+        sink.oversize(this.#skipped + nl - start);
+        this.#skipped = -1;
+      } else if (this.#partBytes === 0) {
+        if (nl - start > this.maxLine) sink.oversize(nl - start);
+        else sink.line(chunk.subarray(start, nl));
+      } else {
+        const total = this.#partBytes + nl - start;
+        if (total > this.maxLine) {
+          sink.oversize(total);
+        } else {
+          const line = new Uint8Array(total);
+          let off = 0;
+          for (const p of this.#parts) {
+            line.set(p, off);
+            off += p.length;
+          }
+          line.set(chunk.subarray(start, nl), off);
+          sink.line(line);
+        }
+        this.#parts = [];
+        this.#partBytes = 0;
+      }
+      start = nl + 1;
+    }
+  }
+
+  #hold(rest: Uint8Array): void {
+    if (this.#skipped >= 0) {
+      this.#skipped += rest.length;
+      return;
+    }
+    if (this.#partBytes + rest.length > this.maxLine) {
+      // Too long already: forget what we hold and count bytes until the newline.
+      this.#skipped = this.#partBytes + rest.length;
+      this.#parts = [];
+      this.#partBytes = 0;
+      return;
+    }
+    this.#parts.push(rest.slice());
+    this.#partBytes += rest.length;
+  }
+}

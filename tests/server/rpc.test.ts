@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import {
+  bindArgs,
+  errorMessage,
+  INVALID_PARAMS,
+  INVALID_REQUEST,
+  LineFramer,
+  type LineSink,
+  methodInVersion,
+  negotiateVersion,
+  notificationMessage,
+  parseRequest,
+  prepareMethods,
+  PROTOCOL_VERSIONS,
+  responseTooLargeMessage,
+  resultMessage,
+} from "../../src/server/rpc.ts";
+import { type MethodSpec, parseVersion, RpcError, versionAtLeast } from "../../src/server/types.ts";
+
+const spec = (params: string[], extra: Partial<MethodSpec> = {}): MethodSpec => ({
+  params,
+  cost: 1,
+  handler: () => null,
+  ...extra,
+});
+
+Deno.test("parseVersion and versionAtLeast compare dotted versions as integer tuples", () => {
+  assert.deepEqual(parseVersion("1.4"), [1, 4]);
+  assert.deepEqual(parseVersion("1.4.2"), [1, 4, 2]);
+  assert.deepEqual(parseVersion("1.10"), [1, 10]);
+  for (const bad of ["1", "", "1.", ".4", "1.4a", "v1.4", "1..4", " 1.4"]) {
+    assert.equal(parseVersion(bad), null, bad);
+  }
+  assert.ok(versionAtLeast([1, 4, 2], [1, 4]));
+  assert.ok(versionAtLeast([1, 4], [1, 4, 0]));
+  assert.ok(!versionAtLeast([1, 4], [1, 4, 2]));
+  assert.ok(versionAtLeast([1, 10], [1, 6]));
+  assert.ok(!versionAtLeast([1, 5, 99], [1, 6]));
+});
+
+Deno.test("parseRequest accepts requests and notifications and rejects malformed ones with ElectrumX's codes", () => {
+  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: [1], id: 7 }), {
+    id: 7,
+    method: "a",
+    params: [1],
+  });
+  assert.deepEqual(parseRequest({ method: "a", id: "x" }), { id: "x", method: "a", params: [] });
+  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: { k: 1 } }), {
+    id: null,
+    method: "a",
+    params: { k: 1 },
+  });
+  assert.deepEqual(parseRequest({ method: "a", id: null }), { id: null, method: "a", params: [] });
+
+  const bad = (payload: unknown, code: number, message: RegExp, id: unknown = null) => {
+    const r = parseRequest(payload);
+    assert.ok("invalid" in r, JSON.stringify(payload));
+    assert.equal(r.invalid.code, code);
+    assert.match(r.invalid.message, message);
+    assert.equal(r.id, id);
+  };
+  bad(5, INVALID_REQUEST, /must be a dictionary/);
+  bad(null, INVALID_REQUEST, /must be a dictionary/);
+  bad({ method: "a", id: true }, INVALID_REQUEST, /invalid "id": true/);
+  bad({ method: "a", id: [1] }, INVALID_REQUEST, /invalid "id"/);
+  bad({ method: "a", id: { x: 1 } }, INVALID_REQUEST, /invalid "id"/);
+  bad({ jsonrpc: "1.0", method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is not "2.0"/, 3);
+  bad({ jsonrpc: "2.0", id: 4 }, INVALID_REQUEST, /method/, 4);
+  bad({ jsonrpc: "2.0", method: 12, id: 4 }, INVALID_REQUEST, /method/, 4);
+  bad(
+    { jsonrpc: "2.0", method: "a", params: "bar", id: 5 },
+    INVALID_PARAMS,
+    /invalid request arguments: bar/,
+    5,
+  );
+  bad({ jsonrpc: "2.0", method: "a", params: null, id: 5 }, INVALID_PARAMS, /invalid request arguments/, 5);
+});
+
+Deno.test("reply lines are compact JSON-RPC 2.0 with no newline", () => {
+  const r = resultMessage(3, JSON.stringify({ a: [1, "x\ny"] }));
+  assert.ok(!r.includes("\n"));
+  assert.deepEqual(JSON.parse(r), { jsonrpc: "2.0", result: { a: [1, "x\ny"] }, id: 3 });
+  assert.deepEqual(JSON.parse(resultMessage('id"', "null")), { jsonrpc: "2.0", result: null, id: 'id"' });
+  assert.deepEqual(JSON.parse(errorMessage(null, -32700, 'bad "json"')), {
+    jsonrpc: "2.0",
+    error: { code: -32700, message: 'bad "json"' },
+    id: null,
+  });
+  assert.deepEqual(JSON.parse(notificationMessage("blockchain.headers.subscribe", [{ height: 1 }])), {
+    jsonrpc: "2.0",
+    method: "blockchain.headers.subscribe",
+    params: [{ height: 1 }],
+  });
+  assert.equal(responseTooLargeMessage(8_100_000), "response too large (over 8,100,000 bytes");
+});
+
+Deno.test("bindArgs checks counts and names with ElectrumX's messages and pads optionals", () => {
+  const methods = prepareMethods(
+    new Map([
+      ["blockchain.block.header", spec(["height", "?cp_height"])],
+      ["server.banner", spec([])],
+      ["one", spec(["scripthash"])],
+    ]),
+  );
+  const header = methods.get("blockchain.block.header")!;
+  assert.deepEqual(bindArgs(header, [5]), [5, undefined]);
+  assert.equal(bindArgs(header, [5]).length, 2);
+  assert.deepEqual(bindArgs(header, [5, 8]), [5, 8]);
+  assert.deepEqual(bindArgs(header, { height: 5 }), [5, undefined]);
+  assert.deepEqual(bindArgs(header, { cp_height: 8, height: 5 }), [5, 8]);
+
+  const fails = (m: string, params: unknown[] | Record<string, unknown>, message: string) =>
+    assert.throws(() => bindArgs(methods.get(m)!, params), (e: unknown) => {
+      assert.ok(e instanceof RpcError);
+      assert.equal(e.code, INVALID_PARAMS);
+      assert.equal(e.message, message);
+      return true;
+    });
+  fails(
+    "blockchain.block.header",
+    [],
+    '0 arguments passed to method "blockchain.block.header" but it requires 1',
+  );
+  fails(
+    "blockchain.block.header",
+    [1, 2, 3],
+    "3 arguments passed to method blockchain.block.header taking at most 2",
+  );
+  fails("server.banner", [1], "1 argument passed to method server.banner taking at most 0");
+  fails("one", [], '0 arguments passed to method "one" but it requires 1');
+  fails(
+    "blockchain.block.header",
+    { cp_height: 1 },
+    'method "blockchain.block.header" requires parameter "height"',
+  );
+  fails(
+    "blockchain.block.header",
+    { height: 1, zeta: 1, alpha: 2 },
+    'method "blockchain.block.header" does not take parameters "alpha", "zeta"',
+  );
+});
+
+Deno.test("prepareMethods parses version bounds; methods are gated per negotiated version", () => {
+  const methods = prepareMethods(
+    new Map([
+      ["blockchain.relayfee", spec([], { maxVersion: "1.5.99" })],
+      ["blockchain.transaction.broadcast_package", spec(["raw_txs", "?verbose"], { minVersion: "1.6" })],
+      ["blockchain.scripthash.unsubscribe", spec(["scripthash"], { minVersion: "1.4.2" })],
+      ["server.banner", spec([])],
+    ]),
+  );
+  const has = (name: string, v: string) => methodInVersion(methods.get(name)!, parseVersion(v)!);
+  assert.ok(has("blockchain.relayfee", "1.4"));
+  assert.ok(has("blockchain.relayfee", "1.4.2"));
+  assert.ok(!has("blockchain.relayfee", "1.6"));
+  assert.ok(!has("blockchain.transaction.broadcast_package", "1.4.2"));
+  assert.ok(has("blockchain.transaction.broadcast_package", "1.6"));
+  assert.ok(!has("blockchain.scripthash.unsubscribe", "1.4.1"));
+  assert.ok(has("blockchain.scripthash.unsubscribe", "1.4.2"));
+  assert.ok(has("server.banner", "1.4"));
+  assert.equal(methods.get("blockchain.transaction.broadcast_package")!.required, 1);
+
+  assert.throws(
+    () => prepareMethods(new Map([["x", spec([], { minVersion: "one" })]])),
+    /not a dotted version/,
+  );
+  assert.throws(() => prepareMethods(new Map([["x", spec(["?a", "b"])]])), /required 'b' after an optional/);
+});
+
+Deno.test("negotiateVersion picks the newest common version and never 1.5", () => {
+  const v = (requested: unknown) => negotiateVersion(requested)?.version ?? null;
+  assert.deepEqual(PROTOCOL_VERSIONS, ["1.4", "1.4.1", "1.4.2", "1.6"]);
+  assert.equal(v(undefined), "1.4");
+  assert.equal(v(null), "1.4");
+  assert.equal(v("1.4"), "1.4");
+  assert.equal(v("1.6"), "1.6");
+  assert.equal(v(["1.4", "1.6"]), "1.6");
+  assert.equal(v(["1.2", "1.4.2"]), "1.4.2");
+  assert.equal(v("1.4.1"), "1.4.1");
+  assert.equal(v("1.5"), null, "min = max = 1.5: nothing in common");
+  assert.equal(v(["1.4", "1.5"]), "1.4.2", "1.5 does not exist; the newest below it is 1.4.2");
+  assert.equal(v(["1.4", "1.7"]), "1.6");
+  assert.equal(v(["1.4", "1.10"]), "1.6", "compared as integers, not strings");
+  assert.equal(v("1.3"), null);
+  assert.equal(v(["1.0", "1.3"]), null);
+  assert.equal(v(["1.7", "2.0"]), null);
+  assert.equal(v("garbage"), null, "a bad maximum counts as 0");
+  assert.equal(v(["garbage", "1.6"]), "1.6", "a bad minimum is no constraint");
+  assert.equal(v(1.4), null, "a number is not a version string");
+  assert.equal(v(["1.4", "1.5", "1.6"]), null, "not a pair");
+  assert.deepEqual(negotiateVersion(["1.4", "1.4.2"])?.tuple, [1, 4, 2]);
+});
+
+function collect(framer: LineFramer, chunks: (string | Uint8Array)[]) {
+  const out: (string | number)[] = [];
+  const sink: LineSink = {
+    line: (b) => out.push(new TextDecoder().decode(b)),
+    oversize: (n) => out.push(n),
+  };
+  const enc = new TextEncoder();
+  let maxBuffered = 0;
+  for (const c of chunks) {
+    // The framer must not keep references to chunks it was given.
+    const bytes = typeof c === "string" ? enc.encode(c) : c;
+    const copy = bytes.slice();
+    framer.push(copy, sink);
+    copy.fill(0x21);
+    maxBuffered = Math.max(maxBuffered, framer.buffered);
+  }
+  return { out, maxBuffered };
+}
+
+Deno.test("LineFramer splits lines across arbitrary chunk boundaries", () => {
+  const text = '{"id":1}\n{"id":2}\n\n{"id":3,"method":"x"}\n';
+  const whole = collect(new LineFramer(100), [text]).out;
+  assert.deepEqual(whole, ['{"id":1}', '{"id":2}', "", '{"id":3,"method":"x"}']);
+  // Byte by byte gives the same lines.
+  assert.deepEqual(collect(new LineFramer(100), [...text]).out, whole);
+  assert.deepEqual(
+    collect(new LineFramer(100), ['{"i', 'd":1}\n{"id"', ':2}\n\n{"id":3,"method":"x"}\n']).out,
+    whole,
+  );
+  // An unterminated tail stays buffered.
+  const f = new LineFramer(100);
+  assert.deepEqual(collect(f, ['{"id":1}\n{"par']).out, ['{"id":1}']);
+  assert.equal(f.buffered, 5);
+});
+
+Deno.test("LineFramer drops lines over the limit and resynchronises at the next newline, bounded memory", () => {
+  const max = 10;
+  assert.deepEqual(
+    collect(new LineFramer(max), ["0123456789\n"]).out,
+    ["0123456789"],
+    "exactly the limit is fine",
+  );
+  assert.deepEqual(collect(new LineFramer(max), ["0123456789A\nok\n"]).out, [11, "ok"]);
+  // Spread over many chunks: dropped once, counted in full, then the next line is intact.
+  const chunks = ["abc", "defgh", "ijklmnop", "qrstuvwxyz".repeat(50), "end\nnext", "\n"];
+  const { out, maxBuffered } = collect(new LineFramer(max), chunks);
+  assert.deepEqual(out, [3 + 5 + 8 + 500 + 3, "next"]);
+  assert.ok(maxBuffered <= max, `buffered ${maxBuffered}`);
+  // A giant line without any newline never grows the buffer.
+  const f = new LineFramer(max);
+  const g = collect(f, Array.from({ length: 100 }, () => "x".repeat(1000)));
+  assert.deepEqual(g.out, []);
+  assert.ok(g.maxBuffered <= max);
+  assert.deepEqual(collect(f, ["\n{}\n"]).out, [100_000, "{}"]);
+});
