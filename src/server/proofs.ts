@@ -1,0 +1,357 @@
+// Merkle proofs the server hands out: transaction branches within a block (protocol.md §4.4) and header
+// branches against a checkpoint root over the block hashes 0..cp_height (§4.5). Both use Bitcoin's tree:
+// parent = sha256d(left ‖ right), the last node of an odd level paired with itself.
+//
+// Header proofs are asked for with arbitrary checkpoints over hundreds of thousands of headers, so hashing
+// the whole tree per request is out of the question (~88 MB at 500k headers). A node of the full tree whose
+// leaves all exist below the checkpoint ("complete") does not depend on the checkpoint at all, so complete
+// nodes from a middle level up are cached once; only the nodes on the right edge (which depend on how many
+// leaves the checkpoint has) are recomputed, and those are a chain of ~log2(n) hashes over cached children.
+import { sha256d } from "../chain/hash.ts";
+
+const HASH = 32;
+const HEADER = 80;
+
+/** A merkle branch (siblings deepest first, internal byte order) and the root it leads to. */
+export interface MerkleProof {
+  branch: Uint8Array[];
+  root: Uint8Array;
+}
+
+/** Where header proofs read headers from (the Store fits). */
+export interface HeaderSource {
+  /** The chain height; headers above it do not exist. */
+  readonly state: { readonly height: number };
+  /** Headers `from .. from+count-1` concatenated (fewer above the tip). */
+  headers(from: number, count: number): Uint8Array;
+}
+
+function hashPair(buf: Uint8Array, left: Uint8Array, right: Uint8Array): Uint8Array {
+  buf.set(left, 0);
+  buf.set(right, HASH);
+  return sha256d(buf);
+}
+
+/**
+ * Reduces `level` (count hashes of 32 bytes, flat) in place `rounds` times, pairing the last node with
+ * itself on odd counts (also when one node is left, as inside a taller tree). Returns the final count.
+ */
+function reduce(level: Uint8Array, count: number, rounds: number): number {
+  for (let r = 0; r < rounds; r++) {
+    const parents = (count + 1) >> 1;
+    for (let i = 0; i < parents; i++) {
+      const l = 2 * i * HASH;
+      const right = 2 * i + 1 < count ? l + HASH : l;
+      const pair = new Uint8Array(2 * HASH);
+      pair.set(level.subarray(l, l + HASH), 0);
+      pair.set(level.subarray(right, right + HASH), HASH);
+      level.set(sha256d(pair), i * HASH);
+    }
+    count = parents;
+  }
+  return count;
+}
+
+/** Tree depth for n leaves: the number of levels above the leaves (0 for a single leaf). */
+export function treeDepth(n: number): number {
+  let depth = 0;
+  while (2 ** depth < n) depth++;
+  return depth;
+}
+
+/**
+ * The branch and root of leaf `index` among the concatenated 32-byte `leaves` (a block's txids in internal
+ * order). One pass over the tree; throws RangeError for an index outside the leaves.
+ */
+export function merkleProof(leaves: Uint8Array, index: number): MerkleProof {
+  const n = leaves.length / HASH;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError("merkleProof needs at least one 32-byte leaf");
+  if (!Number.isInteger(index) || index < 0 || index >= n) {
+    throw new RangeError(`leaf index ${index} is outside 0..${n - 1}`);
+  }
+  return proofFromLevels(merkleLevels(leaves), index);
+}
+
+/** Every level of the tree over `leaves`, bottom first (level 0 is a copy of the leaves), flat. */
+export function merkleLevels(leaves: Uint8Array): Uint8Array[] {
+  const levels: Uint8Array[] = [leaves.slice()];
+  let count = leaves.length / HASH;
+  while (count > 1) {
+    const next = levels[levels.length - 1].slice();
+    count = reduce(next, count, 1);
+    levels.push(next.slice(0, count * HASH));
+  }
+  return levels;
+}
+
+/** Reads the branch of `index` off precomputed levels (see merkleLevels). */
+export function proofFromLevels(levels: Uint8Array[], index: number): MerkleProof {
+  const branch: Uint8Array[] = [];
+  let pos = index;
+  for (let k = 0; k < levels.length - 1; k++) {
+    const level = levels[k];
+    const count = level.length / HASH;
+    const sib = (pos ^ 1) < count ? pos ^ 1 : pos;
+    branch.push(level.slice(sib * HASH, sib * HASH + HASH));
+    pos >>= 1;
+  }
+  return { branch, root: levels[levels.length - 1].slice(0, HASH) };
+}
+
+/**
+ * Transaction merkle trees of recently asked blocks, keyed by block hash so that a reorg can never serve a
+ * stale tree. Wallets verify many transactions of the same recent blocks; a cached tree makes each further
+ * proof a few lookups instead of a pass over the whole block.
+ */
+export class TxMerkleCache {
+  private readonly trees = new Map<string, { levels: Uint8Array[]; bytes: number }>();
+  private bytes = 0;
+
+  /** `maxBytes` bounds the memory of the cached trees (each is about twice its txids). */
+  constructor(private readonly maxBytes = 16 << 20) {}
+
+  /** The proof of position `index` in the block with hash `blockHash` whose txids are `txids`. */
+  proof(blockHash: Uint8Array, txids: Uint8Array, index: number): MerkleProof {
+    const n = txids.length / HASH;
+    if (!Number.isInteger(index) || index < 0 || index >= n) {
+      throw new RangeError(`leaf index ${index} is outside 0..${n - 1}`);
+    }
+    // Small blocks are cheaper to hash again than to cache.
+    if (n < 64) return merkleProof(txids, index);
+    const key = String.fromCharCode(...blockHash);
+    let tree = this.trees.get(key);
+    if (tree) {
+      this.trees.delete(key);
+      this.trees.set(key, tree);
+    } else {
+      const levels = merkleLevels(txids);
+      let bytes = 0;
+      for (const l of levels) bytes += l.length;
+      tree = { levels, bytes };
+      this.trees.set(key, tree);
+      this.bytes += bytes;
+      for (const [k, t] of this.trees) {
+        if (this.bytes <= this.maxBytes || this.trees.size <= 1) break;
+        this.trees.delete(k);
+        this.bytes -= t.bytes;
+      }
+    }
+    return proofFromLevels(tree.levels, index);
+  }
+
+  /** Number of cached trees. */
+  get size(): number {
+    return this.trees.size;
+  }
+}
+
+/** One cached level of complete header-tree nodes. */
+interface CachedLevel {
+  data: Uint8Array;
+  have: Uint8Array;
+}
+
+/**
+ * Header branches against cp_height roots (§4.5). Complete nodes at levels >= `cacheLevel` are cached
+ * (at most 2·n/2^cacheLevel hashes for n headers); nodes below it are computed from one contiguous header
+ * read of at most 2^cacheLevel headers. The cache notices reorgs by itself (see checkReorg), so it needs no
+ * signal from the block processor.
+ */
+export class HeaderProofs {
+  private readonly levels: CachedLevel[] = [];
+  private readonly pair = new Uint8Array(2 * HASH);
+  /** Block hash of the last leaf under each cached node of the lowest cached level. */
+  private lastLeafHashes = new Uint8Array(0);
+  /** Highest index of the lowest cached level that may hold a node. */
+  private maxLow = -1;
+  private preparing: Promise<void> = Promise.resolve();
+  /** Headers read so far (for tests and metrics). */
+  headersRead = 0;
+
+  constructor(private readonly source: HeaderSource, private readonly cacheLevel = 6) {
+    if (!Number.isInteger(cacheLevel) || cacheLevel < 1 || cacheLevel > 20) {
+      throw new RangeError(`cacheLevel ${cacheLevel} must be an integer in 1..20`);
+    }
+  }
+
+  /**
+   * Branch of header `height` and the root over block hashes 0..cpHeight. The caller checks
+   * height <= cpHeight <= chain height; RangeError otherwise.
+   */
+  proof(height: number, cpHeight: number): MerkleProof {
+    const tip = this.source.state.height;
+    if (
+      !Number.isSafeInteger(height) || !Number.isSafeInteger(cpHeight) || height < 0 || height > cpHeight ||
+      cpHeight > tip
+    ) {
+      throw new RangeError(`need 0 <= height ${height} <= cp_height ${cpHeight} <= chain height ${tip}`);
+    }
+    this.checkReorg(tip);
+    const n = cpHeight + 1;
+    const depth = treeDepth(n);
+    // Right-edge nodes depend on n; several branch levels share them, so they are kept for this call only.
+    const memo = new Map<number, Uint8Array>();
+    const branch: Uint8Array[] = [];
+    for (let k = 0; k < depth; k++) {
+      const p = Math.floor(height / 2 ** k);
+      const s = p ^ 1;
+      branch.push(this.node(k, s * 2 ** k < n ? s : p, n, memo).slice());
+    }
+    return { branch, root: this.node(depth, 0, n, memo).slice() };
+  }
+
+  /**
+   * Fills the cache for checkpoints up to `cpHeight` a slice at a time, giving the event loop a turn every
+   * `slice` hashes, so that a first proof over ~900k headers (seconds of hashing) stalls nobody. proof()
+   * after it costs a few dozen hashes. Concurrent calls run one after another and share the work.
+   */
+  prepare(cpHeight: number, slice = 4096): Promise<void> {
+    const run = this.preparing.then(() => this.fill(cpHeight, slice));
+    this.preparing = run.catch(() => {});
+    return run;
+  }
+
+  private async fill(cpHeight: number, slice: number): Promise<void> {
+    const k0 = this.cacheLevel;
+    let work = 0;
+    for (let k = k0;; k++) {
+      // Re-read the tip each level: the chain may have moved while we yielded.
+      const n = Math.min(cpHeight, this.source.state.height) + 1;
+      const count = Math.floor(n / 2 ** k);
+      if (count === 0) return;
+      this.checkReorg(this.source.state.height);
+      for (let p = 0; p < count; p++) {
+        if (this.cached(k, p)) continue;
+        if (k === k0) {
+          this.store(k, p, this.lowNode(k, p * 2 ** k, 2 ** k));
+          work += 2 ** k;
+        } else {
+          const left = this.cached(k - 1, 2 * p), right = this.cached(k - 1, 2 * p + 1);
+          // A reorg seen after the last yield dropped children; the next level pass or proof() redoes them.
+          if (!left || !right) continue;
+          this.store(k, p, hashPair(this.pair, left, right));
+          work++;
+        }
+        if (work >= slice) {
+          work = 0;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          // Anything cached before the pause covers headers up to the highest cached node's last one, so
+          // checking that one header tells whether a reorg during the pause made any of it stale.
+          this.checkReorg(this.source.state.height);
+        }
+      }
+    }
+  }
+
+  /** Forgets cached nodes covering headers at or above `height`, e.g. after the chain was backed up. */
+  invalidateFrom(height: number): void {
+    for (let k = this.cacheLevel; k < this.levels.length; k++) {
+      const level = this.levels[k];
+      if (!level) continue;
+      const first = Math.max(0, Math.floor(height / 2 ** k));
+      if (first < level.have.length) level.have.fill(0, first);
+    }
+    this.maxLow = Math.min(this.maxLow, Math.floor(height / 2 ** this.cacheLevel) - 1);
+  }
+
+  /** Number of cached nodes (for tests and metrics). */
+  get cachedNodes(): number {
+    let n = 0;
+    for (const level of this.levels) if (level) { for (const h of level.have) n += h; }
+    return n;
+  }
+
+  // The node at level k, position p of the tree over n leaves: cached when complete, else built from its
+  // children (the right child missing means the left one is paired with itself).
+  private node(k: number, p: number, n: number, memo: Map<number, Uint8Array>): Uint8Array {
+    const span = 2 ** k;
+    const first = p * span;
+    if (k < this.cacheLevel) return this.lowNode(k, first, Math.min(span, n - first));
+    const complete = first + span <= n;
+    const key = k * 2 ** 32 + p;
+    const hit = complete ? this.cached(k, p) : memo.get(key);
+    if (hit) return hit;
+    const left = this.node(k - 1, 2 * p, n, memo);
+    const right = first + span / 2 < n ? this.node(k - 1, 2 * p + 1, n, memo) : left;
+    const h = hashPair(this.pair, left, right);
+    if (complete) this.store(k, p, h);
+    else memo.set(key, h);
+    return h;
+  }
+
+  // A node below the cached levels: its (at most 2^k) leaves from one read, reduced k times.
+  private lowNode(k: number, first: number, count: number): Uint8Array {
+    const raw = this.source.headers(first, count);
+    if (raw.length !== count * HEADER) {
+      throw new RangeError(`headers ${first}..${first + count - 1} are not all available`);
+    }
+    this.headersRead += count;
+    const level = new Uint8Array(count * HASH);
+    for (let i = 0; i < count; i++) {
+      level.set(sha256d(raw.subarray(i * HEADER, i * HEADER + HEADER)), i * HASH);
+    }
+    reduce(level, count, k);
+    return level.slice(0, HASH);
+  }
+
+  private cached(k: number, p: number): Uint8Array | undefined {
+    const level = this.levels[k];
+    if (!level || p >= level.have.length || level.have[p] === 0) return undefined;
+    return level.data.subarray(p * HASH, p * HASH + HASH);
+  }
+
+  private store(k: number, p: number, h: Uint8Array): void {
+    let level = this.levels[k];
+    if (!level || p >= level.have.length) {
+      const size = Math.max(64, (p + 1) * 2);
+      const grown: CachedLevel = { data: new Uint8Array(size * HASH), have: new Uint8Array(size) };
+      if (level) {
+        grown.data.set(level.data);
+        grown.have.set(level.have);
+      }
+      this.levels[k] = level = grown;
+    }
+    level.data.set(h, p * HASH);
+    level.have[p] = 1;
+    if (k !== this.cacheLevel) return;
+    // Remember the hash of the node's last header: it alone tells whether the node is still on the chain.
+    if (this.lastLeafHashes.length < level.have.length * HASH) {
+      const grown = new Uint8Array(level.have.length * HASH);
+      grown.set(this.lastLeafHashes);
+      this.lastLeafHashes = grown;
+    }
+    const last = (p + 1) * 2 ** k - 1;
+    this.lastLeafHashes.set(sha256d(this.source.headers(last, 1)), p * HASH);
+    this.headersRead++;
+    if (p > this.maxLow) this.maxLow = p;
+  }
+
+  // A block hash commits to every header below it, so a lowest-level node whose last header still hashes
+  // the same is valid, and so is everything cached below it. Check the highest one (one header read per
+  // proof); after a reorg step down, doubling the stride, to one that still matches and drop what is above.
+  private checkReorg(tip: number): void {
+    const k = this.cacheLevel;
+    const level = this.levels[k];
+    if (!level || this.maxLow < 0) return;
+    const span = 2 ** k;
+    let step = 1;
+    let p = this.maxLow;
+    while (p >= 0) {
+      if (level.have[p] === 1) {
+        const last = (p + 1) * span - 1;
+        if (last <= tip) {
+          const raw = this.source.headers(last, 1);
+          this.headersRead++;
+          const now = sha256d(raw);
+          const was = this.lastLeafHashes.subarray(p * HASH, p * HASH + HASH);
+          if (now.every((b, i) => b === was[i])) break;
+        }
+        p -= step;
+        step *= 2;
+      } else {
+        p--;
+      }
+    }
+    if (p < this.maxLow) this.invalidateFrom((p + 1) * span);
+  }
+}
