@@ -71,20 +71,32 @@ export class CostGroup {
   readonly retained: CostMeter;
   #sum = 0;
   #sumAt = -Infinity;
+  /** Charges to members since the sum was taken, so a burst counts at once and not a second later. */
+  #since = 0;
 
   constructor(readonly key: string, now: number) {
     this.retained = new CostMeter(RETAINED_DECAY_PER_SEC, now);
   }
 
-  /** Retained cost plus every member's cost; the member sum is cached for GROUP_SUM_TTL_MS. */
+  /**
+   * Retained cost plus every member's cost. Summing all members is O(members), so the sum is taken at most
+   * every GROUP_SUM_TTL_MS and charges in between are added as they happen (their decay over that second is
+   * ignored).
+   */
   total(now: number): number {
     if (now - this.#sumAt >= GROUP_SUM_TTL_MS || now < this.#sumAt) {
       let sum = 0;
       for (const m of this.members) sum += m.value(now);
       this.#sum = sum;
       this.#sumAt = now;
+      this.#since = 0;
     }
-    return this.#sum + this.retained.value(now);
+    return Math.max(0, this.#sum + this.#since) + this.retained.value(now);
+  }
+
+  /** Records a charge to one member's meter (call alongside CostMeter.add). */
+  charged(cost: number): void {
+    this.#since += cost;
   }
 
   /** Forgets the cached member sum (after a member joins or leaves). */

@@ -106,16 +106,20 @@ Deno.test("a group's cost is its members' plus what departed members left behind
   b.add(100, 0);
   ga.invalidate();
   assert.equal(ga.total(0), 400);
-  // Cached for GROUP_SUM_TTL_MS, then summed again (both members decayed 1/s).
+  // A charge reported through charged() counts at once; one that is not shows up when the sum is retaken
+  // after GROUP_SUM_TTL_MS (both members having decayed 1/s meanwhile).
   b.add(1000, 0);
-  assert.equal(ga.total(GROUP_SUM_TTL_MS - 1), 400);
-  assert.equal(ga.total(GROUP_SUM_TTL_MS), 1400 - 2 * (GROUP_SUM_TTL_MS / 1000));
+  ga.charged(1000);
+  assert.equal(ga.total(GROUP_SUM_TTL_MS - 1), 1400);
+  a.add(50, GROUP_SUM_TTL_MS - 1);
+  assert.equal(ga.total(GROUP_SUM_TTL_MS - 1), 1400);
+  assert.equal(ga.total(GROUP_SUM_TTL_MS), 1450 - 2 * (GROUP_SUM_TTL_MS / 1000));
 
-  groups.leave(ga, a, 10_000); // a owes 290 when it leaves
-  assert.equal(ga.retained.value(10_000), 290);
-  assert.equal(ga.total(10_000), 290 + 1090);
+  groups.leave(ga, a, 10_000); // a owes 340 when it leaves
+  assert.equal(ga.retained.value(10_000), 340);
+  assert.equal(ga.total(10_000), 340 + 1090);
   const later = 10_000 + 50_000; // 50 s later
-  assert.equal(ga.retained.value(later), 290 - 50 * RETAINED_DECAY_PER_SEC);
+  assert.equal(ga.retained.value(later), 340 - 50 * RETAINED_DECAY_PER_SEC);
 
   groups.leave(gb, b, later);
   groups.sweep(later);
