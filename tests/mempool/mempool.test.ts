@@ -1,0 +1,519 @@
+// Mempool against a scripted daemon and database: transactions are built with bitcoinjs-lib, hashXs computed
+// with node:crypto, so nothing here shares code with what it checks. Each test drives one behaviour the
+// Electrum methods rely on (heights 0/-1 and their flips, pending inputs, races, batching, atomic updates).
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import * as bitcoin from "bitcoinjs-lib";
+import type { Settled } from "../../src/daemon/daemon.ts";
+import type { Log } from "../../src/log.ts";
+import { Mempool, MempoolError, type MempoolStore } from "../../src/mempool/mempool.ts";
+import { compactHistogram } from "../../src/mempool/histogram.ts";
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (s: string) => Uint8Array.from(s.match(/../g)!, (h) => parseInt(h, 16));
+const reversed = (b: Uint8Array) => Uint8Array.from(b).reverse();
+const sha = (data: Uint8Array | string) => new Uint8Array(createHash("sha256").update(data).digest());
+const hashXOf = (script: Uint8Array) => sha(script).subarray(0, 11);
+
+/** A standard P2WPKH script for wallet number n. */
+function script(n: number): Uint8Array {
+  const s = new Uint8Array(22);
+  s[1] = 0x14;
+  s.set(sha(`key ${n}`).subarray(0, 20), 2);
+  return s;
+}
+
+/** A confirmed coin's txid (internal order) for a label. */
+const coinTxid = (label: string) => sha(`coin ${label}`);
+
+interface BuiltTx {
+  raw: Uint8Array;
+  /** Internal order. */
+  txid: Uint8Array;
+  /** Display hex. */
+  id: string;
+  vsize: number;
+}
+
+function makeTx(
+  inputs: [Uint8Array, number][],
+  outputs: [Uint8Array, number][],
+  opts: { witness?: boolean; locktime?: number } = {},
+): BuiltTx {
+  const t = new bitcoin.Transaction();
+  t.version = 2;
+  t.locktime = opts.locktime ?? 0;
+  for (const [txid, vout] of inputs) t.addInput(txid, vout);
+  for (const [s, v] of outputs) t.addOutput(s, BigInt(v));
+  if (opts.witness) t.setWitness(0, [new Uint8Array(71), new Uint8Array(33)]);
+  const id = t.getId();
+  return { raw: new Uint8Array(t.toBuffer()), txid: reversed(unhex(id)), id, vsize: t.virtualSize() };
+}
+
+class FakeStore implements MempoolStore {
+  state = { height: 100 };
+  lookups = 0;
+  private coins = new Map<string, { hashX: Uint8Array; value: number }>();
+
+  /** A flush: coins appear or disappear and the state object changes. */
+  flush(add: [Uint8Array, number, Uint8Array, number][], remove: [Uint8Array, number][] = []): void {
+    for (const [txid, vout, s, value] of add) {
+      this.coins.set(`${hex(txid)}:${vout}`, { hashX: hashXOf(s), value });
+    }
+    for (const [txid, vout] of remove) this.coins.delete(`${hex(txid)}:${vout}`);
+    this.state = { height: this.state.height + 1 };
+  }
+
+  lookupUtxo(txid: Uint8Array, vout: number) {
+    this.lookups++;
+    const c = this.coins.get(`${hex(txid)}:${vout}`);
+    return Promise.resolve(c && { hashX: c.hashX.slice(), value: c.value });
+  }
+}
+
+class FakeDaemon {
+  /** Display txid → raw hex, in acceptance order. */
+  pool = new Map<string, string>();
+  calls: string[] = [];
+  batchSizes: number[] = [];
+  /** Replaces the getrawmempool reply. */
+  listReply: unknown = undefined;
+  /** Forced replies for getrawtransaction of some txids. */
+  forced = new Map<string, Settled<unknown>>();
+  /** Runs after getrawmempool answered and before getrawtransaction answers. */
+  beforeFetch: (() => void | Promise<void>) | undefined;
+  inFlight = 0;
+  maxInFlight = 0;
+
+  add(...txs: BuiltTx[]): void {
+    for (const t of txs) this.pool.set(t.id, hex(t.raw));
+  }
+
+  drop(...txs: BuiltTx[]): void {
+    for (const t of txs) this.pool.delete(t.id);
+  }
+
+  async call<T>(method: string, _params: unknown[] = []): Promise<T> {
+    this.calls.push(method);
+    assert.equal(method, "getrawmempool");
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    await Promise.resolve();
+    this.inFlight--;
+    return (this.listReply ?? [...this.pool.keys()]) as T;
+  }
+
+  async batchSettled<T>(method: string, paramsList: unknown[][]): Promise<Settled<T>[]> {
+    this.calls.push(method);
+    this.batchSizes.push(paramsList.length);
+    assert.equal(method, "getrawtransaction");
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    await this.beforeFetch?.();
+    this.inFlight--;
+    return paramsList.map(([id, verbosity]) => {
+      assert.equal(verbosity, 0);
+      const forced = this.forced.get(id as string);
+      if (forced) return forced as Settled<T>;
+      const raw = this.pool.get(id as string);
+      if (raw === undefined) {
+        return { error: { code: -5, message: "No such mempool or blockchain transaction" } };
+      }
+      return { result: raw as T };
+    });
+  }
+}
+
+function captureLog(lines: string[] = []): Log {
+  return {
+    debug: (m) => lines.push(`DEBUG ${m}`),
+    info: (m) => lines.push(`INFO ${m}`),
+    warn: (m) => lines.push(`WARNING ${m}`),
+    error: (m) => lines.push(`ERROR ${m}`),
+    enabled: () => true,
+  };
+}
+
+function setup(opts: { batchSize?: number; histogramRefreshMs?: number; now?: () => number } = {}) {
+  const daemon = new FakeDaemon();
+  const store = new FakeStore();
+  const lines: string[] = [];
+  const mempool = new Mempool({
+    daemon,
+    store,
+    log: captureLog(lines),
+    network: { name: "regtest" },
+    ...opts,
+  });
+  return { daemon, store, mempool, lines };
+}
+
+const keys = (hashXs: Uint8Array[]) => hashXs.map(hex).sort();
+const hxs = (...scripts: Uint8Array[]) => [...new Set(scripts.map((s) => hex(hashXOf(s))))].sort();
+const history = (m: Mempool, s: Uint8Array) =>
+  m.history(hashXOf(s)).map((i) => `${i.txidHex}:${i.hasUnconfirmedParent ? -1 : 0}:${i.fee}`);
+
+Deno.test("a chain of unconfirmed transactions: heights 0 and -1, fees, deltas, utxos, spends", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3), OPRET = Uint8Array.of(0x6a, 0x01, 0x07);
+  const coin = coinTxid("a");
+  store.flush([[coin, 3, A, 50_000]]);
+  const p = makeTx([[coin, 3]], [[B, 30_000], [A, 19_000], [OPRET, 0]], { witness: true });
+  const c = makeTx([[p.txid, 0]], [[C, 29_500]]);
+  const d = makeTx([[c.txid, 0], [p.txid, 1]], [[A, 48_000]]);
+  daemon.add(p, c, d);
+
+  const touched = await mempool.refresh();
+  assert.deepEqual(keys(touched), hxs(A, B, C));
+  assert.equal(mempool.size, 3);
+  assert.equal(mempool.vsizeTotal, p.vsize + c.vsize + d.vsize);
+  assert.deepEqual(history(mempool, B), [`${p.id}:0:1000`, `${c.id}:-1:500`].sort(byHeightThenId));
+  assert.deepEqual(
+    history(mempool, A),
+    [`${p.id}:0:1000`, `${d.id}:-1:${29_500 + 19_000 - 48_000}`].sort(byHeightThenId),
+  );
+  const info = mempool.history(hashXOf(A)).find((i) => i.txidHex === p.id)!;
+  assert.deepEqual(info.txid, p.txid);
+  assert.equal(info.vsize, p.vsize);
+  // A: -50000 (spent coin) +19000 (p) -19000 (d spends p:1) +48000 (d) = -2000
+  assert.equal(mempool.balanceDelta(hashXOf(A)), -2000);
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 0);
+  assert.equal(mempool.balanceDelta(hashXOf(C)), 29_500 - 29_500);
+  assert.equal(mempool.balanceDelta(hashXOf(script(99))), 0);
+  assert.deepEqual(mempool.utxos(hashXOf(A)), [{ txHash: d.txid, vout: 0, value: 48_000 }]);
+  assert.deepEqual(mempool.utxos(hashXOf(B)), []);
+  assert.ok(mempool.isSpent(coin, 3) && mempool.isSpent(p.txid, 0) && mempool.isSpent(p.txid, 1));
+  assert.ok(!mempool.isSpent(p.txid, 2) && !mempool.isSpent(d.txid, 0) && !mempool.isSpent(coin, 2));
+  assert.ok(mempool.has(c.txid) && !mempool.has(coin));
+  assert.deepEqual(mempool.rawTx(p.txid), p.raw);
+  assert.equal(mempool.rawTx(coin), undefined);
+  // A 32-byte script hash works too: only its first 11 bytes are the hashX.
+  assert.equal(mempool.history(sha(A)).length, 2);
+});
+
+function byHeightThenId(a: string, b: string): number {
+  const ha = a.includes(":-1:") ? 1 : 0, hb = b.includes(":-1:") ? 1 : 0;
+  return ha - hb || (a < b ? -1 : 1);
+}
+
+Deno.test("mempool order is height 0 before -1, then display-order txid", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1);
+  const txs: BuiltTx[] = [];
+  for (let i = 0; i < 6; i++) {
+    const coin = coinTxid(`o${i}`);
+    store.flush([[coin, 0, A, 10_000]]);
+    txs.push(makeTx([[coin, 0]], [[A, 9_000]]));
+  }
+  for (let i = 0; i < 6; i++) txs.push(makeTx([[txs[i].txid, 0]], [[A, 8_000 - i]]));
+  daemon.add(...txs);
+  await mempool.refresh();
+  const got = mempool.history(hashXOf(A)).map((i) => [i.hasUnconfirmedParent ? -1 : 0, i.txidHex]);
+  const want = txs.map((t, i) => [i < 6 ? 0 : -1, t.id]).sort((a, b) =>
+    (b[0] as number) - (a[0] as number) || (a[1] < b[1] ? -1 : 1)
+  );
+  assert.deepEqual(got, want);
+});
+
+Deno.test("a parent confirming flips its child to 0; coming back in a reorg flips it to -1 again", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3), D = script(4);
+  const coin = coinTxid("flip");
+  store.flush([[coin, 0, A, 20_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  const c = makeTx([[p.txid, 0]], [[C, 18_000]]);
+  const other = makeTx([[coinTxid("other"), 0]], [[D, 1]]);
+  store.flush([[coinTxid("other"), 0, D, 5_000]]);
+  daemon.add(p, c, other);
+  await mempool.refresh();
+  assert.deepEqual(history(mempool, C), [`${c.id}:-1:1000`]);
+
+  // p is mined: bitcoind drops it, the database gains its output and loses the coin it spent.
+  daemon.drop(p);
+  store.flush([[p.txid, 0, B, 19_000]], [[coin, 0]]);
+  const touched = await mempool.refresh();
+  assert.deepEqual(keys(touched), hxs(A, B, C), "p's hashXs and the flipped child's, not D");
+  assert.deepEqual(history(mempool, C), [`${c.id}:0:1000`]);
+  assert.deepEqual(history(mempool, B), [`${c.id}:0:1000`]);
+  assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000, "c now spends a confirmed coin of B");
+  assert.equal(mempool.history(hashXOf(A)).length, 0);
+  assert.ok(!mempool.isSpent(coin, 0));
+  assert.ok(mempool.isSpent(p.txid, 0));
+
+  // The block is disconnected: p is back in the mempool, c keeps spending it and goes back to -1.
+  store.flush([[coin, 0, A, 20_000]], [[p.txid, 0]]);
+  daemon.pool = new Map([[p.id, hex(p.raw)], [c.id, hex(c.raw)], [other.id, hex(other.raw)]]);
+  const back = await mempool.refresh();
+  assert.deepEqual(keys(back), hxs(A, B, C));
+  assert.deepEqual(history(mempool, C), [`${c.id}:-1:1000`]);
+  assert.deepEqual(history(mempool, B), [`${p.id}:0:1000`, `${c.id}:-1:1000`].sort(byHeightThenId));
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 0);
+});
+
+Deno.test("nothing changed: one getrawmempool, no fetch, no database read, nothing touched", async () => {
+  const { daemon, store, mempool } = setup();
+  const coin = coinTxid("q");
+  store.flush([[coin, 0, script(1), 9_000]]);
+  daemon.add(makeTx([[coin, 0]], [[script(2), 8_000]]));
+  await mempool.refresh();
+  daemon.calls.length = 0;
+  store.lookups = 0;
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.deepEqual(daemon.calls, ["getrawmempool", "getrawmempool"]);
+  assert.equal(store.lookups, 0);
+});
+
+Deno.test("unknown prevouts wait without refetching, and resolve parents first once the database has them", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3);
+  const coin = coinTxid("late");
+  const e = makeTx([[coin, 1]], [[B, 7_000]]);
+  const f = makeTx([[e.txid, 0]], [[C, 6_000]]);
+  daemon.add(f, e); // child listed first
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.equal(mempool.size, 0);
+  assert.equal(mempool.pendingCount, 2);
+  assert.ok(!mempool.has(e.txid) && !mempool.isSpent(coin, 1));
+
+  daemon.calls.length = 0;
+  store.lookups = 0;
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.deepEqual(daemon.calls, ["getrawmempool"], "pending transactions are not fetched again");
+  assert.equal(store.lookups, 0, "and not retried while the database has not changed");
+
+  store.flush([[coin, 1, A, 8_000]]);
+  const touched = await mempool.refresh();
+  assert.deepEqual(daemon.calls, ["getrawmempool", "getrawmempool"]);
+  assert.deepEqual(keys(touched), hxs(A, B, C));
+  assert.equal(mempool.pendingCount, 0);
+  assert.deepEqual(history(mempool, C), [`${f.id}:-1:1000`]);
+
+  // A pending transaction that leaves bitcoind's mempool is forgotten.
+  const g = makeTx([[coinTxid("never"), 0]], [[A, 1]]);
+  daemon.add(g);
+  await mempool.refresh();
+  assert.equal(mempool.pendingCount, 1);
+  daemon.drop(g);
+  await mempool.refresh();
+  assert.equal(mempool.pendingCount, 0);
+});
+
+Deno.test("a transaction that leaves between getrawmempool and getrawtransaction (-5) is ignored quietly", async () => {
+  const { daemon, store, mempool, lines } = setup();
+  const coin = coinTxid("race");
+  store.flush([[coin, 0, script(1), 9_000]]);
+  const gone = makeTx([[coin, 0]], [[script(2), 8_000]]);
+  const child = makeTx([[gone.txid, 0]], [[script(3), 7_000]]);
+  const stays = makeTx([[coinTxid("s"), 0]], [[script(4), 1_000]]);
+  store.flush([[coinTxid("s"), 0, script(5), 2_000]]);
+  daemon.add(gone, child, stays);
+  daemon.beforeFetch = () => daemon.drop(gone);
+  const touched = await mempool.refresh();
+  assert.deepEqual(keys(touched), hxs(script(4), script(5)));
+  assert.ok(!mempool.has(gone.txid) && mempool.has(stays.txid));
+  assert.equal(mempool.pendingCount, 1, "its child waits: its input is nowhere yet");
+  assert.ok(!lines.some((l) => l.startsWith("WARNING")));
+  daemon.beforeFetch = undefined;
+  daemon.drop(child);
+  await mempool.refresh();
+  assert.equal(mempool.pendingCount, 0);
+});
+
+Deno.test("other fetch errors are logged and retried; undecodable or mismatched bytes are not refetched", async () => {
+  const { daemon, store, mempool, lines } = setup();
+  const coins = ["e1", "e2", "e3"].map(coinTxid);
+  store.flush(coins.map((c, i) => [c, 0, script(i), 5_000]));
+  const [busy, garbled, wrong] = coins.map((c, i) => makeTx([[c, 0]], [[script(10 + i), 4_000]]));
+  daemon.add(busy, garbled, wrong);
+  daemon.forced.set(busy.id, { error: { code: -1, message: "something odd" } });
+  daemon.forced.set(garbled.id, { result: "00ff" });
+  daemon.forced.set(wrong.id, { result: hex(busy.raw) });
+  await mempool.refresh();
+  assert.equal(mempool.size, 0);
+  assert.ok(
+    lines.some((l) => l.includes("could not return 1 of 3") && l.includes("something odd (code -1)")),
+  );
+  assert.ok(lines.some((l) => l.includes(`ignoring transaction ${garbled.id}`)));
+  assert.ok(lines.some((l) => l.includes(`ignoring transaction ${wrong.id}`) && l.includes(busy.id)));
+
+  daemon.forced.clear();
+  daemon.batchSizes.length = 0;
+  await mempool.refresh();
+  assert.deepEqual(daemon.batchSizes, [1], "only the one that failed transiently is fetched again");
+  assert.ok(mempool.has(busy.txid) && !mempool.has(garbled.txid));
+});
+
+Deno.test("new transactions are fetched in batches of batchSize", async () => {
+  const { daemon, store, mempool } = setup({ batchSize: 100 });
+  const txs: BuiltTx[] = [];
+  for (let i = 0; i < 250; i++) {
+    const coin = coinTxid(`b${i}`);
+    store.flush([[coin, 0, script(i % 7), 10_000]]);
+    txs.push(makeTx([[coin, 0]], [[script(100 + i), 9_000]]));
+  }
+  daemon.add(...txs);
+  await mempool.refresh();
+  assert.deepEqual(daemon.calls, ["getrawmempool", ...Array(3).fill("getrawtransaction")]);
+  assert.deepEqual(daemon.batchSizes.sort((a, b) => b - a), [100, 100, 50]);
+  assert.equal(mempool.size, 250);
+});
+
+Deno.test("a bad getrawmempool reply is a MempoolError and changes nothing", async () => {
+  const { daemon, store, mempool } = setup();
+  const coin = coinTxid("x");
+  store.flush([[coin, 0, script(1), 9_000]]);
+  const t = makeTx([[coin, 0]], [[script(2), 8_000]]);
+  daemon.add(t);
+  await mempool.refresh();
+  for (const reply of [{ txids: [] }, ["nothex"], [t.id, t.id.toUpperCase()], [42]]) {
+    daemon.listReply = reply;
+    await assert.rejects(mempool.refresh(), (e) => e instanceof MempoolError && e.code === "bad-reply");
+    assert.ok(mempool.has(t.txid));
+  }
+  daemon.listReply = undefined;
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.equal(mempool.size, 1);
+});
+
+Deno.test("readers see the old mempool until a refresh completes; concurrent refreshes run in turn", async () => {
+  const { daemon, store, mempool } = setup();
+  const coin1 = coinTxid("r1"), coin2 = coinTxid("r2");
+  store.flush([[coin1, 0, script(1), 9_000], [coin2, 0, script(2), 9_000]]);
+  const old = makeTx([[coin1, 0]], [[script(3), 8_000]]);
+  const next = makeTx([[coin2, 0]], [[script(4), 8_000]]);
+  daemon.add(old);
+  await mempool.refresh();
+  daemon.drop(old);
+  daemon.add(next);
+  let release!: () => void;
+  let fetching!: () => void;
+  const fetchStarted = new Promise<void>((r) => (fetching = r));
+  daemon.beforeFetch = () => {
+    fetching();
+    return new Promise<void>((r) => (release = r));
+  };
+  const first = mempool.refresh();
+  const second = mempool.refresh();
+  await fetchStarted;
+  assert.ok(mempool.has(old.txid) && !mempool.has(next.txid), "mid-refresh: still the old state");
+  assert.equal(mempool.balanceDelta(hashXOf(script(3))), 8_000);
+  release();
+  assert.deepEqual(keys(await first), hxs(script(1), script(2), script(3), script(4)));
+  assert.deepEqual(await second, []);
+  assert.ok(!mempool.has(old.txid) && mempool.has(next.txid));
+  assert.equal(daemon.maxInFlight, 1);
+});
+
+Deno.test("a tx paying and spending the same hashX appears once; unspendable outputs are not indexed", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), OPRET = Uint8Array.of(0x6a, 0x04, 1, 2, 3, 4), BIG = new Uint8Array(10_001);
+  const coin = coinTxid("self");
+  store.flush([[coin, 0, A, 10_000]]);
+  const t = makeTx([[coin, 0]], [[A, 6_000], [OPRET, 0], [BIG, 1_000], [A, 2_000]]);
+  daemon.add(t);
+  const touched = await mempool.refresh();
+  assert.deepEqual(keys(touched), hxs(A));
+  assert.deepEqual(history(mempool, A), [`${t.id}:0:1000`]);
+  assert.equal(mempool.balanceDelta(hashXOf(A)), -2_000);
+  assert.deepEqual(mempool.history(hashXOf(OPRET)), []);
+  assert.deepEqual(mempool.history(hashXOf(BIG)), []);
+  assert.deepEqual(mempool.utxos(hashXOf(A)).map((u) => u.vout), [0, 3]);
+  // Spending an unspendable output can never be valid: such a child waits forever, it is never indexed.
+  const bad = makeTx([[t.txid, 1]], [[A, 1]]);
+  daemon.add(bad);
+  await mempool.refresh();
+  assert.ok(!mempool.has(bad.txid));
+  assert.equal(mempool.pendingCount, 1);
+});
+
+Deno.test("the fee histogram is ElectrumX's binning of the current mempool, recomputed only when stale", async () => {
+  let now = 1_000;
+  const { daemon, store, mempool } = setup({ histogramRefreshMs: 60_000, now: () => now });
+  assert.deepEqual(mempool.feeHistogram(), []);
+  const all: BuiltTx[] = [];
+  const fees: number[] = [];
+  const add = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const k = all.length;
+      const coin = coinTxid(`h${k}`);
+      // Wide outputs make each tx large enough that a few hundred of them fill several bins.
+      const outs: [Uint8Array, number][] = Array.from({ length: 20 }, (_, j) => [script(j), 1_000]);
+      const fee = 100 + ((k * 7919) % 40_000);
+      store.flush([[coin, 0, script(1), 20_000 + fee]]);
+      all.push(makeTx([[coin, 0]], outs));
+      fees.push(fee);
+    }
+    daemon.add(...all.slice(-n));
+  };
+  add(300);
+  await mempool.refresh();
+  const naive = (count: number) => {
+    const sizes = new Map<number, number>();
+    for (let i = 0; i < count; i++) {
+      const tenths = Math.floor((fees[i] * 10) / all[i].vsize);
+      sizes.set(tenths, (sizes.get(tenths) ?? 0) + all[i].vsize);
+    }
+    return compactHistogram(sizes);
+  };
+  const first = mempool.feeHistogram();
+  assert.ok(first.length >= 3);
+  assert.deepEqual(first, naive(300));
+  add(200);
+  now += 59_999;
+  await mempool.refresh();
+  assert.equal(mempool.feeHistogram(), first, "not stale yet: the same answer");
+  now += 1;
+  await mempool.refresh();
+  assert.deepEqual(mempool.feeHistogram(), naive(500));
+});
+
+Deno.test("a replacement (RBF) takes over its outpoint; two listed spends of one outpoint never both count", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3);
+  const coin = coinTxid("rbf");
+  store.flush([[coin, 0, A, 10_000]]);
+  const x = makeTx([[coin, 0]], [[B, 9_000]]);
+  const y = makeTx([[coin, 0]], [[C, 8_000]]);
+  daemon.add(x);
+  await mempool.refresh();
+  daemon.drop(x);
+  daemon.add(y);
+  const touched = await mempool.refresh();
+  assert.deepEqual(keys(touched), hxs(A, B, C));
+  assert.ok(!mempool.has(x.txid) && mempool.has(y.txid));
+  assert.deepEqual(history(mempool, A), [`${y.id}:0:2000`]);
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 0);
+  assert.equal(mempool.balanceDelta(hashXOf(A)), -10_000);
+
+  // An inconsistent list (both spends at once): the known one stays, the other waits until the conflict ends.
+  daemon.add(x);
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.ok(mempool.has(y.txid) && !mempool.has(x.txid));
+  assert.equal(mempool.pendingCount, 1);
+  assert.equal(mempool.balanceDelta(hashXOf(A)), -10_000);
+  daemon.drop(y);
+  await mempool.refresh();
+  assert.ok(mempool.has(x.txid) && !mempool.has(y.txid));
+  assert.equal(mempool.pendingCount, 0);
+  assert.deepEqual(history(mempool, A), [`${x.id}:0:1000`]);
+
+  // Two new spends of one outpoint in the same refresh: exactly one is taken.
+  const coin2 = coinTxid("rbf2");
+  store.flush([[coin2, 0, A, 5_000]]);
+  const u = makeTx([[coin2, 0]], [[B, 4_000]]);
+  const v = makeTx([[coin2, 0]], [[C, 4_500]]);
+  daemon.add(u, v);
+  await mempool.refresh();
+  assert.equal(Number(mempool.has(u.txid)) + Number(mempool.has(v.txid)), 1);
+  assert.equal(mempool.pendingCount, 1);
+});
+
+Deno.test("a transaction spending one outpoint twice is never indexed", async () => {
+  const { daemon, store, mempool } = setup();
+  const coin = coinTxid("twice");
+  store.flush([[coin, 0, script(1), 10_000]]);
+  const w = makeTx([[coin, 0], [coin, 0]], [[script(2), 15_000]]);
+  daemon.add(w);
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.ok(!mempool.has(w.txid) && !mempool.isSpent(coin, 0));
+  assert.equal(mempool.pendingCount, 1);
+});
