@@ -211,7 +211,8 @@ export class Mempool {
   history(hashX: Uint8Array): MempoolTxInfo[] {
     const state = this.hashXs.get(toHex(hashX.subarray(0, HASHX_LEN)));
     if (state === undefined) return [];
-    const entries = [...state.txs].sort(byMempoolOrder);
+    const entries = [...state.txs];
+    if (entries.length > 1) entries.sort(byMempoolOrder);
     return entries.map((e) => ({
       txid: e.txid,
       txidHex: e.hex,
@@ -231,7 +232,8 @@ export class Mempool {
     const state = this.hashXs.get(toHex(hashX.subarray(0, HASHX_LEN)));
     if (state === undefined) return [];
     const out: MempoolUtxo[] = [];
-    const entries = [...state.txs].sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
+    const entries = [...state.txs];
+    if (entries.length > 1) entries.sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
     for (const e of entries) {
       for (let j = 0; j < e.outStates.length; j++) {
         if (e.outStates[j] !== state || this.spent.has(outpointKey(e.hex, j))) continue;
