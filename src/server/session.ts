@@ -742,7 +742,8 @@ export class Session implements SessionContext {
   /** Periodic housekeeping from the server: idle timeout and request timeouts. */
   tick(now: number): void {
     if (this.#closed) return;
-    if (now - this.lastRecvAt > this.#limits.sessionTimeoutMs) {
+    // A session waiting for our replies is not idle; REQUEST_TIMEOUT bounds that wait.
+    if (now - this.lastRecvAt > this.#limits.sessionTimeoutMs && this.#head === this.#slots.length) {
       this.#deps.log.info(`session ${this.id} ${this.remoteAddress}: closing idle session`);
       this.close("idle");
       return;

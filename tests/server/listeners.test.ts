@@ -1,0 +1,611 @@
+// The server over real sockets on 127.0.0.1 (ports chosen by the OS): TCP, TLS, WebSocket, limits against
+// hostile clients (each alongside a well-behaved session that must keep getting right answers), and shutdown.
+// Nothing sleeps to synchronise: tests wait for replies, for EOF, or for the server's own log lines.
+import assert from "node:assert/strict";
+import { type Config, loadConfig, type Service } from "../../src/config.ts";
+import type { Log } from "../../src/log.ts";
+import { type Server, startServer } from "../../src/server/listeners.ts";
+import type { MethodSpec } from "../../src/server/types.ts";
+
+// --- fixtures ----------------------------------------------------------------------------------------------
+
+const enc = new TextEncoder();
+
+class LogCapture {
+  readonly lines: string[] = [];
+  #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+
+  readonly log: Log = {
+    debug: (m) => this.#add(`DEBUG ${m}`),
+    info: (m) => this.#add(`INFO ${m}`),
+    warn: (m) => this.#add(`WARN ${m}`),
+    error: (m) => this.#add(`ERROR ${m}`),
+    enabled: () => true,
+  };
+
+  #add(line: string): void {
+    this.lines.push(line);
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.re.test(line)) return true;
+      w.resolve(line);
+      return false;
+    });
+  }
+
+  /** Resolves with the first line (already logged or future) matching re. */
+  waitFor(re: RegExp): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.#waiters.push({ re, resolve }));
+  }
+}
+
+/** A newline-JSON client over any Deno connection. */
+class LineClient {
+  readonly conn: Deno.Conn;
+  #lines: string[] = [];
+  #eof = false;
+  #waiter: (() => void) | undefined;
+  readonly done: Promise<void>;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+    this.done = this.#readLoop();
+  }
+
+  static async tcp(port: number): Promise<LineClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    // Without this, Nagle's algorithm holds back the tiny writes some tests make.
+    conn.setNoDelay(true);
+    return new LineClient(conn);
+  }
+
+  async #readLoop(): Promise<void> {
+    const dec = new TextDecoder();
+    const buf = new Uint8Array(65536);
+    let pending = "";
+    try {
+      for (;;) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        pending += dec.decode(buf.subarray(0, n), { stream: true });
+        let nl;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          this.#lines.push(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+        }
+        this.#waiter?.();
+      }
+    } catch {
+      // Reset by the server counts as EOF here.
+    }
+    this.#eof = true;
+    this.#waiter?.();
+  }
+
+  send(msg: unknown): Promise<void> {
+    return this.sendRaw(JSON.stringify(msg) + "\n");
+  }
+
+  async sendRaw(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+  }
+
+  /** The next line, raw; undefined at EOF. */
+  async nextLine(): Promise<string | undefined> {
+    while (this.#lines.length === 0) {
+      if (this.#eof) return undefined;
+      await new Promise<void>((r) => this.#waiter = r);
+    }
+    return this.#lines.shift();
+  }
+
+  /** The next message, parsed; undefined at EOF. */
+  async next(): Promise<unknown> {
+    const line = await this.nextLine();
+    return line === undefined ? undefined : JSON.parse(line);
+  }
+
+  async call(id: number, method: string, params: unknown = []): Promise<unknown> {
+    await this.send({ jsonrpc: "2.0", id, method, params });
+    return this.next();
+  }
+
+  async hello(version = "1.6"): Promise<void> {
+    assert.deepEqual(
+      await this.call(0, "server.version", ["test", version]),
+      ok(0, ["Coulomb 0.1.0", version]),
+    );
+  }
+
+  /** Waits until the server closes the connection. */
+  async eof(): Promise<void> {
+    while (await this.nextLine() !== undefined) { /* drain */ }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+const ok = (id: unknown, result: unknown) => ({ jsonrpc: "2.0", result, id });
+const err = (id: unknown, code: number, message: string) => ({
+  jsonrpc: "2.0",
+  error: { code, message },
+  id,
+});
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+interface Fixture {
+  server: Server;
+  logs: LogCapture;
+  port(protocol?: string): number;
+  release(key: string, value: unknown): void;
+  started(key: string): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function start(
+  env: Record<string, string> = {},
+  services: Service[] = [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
+  tls?: { cert: string; key: string },
+): Promise<Fixture> {
+  const base = loadConfig({
+    DB_DIRECTORY: "/tmp/coulomb-test",
+    DAEMON_URL: "http://u:p@127.0.0.1:8332/",
+    ...env,
+  }, []) as Config;
+  // loadConfig rightly refuses port 0; tests want OS-assigned ports.
+  const config: Config = { ...base, services };
+  const waits = new Map<string, Deferred<unknown>>();
+  const starts = new Map<string, Deferred<void>>();
+  const get = <T>(m: Map<string, Deferred<T>>, k: string) => {
+    let d = m.get(k);
+    if (!d) m.set(k, d = deferred<T>());
+    return d;
+  };
+  const methods = new Map<string, MethodSpec>([
+    ["test.echo", { params: ["value"], cost: 1, handler: (_ctx, [v]) => v }],
+    ["test.wait", {
+      params: ["key"],
+      cost: 1,
+      handler: (_ctx, [k]) => {
+        get(starts, String(k)).resolve();
+        return get(waits, String(k)).promise;
+      },
+    }],
+    ["test.big", { params: ["n"], cost: 1, handler: (_ctx, [n]) => "x".repeat(n as number) }],
+    ["test.cost", { params: ["n"], cost: 0, handler: (ctx, [n]) => (ctx.addCost(n as number), n) }],
+  ]);
+  const logs = new LogCapture();
+  const server = await startServer({ config, methods, log: logs.log, serverVersion: "Coulomb 0.1.0", tls });
+  return {
+    server,
+    logs,
+    port: (protocol = "tcp") => server.addresses.find((a) => a.protocol === protocol)!.port,
+    release: (k, v) => get(waits, k).resolve(v),
+    started: (k) => get(starts, k).promise,
+    async [Symbol.asyncDispose]() {
+      for (const d of waits.values()) d.resolve("released at teardown");
+      await server.close();
+    },
+  };
+}
+
+/** A well-behaved client's round trip, asserted: the server still serves others correctly. */
+async function assertHealthy(port: number): Promise<void> {
+  const c = await LineClient.tcp(port);
+  await c.hello();
+  assert.deepEqual(await c.call(1, "test.echo", ["still fine"]), ok(1, "still fine"));
+  assert.deepEqual(await c.call(2, "server.ping"), ok(2, null));
+  c.close();
+}
+
+async function makeCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const out = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost",
+      // rustls refuses a CA certificate as the server's own.
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-days",
+      "1",
+      "-keyout",
+      `${dir}/${name}.key`,
+      "-out",
+      `${dir}/${name}.pem`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return {
+    cert: await Deno.readTextFile(`${dir}/${name}.pem`),
+    key: await Deno.readTextFile(`${dir}/${name}.key`),
+  };
+}
+
+// --- TCP framing and dispatch --------------------------------------------------------------------------------
+
+Deno.test("tcp: binds port 0, pipelined and split lines, CRLF and blank lines, one compact line per reply", async () => {
+  // Two parse errors cost 2000, past the default soft limit; a high one keeps this test free of throttling delays.
+  await using f = await start({ COST_SOFT_LIMIT: "5000", COST_HARD_LIMIT: "10000" });
+  const [addr] = f.server.addresses;
+  assert.equal(addr.protocol, "tcp");
+  assert.equal(addr.host, "127.0.0.1");
+  assert.ok(addr.port > 0);
+  const c = await LineClient.tcp(f.port());
+  // Three requests in one write, one of them CRLF-terminated, with a blank keep-alive line between.
+  await c.sendRaw(
+    '{"jsonrpc":"2.0","id":1,"method":"server.version","params":["t","1.6"]}\n\n' +
+      '{"jsonrpc":"2.0","id":2,"method":"test.echo","params":["a\\nb"]}\r\n' +
+      '{"jsonrpc":"2.0","id":3,"method":"server.ping"}\n',
+  );
+  assert.equal(await c.nextLine(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
+  assert.deepEqual(await c.next(), ok(2, "a\nb"));
+  assert.deepEqual(await c.next(), ok(3, null));
+  // One request dribbled a few bytes at a time.
+  const line = JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: ["dribble"] }) + "\n";
+  for (let i = 0; i < line.length; i += 7) await c.sendRaw(line.slice(i, i + 7));
+  assert.deepEqual(await c.next(), ok(4, "dribble"));
+  // Errors keep the session usable.
+  await c.sendRaw("{oops\n");
+  await c.sendRaw(new Uint8Array([0xc3, 0x28, 0x0a]));
+  assert.deepEqual(await c.next(), err(null, -32700, "invalid JSON"));
+  assert.deepEqual(await c.next(), err(null, -32700, "messages must be encoded in UTF-8"));
+  assert.deepEqual(await c.call(5, "test.nope"), err(5, -32601, 'unknown method "test.nope"'));
+  assert.deepEqual(
+    await c.call(6, "test.echo", []),
+    err(6, -32602, '0 arguments passed to method "test.echo" but it requires 1'),
+  );
+  assert.deepEqual(await c.call(7, "test.echo", { value: "named" }), ok(7, "named"));
+  const [info] = f.server.sessions();
+  assert.equal(info.protocol, "tcp");
+  assert.equal(info.protocolVersion, "1.6");
+  assert.equal(info.client, "t");
+  assert.match(info.remoteAddress, /^127\.0\.0\.1:\d+$/);
+  c.close();
+});
+
+Deno.test("tcp: replies keep request order under concurrency; a batch is one line", async () => {
+  await using f = await start();
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  await c.send({ jsonrpc: "2.0", id: 1, method: "test.wait", params: ["slow"] });
+  await c.send({ jsonrpc: "2.0", id: 2, method: "test.echo", params: ["fast"] });
+  await c.send([{ jsonrpc: "2.0", id: 3, method: "server.ping" }, {
+    jsonrpc: "2.0",
+    id: 4,
+    method: "test.echo",
+    params: [4],
+  }]);
+  await f.started("slow");
+  f.release("slow", "slow done");
+  assert.deepEqual(await c.next(), ok(1, "slow done"));
+  assert.deepEqual(await c.next(), ok(2, "fast"));
+  assert.deepEqual(await c.next(), [ok(3, null), ok(4, 4)]);
+  c.close();
+});
+
+Deno.test("version negotiation over tcp: method first ⇒ error and disconnect; unsupported ⇒ error and disconnect", async () => {
+  await using f = await start();
+  const early = await LineClient.tcp(f.port());
+  assert.deepEqual(
+    await early.call(1, "test.echo", ["x"]),
+    err(1, 1, "use server.version to identify client"),
+  );
+  await early.eof();
+  const old = await LineClient.tcp(f.port());
+  assert.deepEqual(
+    await old.call(1, "server.version", ["old", ["1.0", "1.2"]]),
+    err(1, 1, 'unsupported protocol version: ["1.0","1.2"]'),
+  );
+  await old.eof();
+  await assertHealthy(f.port());
+});
+
+// --- limits --------------------------------------------------------------------------------------------------
+
+Deno.test("MAX_RECV: an oversized line is dropped and the stream resynchronises at the next newline", async () => {
+  await using f = await start({ MAX_RECV: "1000" });
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  // 5000 bytes without a newline, in pieces, then the end of that line and a good request.
+  for (let i = 0; i < 5; i++) await c.sendRaw("x".repeat(1000));
+  await c.sendRaw('"garbage"}\n{"jsonrpc":"2.0","id":1,"method":"test.echo","params":["after"]}\n');
+  assert.deepEqual(await c.next(), ok(1, "after"), "no reply to the dropped line, then in sync again");
+  await assertHealthy(f.port());
+  const info = f.server.sessions().find((s) => s.client === "test")!;
+  assert.equal(info.errors, 1);
+  c.close();
+});
+
+Deno.test("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
+  await using f = await start({ MAX_SEND: "350000" });
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  assert.deepEqual(
+    await c.call(1, "test.big", [400_000]),
+    err(1, -32600, "response too large (over 350,000 bytes"),
+  );
+  const fits = await c.call(2, "test.big", [300_000]) as { result: string };
+  assert.equal(fits.result.length, 300_000);
+  c.close();
+});
+
+Deno.test("endless batches: over 1000 items refused; a costly batch hits the hard limit and is cut off", async () => {
+  await using f = await start({ COST_SOFT_LIMIT: "500", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "0" });
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  const batch = (n: number, method = "server.ping", params: unknown[] = []) =>
+    Array.from({ length: n }, (_, i) => ({ jsonrpc: "2.0", id: i, method, params }));
+  await c.send(batch(5000));
+  assert.deepEqual(await c.next(), err(null, -32600, "batch too large (5000 items, at most 1000)"));
+  await c.send(batch(1000, "test.cost", [5]));
+  const replies = await c.next() as { error?: { code: number } }[];
+  assert.ok(replies.length < 1000);
+  assert.equal(replies.at(-1)!.error!.code, -101);
+  await c.eof();
+  await assertHealthy(f.port());
+});
+
+Deno.test("a client that never reads is disconnected and memory stays bounded; others are served", async () => {
+  await using f = await start({ MAX_SEND: "350000" });
+  const slow = await LineClient.tcp(f.port());
+  await slow.hello();
+  // 40 MB of replies asked for in one write, far more than socket buffers hold; the client never reads them.
+  const lines = Array.from(
+    { length: 200 },
+    (_, i) => JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.big", params: [200_000] }),
+  ).join("\n") + "\n";
+  const conn = slow.conn;
+  const raw = await Deno.connect({ hostname: "127.0.0.1", port: f.port() });
+  await raw.write(
+    enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 0, method: "server.version", params: [] }) + "\n"),
+  );
+  await raw.write(enc.encode(lines));
+  const line = await f.logs.waitFor(/closing: peer is not reading/);
+  assert.match(line, /bytes queued/);
+  for (const s of f.server.sessions()) assert.ok(s.queuedBytes <= 2 * 350_000, `${s.queuedBytes} queued`);
+  await assertHealthy(f.port());
+  raw.close();
+  conn.close();
+});
+
+Deno.test("2000 idle connections, then a normal session is still answered", async () => {
+  await using f = await start({ MAX_SESSIONS: "3000" });
+  const idle: Deno.Conn[] = [];
+  for (let i = 0; i < 10; i++) {
+    const batch = await Promise.all(
+      Array.from({ length: 200 }, () => Deno.connect({ hostname: "127.0.0.1", port: f.port() })),
+    );
+    idle.push(...batch);
+  }
+  await assertHealthy(f.port());
+  // The healthy client's session may still be closing; the idle ones are all there.
+  assert.ok(f.server.sessions().length >= 2000, `${f.server.sessions().length} sessions`);
+  for (const c of idle) c.close();
+});
+
+Deno.test("MAX_SESSIONS: connections beyond it are closed at once and logged; room frees up on disconnect", async () => {
+  await using f = await start({ MAX_SESSIONS: "2", LOG_LEVEL: "debug" });
+  const a = await LineClient.tcp(f.port());
+  const b = await LineClient.tcp(f.port());
+  await a.hello();
+  await b.hello();
+  const refused = await LineClient.tcp(f.port());
+  await refused.eof();
+  await f.logs.waitFor(/refused 1 connection\(s\): MAX_SESSIONS \(2\)/);
+  b.close();
+  await f.logs.waitFor(/session 2 .*closed/);
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  a.close();
+  c.close();
+  refused.close();
+});
+
+Deno.test("throttling: past the soft limit requests are delayed, at the hard limit -101 and close", async () => {
+  await using f = await start({ COST_SOFT_LIMIT: "100", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "20" });
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  assert.deepEqual(await c.call(1, "test.cost", [550]), ok(1, 550));
+  let info = f.server.sessions()[0];
+  assert.ok(info.throttleFraction > 0.4 && info.throttleFraction < 0.6, String(info.throttleFraction));
+  assert.equal(info.concurrency, 5);
+  assert.deepEqual(await c.call(2, "server.ping"), ok(2, null));
+  info = f.server.sessions()[0];
+  assert.equal(info.throttledRequests, 1, "the ping was delayed");
+  assert.deepEqual(await c.call(3, "test.cost", [500]), ok(3, 500));
+  assert.deepEqual(await c.call(4, "server.ping"), err(4, -101, "excessive resource usage"));
+  await c.eof();
+  await assertHealthy(f.port());
+});
+
+Deno.test("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async () => {
+  await using f = await start({ SESSION_TIMEOUT: "1", REQUEST_TIMEOUT: "1" });
+  const idle = await LineClient.tcp(f.port());
+  await idle.hello();
+  const busy = await LineClient.tcp(f.port());
+  await busy.hello();
+  const closed = idle.eof();
+  assert.deepEqual(
+    await busy.call(1, "test.wait", ["forever"]),
+    err(1, -102, "server busy - request timed out"),
+  );
+  await closed;
+  await f.logs.waitFor(/closing idle session/);
+  busy.close();
+  idle.close();
+});
+
+// --- TLS and WebSocket -------------------------------------------------------------------------------------
+
+Deno.test("ssl: serves over TLS; reloadTls switches certificates for new connections only", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const one = await makeCert(dir, "one");
+    const two = await makeCert(dir, "two");
+    await using f = await start({}, [{ protocol: "ssl", host: "127.0.0.1", port: 0 }], one);
+    const connect = (ca: string) =>
+      Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [ca] }).then((conn) =>
+        new LineClient(conn)
+      );
+    const first = await connect(one.cert);
+    await first.hello();
+    await assert.rejects(f.server.reloadTls("not a cert", "not a key"));
+    const stillOne = await connect(one.cert);
+    await stillOne.hello();
+    await f.server.reloadTls(two.cert, two.key);
+    const second = await connect(two.cert);
+    await second.hello();
+    const wrong = await Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [one.cert] });
+    await assert.rejects(wrong.handshake());
+    // Sessions opened before the reload carry on.
+    assert.deepEqual(await first.call(1, "test.echo", ["old session"]), ok(1, "old session"));
+    for (const c of [first, stillOne, second]) c.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ws: one JSON message per text frame, no newline; batches and notifications of errors", async () => {
+  await using f = await start({}, [
+    { protocol: "tcp", host: "127.0.0.1", port: 0 },
+    { protocol: "ws", host: "127.0.0.1", port: 0 },
+  ]);
+  const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
+  const messages: string[] = [];
+  let waiter: (() => void) | undefined;
+  ws.onmessage = (e) => {
+    messages.push(e.data as string);
+    waiter?.();
+  };
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  const next = async () => {
+    while (messages.length === 0) await new Promise<void>((r) => waiter = r);
+    return messages.shift()!;
+  };
+  ws.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.version", params: ["ws", "1.6"] }));
+  assert.equal(await next(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
+  ws.send(JSON.stringify([{ jsonrpc: "2.0", id: 2, method: "test.echo", params: ["a"] }, {
+    jsonrpc: "2.0",
+    id: 3,
+    method: "server.ping",
+  }]));
+  assert.deepEqual(JSON.parse(await next()), [ok(2, "a"), ok(3, null)]);
+  ws.send("not json");
+  assert.deepEqual(JSON.parse(await next()), err(null, -32700, "invalid JSON"));
+  const big = "y".repeat(70_000);
+  ws.send(JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: [big] }));
+  assert.deepEqual(JSON.parse(await next()), ok(4, big));
+  assert.equal(f.server.sessions().find((s) => s.protocol === "ws")?.client, "ws");
+  const closed = new Promise((resolve) => ws.onclose = resolve);
+  ws.close();
+  await closed;
+  await assertHealthy(f.port());
+});
+
+Deno.test("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tls = await makeCert(dir, "wss");
+    await using f = await start({}, [{ protocol: "wss", host: "127.0.0.1", port: 0 }], tls);
+    const conn = await Deno.connectTls({ hostname: "localhost", port: f.port("wss"), caCerts: [tls.cert] });
+    await conn.write(enc.encode(
+      "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    // A client frame: text, masked, carrying server.version.
+    const payload = enc.encode(
+      JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.version", params: ["s", "1.4"] }),
+    );
+    const mask = [1, 2, 3, 4];
+    const frame = new Uint8Array([
+      0x81,
+      0x80 | payload.length,
+      ...mask,
+      ...payload.map((b, i) => b ^ mask[i & 3]),
+    ]);
+    await conn.write(frame);
+    let got = new Uint8Array(0);
+    const want = (s: string) => new TextDecoder().decode(got).includes(s);
+    const buf = new Uint8Array(4096);
+    while (!want('"id":1}')) {
+      const n = await conn.read(buf);
+      assert.ok(n !== null, "server closed early");
+      const all = new Uint8Array(got.length + n);
+      all.set(got);
+      all.set(buf.subarray(0, n), got.length);
+      got = all;
+    }
+    const text = new TextDecoder().decode(got);
+    assert.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.match(text, /Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/);
+    const body = '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.4"],"id":1}';
+    const headEnd = text.indexOf("\r\n\r\n") + 4;
+    assert.deepEqual([...got.subarray(headEnd, headEnd + 2)], [0x81, body.length]);
+    assert.equal(text.slice(headEnd + 2), body);
+    conn.close();
+
+    const http = await Deno.connectTls({ hostname: "localhost", port: f.port("wss"), caCerts: [tls.cert] });
+    const client = new LineClient(http);
+    await client.sendRaw("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert.equal(await client.nextLine(), "HTTP/1.1 426 Upgrade Required\r");
+    await client.eof();
+    client.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// --- shutdown ----------------------------------------------------------------------------------------------
+
+Deno.test("close(): stops accepting, lets in-flight replies finish, then closes every session", async () => {
+  const f = await start();
+  const c = await LineClient.tcp(f.port());
+  await c.hello();
+  const idle = await LineClient.tcp(f.port());
+  await idle.hello();
+  await c.send({ jsonrpc: "2.0", id: 1, method: "test.wait", params: ["inflight"] });
+  await f.started("inflight");
+  const closing = f.server.close();
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: f.port() }));
+  await idle.eof();
+  f.release("inflight", "finished");
+  assert.deepEqual(await c.next(), ok(1, "finished"));
+  await c.eof();
+  await closing;
+  assert.equal(f.server.sessions().length, 0);
+  c.close();
+  idle.close();
+});
