@@ -1,0 +1,722 @@
+// Every Electrum protocol method except server.version and server.ping (the session owns those), for
+// protocol versions 1.4 to 1.6, answered from the database, the mempool and bitcoind. Argument checks, error
+// codes and messages follow ElectrumX (protocol.md §5/§6) so that wallets see what they are used to.
+//
+// Consistency: each answer reads the database in one gated read (a flush cannot land in the middle of it)
+// and the mempool synchronously right after, so it reflects one moment. Between a flush and the next mempool
+// refresh a just-confirmed transaction can be in both; the scripthash methods count it once (confirmed).
+import { fromHex, isHex, toHex, toHexReversed } from "../chain/hex.ts";
+import type { Network } from "../chain/network.ts";
+import { decodeTransaction } from "../chain/tx.ts";
+import type { Config, Service } from "../config.ts";
+import { DaemonError, formatCoreVersion } from "../daemon/daemon.ts";
+import type { Store } from "../db/store.ts";
+import type { Log } from "../log.ts";
+import { serverVersionString, VERSION } from "../version.ts";
+import { PROTOCOL_MAX, PROTOCOL_MIN } from "./rpc.ts";
+import { HeaderProofs, type MerkleProof, TxMerkleCache } from "./proofs.ts";
+import {
+  type AddressStatus,
+  addressStatus,
+  historyLimit,
+  historyTooLarge,
+  type MempoolItem,
+  sortedMempool,
+  withoutConfirmed,
+} from "./status.ts";
+import type { SubscriptionIndex } from "./subscriptions.ts";
+import {
+  BAD_REQUEST,
+  DAEMON_ERROR,
+  type MethodSpec,
+  type MethodTable,
+  RpcError,
+  type SessionContext,
+  versionAtLeast,
+} from "./types.ts";
+
+/** The database reads the methods use (the Store provides them). */
+export type MethodStore = Pick<
+  Store,
+  "state" | "headers" | "headerAt" | "blockHashAt" | "blockTxids" | "findTx" | "history" | "utxos" | "balance"
+>;
+
+/** The mempool reads the methods use (src/mempool's Mempool provides them). */
+export interface MethodMempool {
+  history(hashX: Uint8Array): MempoolItem[];
+  balanceDelta(hashX: Uint8Array): number;
+  utxos(hashX: Uint8Array): { txHash: Uint8Array; vout: number; value: number }[];
+  isSpent(txid: Uint8Array, vout: number): boolean;
+  feeHistogram(): [number, number][];
+  rawTx(txid: Uint8Array): Uint8Array | undefined;
+}
+
+/** The bitcoind calls the methods make (src/daemon's Daemon provides them). */
+export interface MethodDaemon {
+  call<T>(method: string, params?: unknown[]): Promise<T>;
+}
+
+/** What createMethods needs. */
+export interface MethodsDeps {
+  store: MethodStore;
+  mempool: MethodMempool;
+  daemon: MethodDaemon;
+  config: Pick<Config, "maxSend" | "bannerFile" | "donationAddress" | "services" | "reportServices">;
+  network: Pick<Network, "genesisHash">;
+  log: Pick<Log, "info" | "warn" | "error">;
+  subscriptions: SubscriptionIndex;
+  /** The addresses actually listened on (port 0 resolved), reported by server.features when REPORT_SERVICES
+   * is empty; defaults to config.services. */
+  listening?: () => readonly Pick<Service, "protocol" | "host" | "port">[];
+  /** Milliseconds clock for the 60 s caches (tests replace it). */
+  now?: () => number;
+}
+
+/** ElectrumX's MAX_CHUNK_SIZE: the most headers one blockchain.block.headers call returns. */
+export const MAX_CHUNK_SIZE = 2016;
+/** How long getnetworkinfo and getmempoolinfo answers are reused (ElectrumX: 60 s). */
+const DAEMON_INFO_TTL_MS = 60_000;
+const HASHX_LEN = 11;
+const V1_6 = [1, 6];
+
+// ---- argument checks (ElectrumX's messages) ----------------------------------------------------------------
+
+/** Renders a JSON value the way ElectrumX's messages (Python f-strings) show it. */
+export function pyStr(v: unknown): string {
+  if (v === null || v === undefined) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (typeof v === "string") return v;
+  if (typeof v === "number") return String(v);
+  return JSON.stringify(v);
+}
+
+/** Python's repr() of a string: single quotes unless it holds one and no double quote. */
+export function pyRepr(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = quote;
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === "\\") out += "\\\\";
+    else if (ch === quote) out += "\\" + ch;
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
+    else out += ch;
+  }
+  return out + quote;
+}
+
+function commas(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** ElectrumX's non_negative_integer: ints, integral strings and (truncated) floats that are >= 0. */
+export function nonNegativeInteger(v: unknown): number {
+  let n: number | undefined;
+  if (typeof v === "number" && Number.isFinite(v)) n = Math.trunc(v);
+  else if (typeof v === "string" && /^\s*[+-]?\d+\s*$/.test(v)) n = Number(v.trim());
+  if (n !== undefined && n >= 0 && Number.isSafeInteger(n)) return n;
+  // Python formats the converted value when conversion worked, e.g. "-5 should be ...".
+  const shown = n !== undefined ? String(n === 0 ? 0 : n) : pyStr(v);
+  throw new RpcError(BAD_REQUEST, `${shown} should be a non-negative integer`);
+}
+
+function hash32(v: unknown): Uint8Array | undefined {
+  if (typeof v !== "string" || v.length !== 64 || !isHex(v)) return undefined;
+  return fromHex(v).reverse();
+}
+
+/** The hashX of a client's script hash (64 hex digits, display order); RpcError 1 otherwise. */
+export function scriptHashToHashX(v: unknown): Uint8Array {
+  const h = hash32(v);
+  if (!h) throw new RpcError(BAD_REQUEST, `${pyStr(v)} is not a valid script hash`);
+  return h.slice(0, HASHX_LEN);
+}
+
+/** A txid in internal order from 64 hex digits (display order); RpcError 1 otherwise. */
+export function txHashArg(v: unknown): Uint8Array {
+  const h = hash32(v);
+  if (!h) throw new RpcError(BAD_REQUEST, `${pyStr(v)} should be a transaction hash`);
+  return h;
+}
+
+// Python's `value in (True, False)` also admits 0 and 1, which some clients send.
+function booleanArg(v: unknown, name: string): boolean {
+  if (v === undefined || v === false || v === 0) return false;
+  if (v === true || v === 1) return true;
+  throw new RpcError(BAD_REQUEST, `"${name}" must be a boolean`);
+}
+
+/** ElectrumX's block-target bucketing for estimatefee (keeps the cache small; Core's own buckets). */
+export function bucketEstimateFeeTarget(n: number): number {
+  if (n <= 1) return 1;
+  if (n <= 12) return n;
+  if (n === 25) return n;
+  if (n <= 48) return n - (n % 2);
+  if (n <= 1008) return n - (n % 24);
+  return 1008;
+}
+
+/** "daemon error: DaemonError({'code': -5, 'message': '…'})", the text ElectrumX and Fulcrum send. */
+export function daemonErrorText(err: DaemonError): string {
+  return `daemon error: DaemonError({'code': ${err.code}, 'message': ${pyRepr(err.message)}})`;
+}
+
+function daemonError(err: unknown): unknown {
+  return err instanceof DaemonError ? new RpcError(DAEMON_ERROR, daemonErrorText(err)) : err;
+}
+
+function serviceUrl(s: Pick<Service, "protocol" | "host" | "port">): string {
+  const host = s.host.includes(":") ? `[${s.host}]` : s.host;
+  return `${s.protocol}://${host}:${s.port}`;
+}
+
+/** server.features' `hosts` and `services` for these advertised endpoints. */
+export function advertised(services: readonly Pick<Service, "protocol" | "host" | "port">[]): {
+  hosts: Record<string, Record<string, number | null>>;
+  services: string[];
+} {
+  const hosts: Record<string, Record<string, number | null>> = {};
+  const urls: string[] = [];
+  for (const s of services) {
+    if (s.protocol === "rpc") continue;
+    const ports = hosts[s.host] ??= { tcp_port: null, ssl_port: null };
+    const key = `${s.protocol}_port`;
+    if (ports[key] == null) ports[key] = s.port;
+    urls.push(serviceUrl(s));
+  }
+  return { hosts, services: urls };
+}
+
+/** A value fetched from bitcoind at most once per TTL; concurrent askers share one request. */
+class TimedCache<T> {
+  private value: T | undefined;
+  private at = -Infinity;
+  private pending: Promise<T> | undefined;
+
+  constructor(
+    private readonly fetch: () => Promise<T>,
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  get(): Promise<T> {
+    if (this.value !== undefined && this.now() - this.at < this.ttlMs) return Promise.resolve(this.value);
+    this.pending ??= this.fetch().then((v) => {
+      this.value = v;
+      this.at = this.now();
+      return v;
+    }).finally(() => this.pending = undefined);
+    return this.pending;
+  }
+}
+
+interface NetworkInfo {
+  version?: number;
+  subversion?: string;
+  relayfee?: number;
+}
+
+interface MempoolInfo {
+  mempoolminfee?: number;
+  minrelaytxfee?: number;
+  incrementalrelayfee?: number;
+}
+
+function method(
+  params: string[],
+  cost: number,
+  handler: MethodSpec["handler"],
+  versions: { minVersion?: string; maxVersion?: string } = {},
+): MethodSpec {
+  return { params, cost, handler, ...versions };
+}
+
+/** Builds the method table; one per server, shared by every session. */
+export function createMethods(deps: MethodsDeps): MethodTable {
+  const { store, mempool, daemon, config, log, subscriptions } = deps;
+  const now = deps.now ?? Date.now;
+  const limit = historyLimit(config.maxSend);
+  const headerProofs = new HeaderProofs(store);
+  const txMerkle = new TxMerkleCache();
+  const genesisHex = toHexReversed(deps.network.genesisHash);
+  const networkInfo = new TimedCache(
+    () => daemon.call<NetworkInfo>("getnetworkinfo").catch((e) => Promise.reject(daemonError(e))),
+    DAEMON_INFO_TTL_MS,
+    now,
+  );
+  const mempoolInfo = new TimedCache(
+    () => daemon.call<MempoolInfo>("getmempoolinfo").catch((e) => Promise.reject(daemonError(e))),
+    DAEMON_INFO_TTL_MS,
+    now,
+  );
+  // estimatefee answers per (bucketed target, mode), valid while the tip is unchanged; a new block therefore
+  // invalidates them before any notification about it can be acted upon.
+  const feeCache = new Map<string, { tip: Uint8Array; value: Promise<number> }>();
+
+  function headerOr(height: number): Uint8Array {
+    const h = store.headerAt(height);
+    if (!h) throw new RpcError(BAD_REQUEST, `height ${commas(height)} out of range`);
+    return h;
+  }
+
+  function checkpointProof(height: number, cpHeight: number): { branch: string[]; root: string } {
+    const tip = store.state.height;
+    if (!(height <= cpHeight && cpHeight <= tip)) {
+      throw new RpcError(
+        BAD_REQUEST,
+        `require header height ${commas(height)} <= cp_height ${commas(cpHeight)} <= chain height ${
+          commas(tip)
+        }`,
+      );
+    }
+    const p = headerProofs.proof(height, cpHeight);
+    return { branch: p.branch.map(toHexReversed), root: toHexReversed(p.root) };
+  }
+
+  function blockProof(height: number, pos: number): MerkleProof {
+    const blockHash = store.blockHashAt(height)!;
+    return txMerkle.proof(blockHash, store.blockTxids(height), pos);
+  }
+
+  function merkleCost(txCount: number): number {
+    return 0.25 + txCount * 0.0001 + txCount / 2500;
+  }
+
+  // The status of a hashX: the subscription index's cached one, else computed (and cached when no
+  // invalidation arrived meanwhile, i.e. it reflects every change signalled so far).
+  async function currentStatus(ctx: SessionContext, hashX: Uint8Array): Promise<AddressStatus> {
+    const entry = subscriptions.entry(hashX);
+    if (entry && entry.status !== undefined) {
+      ctx.addCost(0.1);
+      return { status: entry.status, hasMempool: entry.hasMempool, items: 0, length: 0 };
+    }
+    const epoch = subscriptions.epoch;
+    const r = await addressStatus(store, mempool, hashX, limit);
+    ctx.addCost(0.2 + r.items * 0.001 + r.length * 0.00002);
+    const current = subscriptions.entry(hashX);
+    if (current && subscriptions.epoch === epoch) {
+      current.status = r.status;
+      current.hasMempool = r.hasMempool;
+    }
+    return r;
+  }
+
+  function mempoolEntries(hashX: Uint8Array, confirmed: readonly { txHash: Uint8Array; height: number }[]) {
+    return withoutConfirmed(sortedMempool(mempool.history(hashX)), confirmed, store.state.height);
+  }
+
+  function mempoolJson(items: MempoolItem[]): { tx_hash: string; height: number; fee: number }[] {
+    return items.map((m) => ({ tx_hash: m.txidHex, height: m.hasUnconfirmedParent ? -1 : 0, fee: m.fee }));
+  }
+
+  async function estimateFee(ctx: SessionContext, target: number, mode: string | undefined): Promise<number> {
+    const key = `${target}:${mode ?? ""}`;
+    const tip = store.state.tipHash;
+    const hit = feeCache.get(key);
+    if (hit && sameBytes(hit.tip, tip)) return await hit.value;
+    ctx.addCost(2);
+    const params: unknown[] = mode ? [target, mode] : [target];
+    const value = daemon.call<{ feerate?: number }>("estimatesmartfee", params).then(
+      (r) => typeof r?.feerate === "number" ? r.feerate : -1,
+      (e) => Promise.reject(daemonError(e)),
+    );
+    feeCache.set(key, { tip, value });
+    value.catch(() => {
+      if (feeCache.get(key)?.value === value) feeCache.delete(key);
+    });
+    return await value;
+  }
+
+  async function banner(): Promise<string> {
+    const fallback = `You are connected to a ${serverVersionString()} server.`;
+    if (!config.bannerFile) return fallback;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(config.bannerFile);
+    } catch (err) {
+      log.error(`reading banner file ${config.bannerFile}: ${(err as Error).message}`);
+      return fallback;
+    }
+    let daemonVersion = "", daemonSubversion = "";
+    if (text.includes("$DAEMON_")) {
+      try {
+        const info = await networkInfo.get();
+        daemonVersion = formatCoreVersion(info.version);
+        daemonSubversion = String(info.subversion ?? "");
+      } catch (err) {
+        log.warn(`banner: cannot ask bitcoind for its version: ${(err as Error).message}`);
+      }
+    }
+    return text
+      .replaceAll("$SERVER_VERSION", VERSION)
+      .replaceAll("$SERVER_SUBVERSION", serverVersionString())
+      .replaceAll("$DAEMON_VERSION", daemonVersion)
+      .replaceAll("$DAEMON_SUBVERSION", daemonSubversion)
+      .replaceAll("$DONATION_ADDRESS", config.donationAddress);
+  }
+
+  function features(): Record<string, unknown> {
+    const reported = config.reportServices.length > 0
+      ? config.reportServices
+      : (deps.listening?.() ?? config.services);
+    const { hosts, services } = advertised(reported);
+    return {
+      hosts,
+      pruning: null,
+      server_version: serverVersionString(),
+      protocol_min: PROTOCOL_MIN,
+      protocol_max: PROTOCOL_MAX,
+      genesis_hash: genesisHex,
+      hash_function: "sha256",
+      services,
+      // Coulomb's extension: get_history takes Fulcrum's optional from_height (inclusive) and to_height
+      // (exclusive, -1 = to the tip plus the mempool).
+      history_paging: true,
+    };
+  }
+
+  async function getTransaction(txid: Uint8Array, verbose: boolean): Promise<unknown> {
+    if (!verbose) {
+      const raw = mempool.rawTx(txid);
+      if (raw) return toHex(raw);
+    }
+    const txidHex = toHexReversed(txid);
+    // Confirmed transactions are asked for with the block Coulomb knows, so bitcoind needs no -txindex. A
+    // reorg between the lookup and the call shows as -5; look again once.
+    for (let attempt = 0;; attempt++) {
+      const loc = await store.findTx(txid);
+      const blockHash = loc ? store.blockHashAt(loc.height) : undefined;
+      const params: unknown[] = [txidHex, verbose];
+      if (blockHash) params.push(toHexReversed(blockHash));
+      try {
+        const result = await daemon.call<unknown>("getrawtransaction", params);
+        if (verbose && result && typeof result === "object") {
+          // Only present because a block hash was passed; a -txindex node would not say it.
+          delete (result as Record<string, unknown>).in_active_chain;
+        }
+        return result;
+      } catch (err) {
+        if (err instanceof DaemonError && err.code === -5 && blockHash && attempt === 0) continue;
+        throw daemonError(err);
+      }
+    }
+  }
+
+  const m = new Map<string, MethodSpec>();
+
+  // ---- server.* ----
+  m.set("server.banner", method([], 0.5, () => banner()));
+  m.set("server.donation_address", method([], 0.1, () => config.donationAddress));
+  m.set("server.features", method([], 0.2, () => features()));
+  // Peer discovery is not implemented yet, so Coulomb honestly knows no peers.
+  m.set("server.peers.subscribe", method([], 1.0, () => []));
+  // Tentative by definition (protocol.md §5); without peer discovery there is nothing to add a peer to.
+  m.set("server.add_peer", method(["features"], 100, () => false));
+
+  // ---- headers ----
+  // With a checkpoint, the proof cache is filled first (sliced, see HeaderProofs.prepare); everything after
+  // that await is synchronous, so headers and proof come from the same chain.
+  async function warm(cpHeight: number): Promise<void> {
+    if (cpHeight > 0 && cpHeight <= store.state.height) await headerProofs.prepare(cpHeight);
+  }
+
+  m.set(
+    "blockchain.block.header",
+    method(["height", "?cp_height"], 0.25, async (ctx, [h, cp]) => {
+      const height = nonNegativeInteger(h);
+      const cpHeight = nonNegativeInteger(cp ?? 0);
+      headerOr(height);
+      if (cpHeight === 0) return toHex(headerOr(height));
+      ctx.addCost(1);
+      await warm(cpHeight);
+      const hex = toHex(headerOr(height));
+      return { header: hex, ...checkpointProof(height, cpHeight) };
+    }),
+  );
+  m.set(
+    "blockchain.block.headers",
+    method(["start_height", "count", "?cp_height"], 0, async (ctx, [s, c, cp]) => {
+      const start = nonNegativeInteger(s);
+      const requested = nonNegativeInteger(c);
+      const cpHeight = nonNegativeInteger(cp ?? 0);
+      ctx.addCost(requested / 50);
+      if (requested > 0) await warm(cpHeight);
+      const raw = store.headers(start, Math.min(requested, MAX_CHUNK_SIZE));
+      const count = raw.length / 80;
+      const result: Record<string, unknown> = versionAtLeast(ctx.protocolTuple, V1_6)
+        ? { headers: Array.from({ length: count }, (_, i) => toHex(raw.subarray(i * 80, i * 80 + 80))) }
+        : { hex: toHex(raw) };
+      result.count = count;
+      result.max = MAX_CHUNK_SIZE;
+      if (count > 0 && cpHeight > 0) {
+        ctx.addCost(1);
+        Object.assign(result, checkpointProof(start + count - 1, cpHeight));
+      }
+      return result;
+    }),
+  );
+  m.set(
+    "blockchain.headers.subscribe",
+    method([], 0.25, (ctx) => {
+      const height = store.state.height;
+      const header = headerOr(height);
+      subscriptions.subscribeHeaders(ctx);
+      return { hex: toHex(header), height };
+    }),
+  );
+
+  // ---- fees ----
+  m.set(
+    "blockchain.estimatefee",
+    method(["number", "?mode"], 0.1, async (ctx, [n, modeArg]) => {
+      const target = bucketEstimateFeeTarget(nonNegativeInteger(n));
+      let mode: string | undefined;
+      if (modeArg !== undefined && modeArg !== null) {
+        const upper = typeof modeArg === "string" ? modeArg.toUpperCase() : "";
+        if (upper !== "CONSERVATIVE" && upper !== "ECONOMICAL") {
+          throw new RpcError(BAD_REQUEST, `unknown estimatefee mode: ${pyStr(modeArg)}`);
+        }
+        mode = upper;
+      }
+      return await estimateFee(ctx, target, mode);
+    }),
+  );
+  m.set(
+    "blockchain.relayfee",
+    method([], 1.0, async () => (await networkInfo.get()).relayfee, { maxVersion: "1.5.99" }),
+  );
+  m.set(
+    "mempool.get_info",
+    method([], 1.0, async () => {
+      const info = await mempoolInfo.get();
+      return {
+        mempoolminfee: info.mempoolminfee,
+        minrelaytxfee: info.minrelaytxfee,
+        incrementalrelayfee: info.incrementalrelayfee,
+      };
+    }, { minVersion: "1.6" }),
+  );
+  m.set("mempool.get_fee_histogram", method([], 1.0, () => mempool.feeHistogram()));
+
+  // ---- script hashes ----
+  m.set(
+    "blockchain.scripthash.get_balance",
+    method(["scripthash"], 1.0, async (_ctx, [sh]) => {
+      const hashX = scriptHashToHashX(sh);
+      const confirmed = await store.balance(hashX);
+      return { confirmed, unconfirmed: mempool.balanceDelta(hashX) };
+    }),
+  );
+  m.set(
+    "blockchain.scripthash.get_history",
+    method(["scripthash", "?from_height", "?to_height"], 0.35, async (ctx, [sh, fromArg, toArg]) => {
+      const hashX = scriptHashToHashX(sh);
+      const fromHeight = nonNegativeInteger(fromArg ?? 0);
+      let toHeight = -1;
+      if (toArg !== undefined && toArg !== null && toArg !== -1 && toArg !== "-1") {
+        toHeight = nonNegativeInteger(toArg);
+      }
+      const withMempool = toHeight === -1;
+      let confirmed: { txHash: Uint8Array; height: number }[] = [];
+      if (withMempool || toHeight > fromHeight) {
+        confirmed = await store.history(hashX, {
+          fromHeight,
+          toHeight: withMempool ? undefined : toHeight - 1,
+          limit: limit + 1,
+        });
+      }
+      const pool = withMempool ? mempoolEntries(hashX, confirmed) : [];
+      ctx.addCost(0.1 + confirmed.length * 0.001 + pool.length / 50);
+      if (confirmed.length + pool.length > limit) throw historyTooLarge();
+      const out: unknown[] = confirmed.map((c) => ({ tx_hash: toHexReversed(c.txHash), height: c.height }));
+      for (const item of mempoolJson(pool)) out.push(item);
+      return out;
+    }),
+  );
+  m.set(
+    "blockchain.scripthash.get_mempool",
+    method(["scripthash"], 0.25, (ctx, [sh]) => {
+      const hashX = scriptHashToHashX(sh);
+      const pool = sortedMempool(mempool.history(hashX));
+      ctx.addCost(pool.length / 50);
+      return mempoolJson(pool);
+    }),
+  );
+  m.set(
+    "blockchain.scripthash.listunspent",
+    method(["scripthash"], 1.0, async (ctx, [sh]) => {
+      const hashX = scriptHashToHashX(sh);
+      const confirmed = await store.utxos(hashX);
+      const pending = mempool.utxos(hashX);
+      ctx.addCost((confirmed.length + pending.length) / 50);
+      const out: { tx_hash: string; tx_pos: number; height: number; value: number }[] = [];
+      let seen: Set<string> | undefined;
+      for (const u of confirmed) {
+        if (mempool.isSpent(u.txHash, u.vout)) continue;
+        const hex = toHexReversed(u.txHash);
+        if (pending.length > 0) (seen ??= new Set()).add(`${hex}:${u.vout}`);
+        out.push({ tx_hash: hex, tx_pos: u.vout, height: u.height, value: u.value });
+      }
+      for (const u of pending) {
+        const hex = toHexReversed(u.txHash);
+        if (seen?.has(`${hex}:${u.vout}`)) continue;
+        out.push({ tx_hash: hex, tx_pos: u.vout, height: 0, value: u.value });
+      }
+      return out;
+    }),
+  );
+  m.set(
+    "blockchain.scripthash.subscribe",
+    method(["scripthash"], 0.2, async (ctx, [sh]) => {
+      const hashX = scriptHashToHashX(sh);
+      subscriptions.checkLimits(ctx, hashX);
+      const r = await currentStatus(ctx, hashX);
+      subscriptions.subscribe(ctx, hashX, sh as string, r.status, r.hasMempool);
+      return r.status;
+    }),
+  );
+  m.set(
+    "blockchain.scripthash.unsubscribe",
+    method(["scripthash"], 0.1, (ctx, [sh]) => subscriptions.unsubscribe(ctx, scriptHashToHashX(sh)), {
+      minVersion: "1.4.2",
+    }),
+  );
+
+  // ---- transactions ----
+  m.set(
+    "blockchain.transaction.broadcast",
+    method(["raw_tx"], 0.25, async (ctx, [raw]) => {
+      if (!isHex(raw)) throw new RpcError(BAD_REQUEST, `${pyStr(raw)} should be a hex string`);
+      ctx.addCost(raw.length / 5000);
+      try {
+        const txid = await daemon.call<string>("sendrawtransaction", [raw]);
+        log.info(`sent tx: ${txid}`);
+        return txid;
+      } catch (err) {
+        if (!(err instanceof DaemonError)) throw err;
+        log.info(`error sending transaction: ${err.message}`);
+        throw new RpcError(
+          BAD_REQUEST,
+          `the transaction was rejected by network rules.\n\n${err.message}\n[${raw}]`,
+        );
+      }
+    }),
+  );
+  m.set(
+    "blockchain.transaction.broadcast_package",
+    method(["raw_txs", "?verbose"], 0.25, async (ctx, [rawTxs, verboseArg]) => {
+      const verbose = booleanArg(verboseArg, "verbose");
+      const txids: string[] = [];
+      const bad = () =>
+        new RpcError(BAD_REQUEST, `not a valid hex encoded transaction package: ${pyStr(rawTxs)}`);
+      if (!Array.isArray(rawTxs) || rawTxs.length === 0) throw bad();
+      for (const raw of rawTxs) {
+        if (!isHex(raw)) throw bad();
+        ctx.addCost(raw.length / 5000);
+        try {
+          txids.push(toHexReversed(decodeTransaction(fromHex(raw)).txid));
+        } catch {
+          throw bad();
+        }
+      }
+      let result: Record<string, unknown>;
+      try {
+        result = await daemon.call<Record<string, unknown>>("submitpackage", [rawTxs]);
+      } catch (err) {
+        if (!(err instanceof DaemonError)) throw err;
+        log.info(`error submitting package: ${err.message}`);
+        throw new RpcError(
+          BAD_REQUEST,
+          `the tx package was rejected by network rules.\n\n${err.message}. Package txids: [${
+            txids.map(pyRepr).join(", ")
+          }]`,
+        );
+      }
+      log.info(`broadcast package: ${txids.join(", ")}`);
+      if (verbose) return result;
+      const errors: { txid: unknown; error: unknown }[] = [];
+      const txResults = result?.["tx-results"];
+      if (txResults && typeof txResults === "object") {
+        for (const r of Object.values(txResults as Record<string, Record<string, unknown>>)) {
+          if (r?.error) errors.push({ txid: r.txid, error: r.error });
+        }
+      }
+      // Core may rename package_msg (bitcoin/bitcoin#31900); accept both spellings.
+      const msg = result?.package_msg ?? result?.["package-msg"];
+      const out: Record<string, unknown> = { success: msg === "success" };
+      if (errors.length > 0) out.errors = errors;
+      return out;
+    }, { minVersion: "1.6" }),
+  );
+  m.set(
+    "blockchain.transaction.get",
+    method(["tx_hash", "?verbose"], 1.0, (_ctx, [h, v]) => {
+      const txid = txHashArg(h);
+      return getTransaction(txid, booleanArg(v, "verbose"));
+    }),
+  );
+  m.set(
+    "blockchain.transaction.get_merkle",
+    method(["tx_hash", "height"], 0.25, (ctx, [h, hArg]) => {
+      const txid = txHashArg(h);
+      const height = nonNegativeInteger(hArg);
+      if (height > store.state.height) {
+        throw new RpcError(BAD_REQUEST, `height ${commas(height)} out of range`);
+      }
+      const txids = store.blockTxids(height);
+      const n = txids.length / 32;
+      ctx.addCost(merkleCost(n));
+      let pos = -1;
+      for (let i = 0; i < n && pos < 0; i++) {
+        let same = true;
+        for (let b = 0; b < 32; b++) {
+          if (txids[i * 32 + b] !== txid[b]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) pos = i;
+      }
+      if (pos < 0) {
+        throw new RpcError(
+          BAD_REQUEST,
+          `tx ${toHexReversed(txid)} not in block at height ${commas(height)}`,
+        );
+      }
+      const proof = txMerkle.proof(store.blockHashAt(height)!, txids, pos);
+      return { block_height: height, merkle: proof.branch.map(toHexReversed), pos };
+    }),
+  );
+  m.set(
+    "blockchain.transaction.id_from_pos",
+    method(["height", "tx_pos", "?merkle"], 0.25, (ctx, [hArg, pArg, mArg]) => {
+      const pos = nonNegativeInteger(pArg);
+      const height = nonNegativeInteger(hArg);
+      const merkle = booleanArg(mArg, "merkle");
+      const missing = () =>
+        new RpcError(BAD_REQUEST, `no tx at position ${commas(pos)} in block at height ${commas(height)}`);
+      if (height > store.state.height) throw missing();
+      const txids = store.blockTxids(height);
+      const n = txids.length / 32;
+      if (pos >= n) throw missing();
+      const txHash = toHexReversed(txids.subarray(pos * 32, pos * 32 + 32));
+      if (!merkle) {
+        ctx.addCost(0.0001 * n);
+        return txHash;
+      }
+      ctx.addCost(merkleCost(n));
+      return { tx_hash: txHash, merkle: blockProof(height, pos).branch.map(toHexReversed) };
+    }),
+  );
+
+  return m;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

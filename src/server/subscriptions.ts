@@ -1,0 +1,198 @@
+// Who is subscribed to what: script hashes (by hashX) and new headers. The index answers the notifier's one
+// question — which sessions care about this hashX, under which name — without looking at every session, and
+// it holds each hashX's last computed status so that a block touching a popular script is hashed once.
+import { BAD_REQUEST, RpcError, type SessionContext } from "./types.ts";
+
+/** What the index needs of a session (SessionContext provides it). */
+export type Subscriber = Pick<SessionContext, "id" | "notify" | "onClose" | "closed">;
+
+/** One session's subscription to one hashX. */
+export interface SessionSub {
+  /** The script hash exactly as the client sent it; notifications echo it. */
+  alias: string;
+  /** The status last sent to this session (as reply or notification). */
+  sent: string | null;
+}
+
+/** Everything about one subscribed hashX. */
+export interface HashXEntry {
+  readonly hashX: Uint8Array;
+  readonly sessions: Map<Subscriber, SessionSub>;
+  /** The cached current status; undefined when unknown or invalidated. */
+  status: string | null | undefined;
+  /** Whether that status included mempool transactions. */
+  hasMempool: boolean;
+  /** Bumped on every invalidation, so a status computed across one is not cached as current. */
+  generation: number;
+}
+
+/** Subscription counts over all sessions and per session. 0 disables a limit. */
+export interface SubscriptionLimits {
+  /** MAX_SUBS: script hash subscriptions over all sessions. */
+  maxSubs: number;
+  /** MAX_SESSION_SUBS: script hash subscriptions of one session. */
+  maxSessionSubs: number;
+}
+
+/** Lowercase-hex-free map key of a hashX (11 bytes → 11 chars). */
+export function hashXKey(hashX: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < hashX.length; i++) s += String.fromCharCode(hashX[i]);
+  return s;
+}
+
+function commas(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** The subscription index shared by the methods (subscribe/unsubscribe) and the notifier. */
+export class SubscriptionIndex {
+  private readonly entries = new Map<string, HashXEntry>();
+  private readonly bySession = new Map<Subscriber, Set<string>>();
+  private readonly headerSubs = new Set<Subscriber>();
+  private readonly tracked = new Set<Subscriber>();
+  private total = 0;
+  private invalidations = 0;
+
+  constructor(private readonly limits: SubscriptionLimits) {}
+
+  /** Script hash subscriptions over all sessions. */
+  get count(): number {
+    return this.total;
+  }
+
+  /** Counts invalidate() calls: a status computed while it stayed the same reflects every change signalled. */
+  get epoch(): number {
+    return this.invalidations;
+  }
+
+  /** Distinct subscribed hashXs. */
+  get hashXCount(): number {
+    return this.entries.size;
+  }
+
+  /** Script hash subscriptions of one session. */
+  sessionCount(session: Subscriber): number {
+    return this.bySession.get(session)?.size ?? 0;
+  }
+
+  /**
+   * Throws RpcError 1 when one more subscription for this session would exceed MAX_SUBS or MAX_SESSION_SUBS
+   * (a hashX it already has does not count again).
+   */
+  checkLimits(session: Subscriber, hashX: Uint8Array): void {
+    const mine = this.bySession.get(session);
+    if (mine?.has(hashXKey(hashX))) return;
+    const { maxSubs, maxSessionSubs } = this.limits;
+    if (maxSubs > 0 && this.total >= maxSubs) {
+      throw new RpcError(BAD_REQUEST, `server subscription limit ${commas(maxSubs)} reached`);
+    }
+    if (maxSessionSubs > 0 && (mine?.size ?? 0) >= maxSessionSubs) {
+      throw new RpcError(BAD_REQUEST, `your address subscription limit ${commas(maxSessionSubs)} reached`);
+    }
+  }
+
+  /**
+   * Records that `session` is subscribed to `hashX` under `alias` and was just told `status`, which held
+   * mempool transactions if `hasMempool` (such statuses are re-evaluated on every new block). A repeated
+   * subscription replaces the alias (as ElectrumX does). Checks the limits first (see checkLimits).
+   */
+  subscribe(
+    session: Subscriber,
+    hashX: Uint8Array,
+    alias: string,
+    status: string | null,
+    hasMempool = false,
+  ): void {
+    if (session.closed) return;
+    this.checkLimits(session, hashX);
+    this.track(session);
+    const key = hashXKey(hashX);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = {
+        hashX: hashX.slice(),
+        sessions: new Map(),
+        status: undefined,
+        hasMempool: false,
+        generation: 0,
+      };
+      this.entries.set(key, entry);
+    }
+    // Over-including costs one recomputation on the next block; missing one would miss a -1 → 0 change.
+    if (hasMempool) entry.hasMempool = true;
+    if (!entry.sessions.has(session)) this.total++;
+    entry.sessions.set(session, { alias, sent: status });
+    let mine = this.bySession.get(session);
+    if (!mine) this.bySession.set(session, mine = new Set());
+    mine.add(key);
+  }
+
+  /** Ends one subscription; true if the session had it. */
+  unsubscribe(session: Subscriber, hashX: Uint8Array): boolean {
+    const key = hashXKey(hashX);
+    const mine = this.bySession.get(session);
+    if (!mine?.delete(key)) return false;
+    if (mine.size === 0) this.bySession.delete(session);
+    this.dropFromEntry(key, session);
+    return true;
+  }
+
+  /** Subscribes a session to new-tip notifications. */
+  subscribeHeaders(session: Subscriber): void {
+    if (session.closed) return;
+    this.track(session);
+    this.headerSubs.add(session);
+  }
+
+  /** Sessions subscribed to headers. */
+  headerSubscribers(): Iterable<Subscriber> {
+    return this.headerSubs;
+  }
+
+  /** The entry of a subscribed hashX, or undefined when nobody is subscribed to it. */
+  entry(hashX: Uint8Array): HashXEntry | undefined {
+    return this.entries.get(hashXKey(hashX));
+  }
+
+  /** Every subscribed hashX's entry. */
+  allEntries(): IterableIterator<HashXEntry> {
+    return this.entries.values();
+  }
+
+  /** Forgets a session's subscriptions (called when it closes). */
+  removeSession(session: Subscriber): void {
+    this.headerSubs.delete(session);
+    this.tracked.delete(session);
+    const mine = this.bySession.get(session);
+    if (!mine) return;
+    this.bySession.delete(session);
+    for (const key of mine) this.dropFromEntry(key, session);
+  }
+
+  /** Marks cached statuses of these hashXs stale. */
+  invalidate(hashXs: Iterable<Uint8Array>): void {
+    this.invalidations++;
+    for (const h of hashXs) {
+      const entry = this.entries.get(hashXKey(h.subarray(0, 11)));
+      if (entry) {
+        entry.status = undefined;
+        entry.generation++;
+      }
+    }
+  }
+
+  private dropFromEntry(key: string, session: Subscriber): void {
+    const entry = this.entries.get(key);
+    if (!entry?.sessions.delete(session)) return;
+    this.total--;
+    if (entry.sessions.size === 0) this.entries.delete(key);
+  }
+
+  // One close hook per session, registered the first time it subscribes to anything.
+  private track(session: Subscriber): void {
+    if (this.tracked.has(session)) return;
+    this.tracked.add(session);
+    session.onClose(() => this.removeSession(session));
+  }
+}

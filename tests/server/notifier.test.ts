@@ -1,0 +1,232 @@
+// The notifier with fake sessions, a fake store and a fake mempool: who is told what, and when.
+import assert from "node:assert/strict";
+import { Notifier } from "../../src/server/notifier.ts";
+import { type MempoolItem, statusOf } from "../../src/server/status.ts";
+import { hashXKey, SubscriptionIndex } from "../../src/server/subscriptions.ts";
+import type { SessionContext } from "../../src/server/types.ts";
+
+const quiet = { info() {}, warn() {}, debug() {} };
+
+class FakeSession implements SessionContext {
+  static next = 1;
+  readonly id = FakeSession.next++;
+  readonly remoteAddress = "127.0.0.1:1";
+  readonly protocolVersion = "1.6";
+  readonly protocolTuple = [1, 6];
+  notes: [string, unknown[]][] = [];
+  closed = false;
+  private closers: (() => void)[] = [];
+  addCost(): void {}
+  notify(method: string, params: unknown[]): void {
+    this.notes.push([method, params]);
+  }
+  onClose(fn: () => void): void {
+    this.closers.push(fn);
+  }
+  close(): void {
+    this.closed = true;
+    for (const f of this.closers) f();
+  }
+}
+
+function hx(n: number): Uint8Array {
+  return new Uint8Array(11).fill(n);
+}
+function txid(n: number): Uint8Array {
+  return new Uint8Array(32).fill(n);
+}
+function mem(n: number, parent: boolean): MempoolItem {
+  const id = txid(n);
+  return { txid: id, txidHex: id.toHex(), fee: 100, hasUnconfirmedParent: parent };
+}
+
+/** In-memory chain history and mempool per hashX; counts history reads. */
+class World {
+  confirmed = new Map<string, { txHash: Uint8Array; height: number }[]>();
+  pool = new Map<string, MempoolItem[]>();
+  reads = 0;
+  state = { height: 100 };
+  store = {
+    state: this.state,
+    history: (h: Uint8Array) => {
+      this.reads++;
+      return Promise.resolve(this.confirmed.get(hashXKey(h)) ?? []);
+    },
+  };
+  mempool = { history: (h: Uint8Array) => this.pool.get(hashXKey(h)) ?? [] };
+  status(h: Uint8Array): string | null {
+    return statusOf(this.confirmed.get(hashXKey(h)) ?? [], this.pool.get(hashXKey(h)) ?? []);
+  }
+}
+
+function setup(historyLimit = 1000) {
+  const world = new World();
+  const subscriptions = new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 });
+  const notifier = new Notifier({
+    store: world.store,
+    mempool: world.mempool,
+    subscriptions,
+    historyLimit,
+    log: quiet,
+  });
+  return { world, subscriptions, notifier };
+}
+
+Deno.test("notifier: header subscribers hear each new tip once, a same-height reorg included", () => {
+  const { subscriptions, notifier } = setup();
+  const a = new FakeSession(), b = new FakeSession(), other = new FakeSession();
+  subscriptions.subscribeHeaders(a);
+  subscriptions.subscribeHeaders(b);
+  const header = new Uint8Array(80).fill(1);
+  notifier.onNewTip(101, header);
+  notifier.onNewTip(101, header);
+  const sibling = new Uint8Array(80).fill(2);
+  notifier.onNewTip(101, sibling);
+  const expected = [
+    ["blockchain.headers.subscribe", [{ height: 101, hex: header.toHex() }]],
+    ["blockchain.headers.subscribe", [{ height: 101, hex: sibling.toHex() }]],
+  ];
+  assert.deepEqual(a.notes, expected);
+  assert.deepEqual(b.notes, expected);
+  assert.deepEqual(other.notes, []);
+  assert.deepEqual(notifier.tip, { height: 101, hex: sibling.toHex() });
+  b.close();
+  notifier.onNewTip(102, header);
+  assert.equal(a.notes.length, 3);
+  assert.equal(b.notes.length, 2, "a closed session is forgotten");
+});
+
+Deno.test("notifier: touched hashXs are recomputed once and told only to sessions whose status changed", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const [s1, s2, s3] = [new FakeSession(), new FakeSession(), new FakeSession()];
+  const x = hx(1), y = hx(2);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(1), height: 50 }]);
+  subscriptions.subscribe(s1, x, "alias-one", world.status(x));
+  subscriptions.subscribe(s2, x, "ALIAS-ONE", world.status(x));
+  subscriptions.subscribe(s3, y, "alias-two", null);
+  // y gains a mempool tx; x is touched but unchanged.
+  world.pool.set(hashXKey(y), [mem(9, false)]);
+  world.reads = 0;
+  await notifier.onTouched([x, y, hx(3)]);
+  assert.equal(world.reads, 2, "one computation per subscribed touched hashX, none for unsubscribed ones");
+  assert.deepEqual(s1.notes, []);
+  assert.deepEqual(s2.notes, []);
+  assert.deepEqual(s3.notes, [["blockchain.scripthash.subscribe", ["alias-two", world.status(y)]]]);
+  // x changes: both of its sessions hear it, each under its own alias.
+  world.confirmed.get(hashXKey(x))!.push({ txHash: txid(2), height: 101 });
+  await notifier.onTouched([x]);
+  assert.deepEqual(s1.notes, [["blockchain.scripthash.subscribe", ["alias-one", world.status(x)]]]);
+  assert.deepEqual(s2.notes, [["blockchain.scripthash.subscribe", ["ALIAS-ONE", world.status(x)]]]);
+  // The computed status is cached for the subscribe path until the next invalidation.
+  assert.equal(subscriptions.entry(x)!.status, world.status(x));
+  subscriptions.invalidate([x]);
+  assert.equal(subscriptions.entry(x)!.status, undefined);
+});
+
+Deno.test("notifier: after a new tip, statuses that held mempool txs are re-evaluated untouched", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(7);
+  // x's only history: a mempool child (height -1) of a parent that does not touch x.
+  world.pool.set(hashXKey(x), [mem(5, true)]);
+  await notifier.onTouched([x]); // nothing subscribed yet: nothing computed
+  subscriptions.subscribe(s, x, "x", world.status(x), true);
+  // The parent confirms: x's tx is now height 0, yet nothing touched x.
+  world.pool.set(hashXKey(x), [mem(5, false)]);
+  world.reads = 0;
+  await notifier.onTouched([]);
+  assert.equal(world.reads, 0, "without a new tip nothing is re-evaluated");
+  notifier.onNewTip(101, new Uint8Array(80));
+  await notifier.onTouched([]);
+  assert.equal(world.reads, 1);
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", world.status(x)]]]);
+  // The sweep happens once per new tip.
+  await notifier.onTouched([]);
+  assert.equal(world.reads, 1);
+});
+
+Deno.test("notifier: runs are serialized, so notifications about a hashX keep their order", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(4);
+  subscriptions.subscribe(s, x, "x", null);
+  // Reads are held until released, each seeing the history as it was when it started.
+  const held: (() => void)[] = [];
+  let started: () => void = () => {};
+  world.store.history = (h: Uint8Array) => {
+    const snapshot = [...(world.confirmed.get(hashXKey(h)) ?? [])];
+    return new Promise((resolve) => {
+      held.push(() => resolve(snapshot));
+      started();
+    });
+  };
+  const readStarted = () => new Promise<void>((r) => started = r);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(1), height: 10 }]);
+  const firstRead = readStarted();
+  const first = notifier.onTouched([x]);
+  await firstRead;
+  const s1 = world.status(x);
+  world.confirmed.get(hashXKey(x))!.push({ txHash: txid(2), height: 11 });
+  const s2 = world.status(x);
+  const second = notifier.onTouched([x]);
+  assert.equal(held.length, 1, "the second run waits for the first");
+  const secondRead = readStarted();
+  held[0]();
+  await first;
+  await secondRead;
+  held[1]();
+  await second;
+  assert.deepEqual(s.notes, [
+    ["blockchain.scripthash.subscribe", ["x", s1]],
+    ["blockchain.scripthash.subscribe", ["x", s2]],
+  ]);
+});
+
+Deno.test("notifier: a history grown past the cap ends the subscription with a null status (ElectrumX)", async () => {
+  const { world, subscriptions, notifier } = setup(2);
+  const s = new FakeSession();
+  const x = hx(8);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(1), height: 10 }]);
+  subscriptions.subscribe(s, x, "x", world.status(x));
+  world.confirmed.get(hashXKey(x))!.push({ txHash: txid(2), height: 11 }, { txHash: txid(3), height: 12 });
+  await notifier.onTouched([x]);
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", null]]]);
+  assert.equal(subscriptions.count, 0);
+  assert.equal(subscriptions.entry(x), undefined);
+});
+
+Deno.test("subscriptions: limits, repeated subscriptions, unsubscribe and cleanup on close", () => {
+  const subs = new SubscriptionIndex({ maxSubs: 3, maxSessionSubs: 2 });
+  const a = new FakeSession(), b = new FakeSession();
+  subs.subscribe(a, hx(1), "1", null);
+  subs.subscribe(a, hx(1), "1-again", null);
+  assert.equal(subs.count, 1, "a repeated subscription does not count twice");
+  assert.equal(subs.entry(hx(1))!.sessions.get(a)!.alias, "1-again", "the newest alias wins");
+  subs.subscribe(a, hx(2), "2", null);
+  assert.throws(() => subs.subscribe(a, hx(3), "3", null), /your address subscription limit 2 reached/);
+  subs.subscribe(b, hx(1), "1", null);
+  assert.throws(() => subs.subscribe(b, hx(4), "4", null), /server subscription limit 3 reached/);
+  assert.equal(subs.unsubscribe(a, hx(2)), true);
+  assert.equal(subs.unsubscribe(a, hx(2)), false);
+  subs.subscribe(b, hx(4), "4", null);
+  assert.equal(subs.hashXCount, 2);
+  a.close();
+  assert.equal(subs.count, 2);
+  b.close();
+  assert.equal(subs.count, 0);
+  assert.equal(subs.hashXCount, 0);
+  // A session that closed before its subscription landed is not recorded.
+  subs.subscribe(a, hx(5), "5", null);
+  assert.equal(subs.count, 0);
+  const big = new SubscriptionIndex({ maxSubs: 250_000, maxSessionSubs: 1 });
+  big.subscribe(b, hx(1), "1", null);
+  const c = new FakeSession();
+  big.subscribe(c, hx(1), "1", null);
+  assert.throws(() => big.subscribe(c, hx(2), "2", null), /your address subscription limit 1 reached/);
+  const wide = new SubscriptionIndex({ maxSubs: 250_000, maxSessionSubs: 0 });
+  for (let i = 0; i < 300; i++) wide.subscribe(c, hx(i & 255).fill(i >> 8, 0, 1), String(i), null);
+  assert.equal(wide.count, 300, "0 means no per-session limit");
+  const thousand = new SubscriptionIndex({ maxSubs: 1000, maxSessionSubs: 0 });
+  for (let i = 0; i < 1000; i++) thousand.subscribe(new FakeSession(), hx(1), "1", null);
+  assert.throws(() => thousand.checkLimits(c, hx(1)), /^RpcError: server subscription limit 1,000 reached$/);
+});
