@@ -192,6 +192,8 @@ export class Session implements SessionContext {
 
   #outParts: string[] = [];
   #outBytes = 0;
+  /** Reply and notification text completed but waiting behind an earlier, unfinished slot. */
+  #heldBytes = 0;
   #writing = false;
 
   #room: Promise<void> | undefined;
@@ -241,8 +243,8 @@ export class Session implements SessionContext {
       this.#emit(text);
     } else {
       const slot = new Slot(0);
-      slot.text = text;
       this.#slots.push(slot);
+      this.#setText(slot, text);
     }
   }
 
@@ -306,7 +308,7 @@ export class Session implements SessionContext {
 
   #hasRoom(): boolean {
     return this.#slots.length - this.#head < this.#limits.maxPendingMessages &&
-      this.#outBytes <= this.#limits.maxSend;
+      this.#outBytes + this.#heldBytes <= this.#limits.maxSend;
   }
 
   #wake(): void {
@@ -384,18 +386,18 @@ export class Session implements SessionContext {
       return;
     }
     const slot = new Slot(0);
-    slot.text = errorMessage(id, code, message);
     this.#slots.push(slot);
+    this.#setText(slot, errorMessage(id, code, message));
     this.#flush();
   }
 
   #pushExcessive(id: RequestId): void {
     this.#logExcessive();
     const slot = new Slot(0);
-    slot.text = errorMessage(id, EXCESSIVE_RESOURCE_USAGE, "excessive resource usage");
     slot.closeAfter = true;
     this.#stopAccepting(true);
     this.#slots.push(slot);
+    this.#setText(slot, errorMessage(id, EXCESSIVE_RESOURCE_USAGE, "excessive resource usage"));
     this.#flush();
   }
 
@@ -512,8 +514,8 @@ export class Session implements SessionContext {
     const slot = call.slot;
     if (call.closeAfter) slot.closeAfter = true;
     if (call.index < 0) {
-      slot.text = text;
       slot.pending = 0;
+      this.#setText(slot, text);
     } else {
       slot.items![call.index] = text;
       if (--slot.pending === 0) this.#completeBatch(slot);
@@ -663,8 +665,8 @@ export class Session implements SessionContext {
       }
       parts.push(t);
     }
-    slot.text = parts.length === 0 ? null : `[${parts.join(",")}]`;
     slot.items = null;
+    this.#setText(slot, parts.length === 0 ? null : `[${parts.join(",")}]`);
   }
 
   /** Moves completed slots from the front of the queue to the output. */
@@ -674,7 +676,10 @@ export class Session implements SessionContext {
       const slot = slots[this.#head]!;
       if (slot.pending > 0) break;
       slots[this.#head++] = undefined;
-      if (slot.text !== null) this.#emit(slot.text);
+      if (slot.text !== null) {
+        this.#heldBytes -= slot.text.length;
+        this.#emit(slot.text);
+      }
       if (this.#closed) return;
       if (slot.closeAfter) {
         // Nothing after this slot is sent: the session is going away.
@@ -696,17 +701,30 @@ export class Session implements SessionContext {
     this.#maybeFinishDrain();
   }
 
+  /** Completes a slot's text; until flushed it counts as held output. */
+  #setText(slot: Slot, text: string | null): void {
+    slot.text = text;
+    if (text === null) return;
+    this.#heldBytes += text.length;
+    this.#checkQueued();
+  }
+
+  /** Closes a session whose queued output passed the bound: its peer is not reading (or asks for too much). */
+  #checkQueued(): boolean {
+    const queued = this.#outBytes + this.#heldBytes;
+    if (queued <= this.#limits.maxQueuedBytes) return false;
+    this.#deps.log.info(
+      `session ${this.id} ${this.remoteAddress}: closing: peer is not reading its replies (${queued} bytes queued)`,
+    );
+    this.close("not reading");
+    return true;
+  }
+
   #emit(text: string): void {
     if (this.#closed) return;
     this.#outParts.push(text);
     this.#outBytes += text.length;
-    if (this.#outBytes > this.#limits.maxQueuedBytes) {
-      this.#deps.log.info(
-        `session ${this.id} ${this.remoteAddress}: closing: peer is not reading (${this.#outBytes} bytes queued)`,
-      );
-      this.close("not reading");
-      return;
-    }
+    if (this.#checkQueued()) return;
     if (!this.#writing) {
       this.#writing = true;
       // Deferred so that replies completed in the same turn go out in one write.
@@ -798,6 +816,7 @@ export class Session implements SessionContext {
     if (this.#group) this.#deps.groups.leave(this.#group, this.#meter, now);
     this.#outParts = [];
     this.#outBytes = 0;
+    this.#heldBytes = 0;
     this.#slots = [];
     this.#head = 0;
     this.#waiting = [];
@@ -857,7 +876,7 @@ export class Session implements SessionContext {
       recvBytes: this.recvBytes,
       sendBytes: this.sendBytes,
       pendingMessages: this.#slots.length - this.#head,
-      queuedBytes: this.#outBytes,
+      queuedBytes: this.#outBytes + this.#heldBytes,
       startedAt: this.startedAt,
       lastRecvAt: this.lastRecvAt,
     };

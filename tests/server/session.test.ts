@@ -328,7 +328,8 @@ Deno.test("handler errors: RpcError keeps its code, anything else is -32603 and 
 });
 
 Deno.test("malformed input: parse errors, bad ids, non-UTF-8, blank lines; the session keeps working", async () => {
-  const h = await negotiated();
+  // Two parse errors cost 2000, past the default soft limit; a higher one keeps throttling delays out of this test.
+  const h = await negotiated({ COST_SOFT_LIMIT: "5000", COST_HARD_LIMIT: "10000" });
   h.send("{not json");
   h.session.receive(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]));
   h.send("   ");
@@ -365,7 +366,7 @@ Deno.test("replies leave in request order although a slow request finishes last"
   h.send(req(3, "server.ping"));
   // The fast ones have completed, but they are held behind the slow one.
   assert.equal(h.session.info().pendingMessages, 3);
-  assert.equal(h.session.info().queuedBytes, 0);
+  assert.equal(h.transport.unread, 0, "nothing written yet");
   h.release("slow", "done");
   assert.deepEqual(await h.next(), ok(1, "done"));
   assert.deepEqual(await h.next(), ok(2, ["fast", null]));
@@ -579,6 +580,20 @@ Deno.test("a peer that does not read is disconnected once its queued output pass
   h.send(req(4, "test.big", [200_000]));
   assert.ok(h.session.closed, "closed past 700,000 queued bytes");
   assert.ok(h.logs.some((l) => l.includes("not reading")));
+});
+
+Deno.test("replies held behind a slow request count toward the output bound too", async () => {
+  const h = await negotiated({ MAX_SEND: "350000" });
+  h.send(req(1, "test.wait", ["slow"]));
+  h.send(req(2, "test.big", [200_000]));
+  assert.equal(h.session.room(), undefined);
+  h.send(req(3, "test.big", [200_000]));
+  assert.equal(h.session.info().queuedBytes > 400_000, true);
+  assert.ok(h.session.room() instanceof Promise, "reading pauses: held replies pass MAX_SEND");
+  h.send(req(4, "test.big", [200_000]));
+  h.send(req(5, "test.big", [200_000]));
+  assert.ok(h.session.closed, "closed past 2 x MAX_SEND held");
+  assert.ok(h.logs.some((l) => l.includes("not reading its replies")));
 });
 
 Deno.test("reading pauses while too many messages are unanswered and resumes when they are", async () => {
