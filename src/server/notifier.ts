@@ -7,6 +7,9 @@ import { addressStatus, type StatusMempool, type StatusStore } from "./status.ts
 import type { HashXEntry, SubscriptionIndex } from "./subscriptions.ts";
 import { RpcError } from "./types.ts";
 
+// Statuses computed at once by one run of onTouched.
+const CONCURRENCY = 16;
+
 /** Dependencies of a Notifier. */
 export interface NotifierOptions {
   store: StatusStore;
@@ -86,8 +89,16 @@ export class Notifier {
         }
       }
     }
+    // A few statuses at a time: the database reads overlap, the event loop stays responsive.
     let notified = 0;
-    for (const entry of due) notified += await this.refresh(entry);
+    const queue = [...due];
+    const worker = async () => {
+      for (let e = queue.pop(); e; e = queue.pop()) {
+        const n = await this.refresh(e); // not `notified += await`: that reads notified before awaiting
+        notified += n;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, worker));
     if (notified > 0) {
       this.opts.log.debug(`sent ${notified} script hash notification${notified === 1 ? "" : "s"}`);
     }

@@ -116,8 +116,8 @@ export class TxMerkleCache {
     if (!Number.isInteger(index) || index < 0 || index >= n) {
       throw new RangeError(`leaf index ${index} is outside 0..${n - 1}`);
     }
-    // Small blocks are cheaper to hash again than to cache.
-    if (n < 64) return merkleProof(txids, index);
+    // Tiny blocks are cheaper to hash again than to cache.
+    if (n < 8) return merkleProof(txids, index);
     const key = String.fromCharCode(...blockHash);
     let tree = this.trees.get(key);
     if (tree) {
@@ -152,10 +152,10 @@ interface CachedLevel {
 }
 
 /**
- * Header branches against cp_height roots (§4.5). Complete nodes at levels >= `cacheLevel` are cached
- * (at most 2·n/2^cacheLevel hashes for n headers); nodes below it are computed from one contiguous header
- * read of at most 2^cacheLevel headers. The cache notices reorgs by itself (see checkReorg), so it needs no
- * signal from the block processor.
+ * Header branches against cp_height roots (§4.5). Complete nodes at levels >= `cacheLevel` are cached (at
+ * most 2·n/2^cacheLevel hashes: 3.6 MB for 900k headers at the default level 4); nodes below it are computed
+ * from one contiguous read of at most 2^cacheLevel headers. The cache notices reorgs by itself (see
+ * checkReorg), so it needs no signal from the block processor.
  */
 export class HeaderProofs {
   private readonly levels: CachedLevel[] = [];
@@ -164,11 +164,15 @@ export class HeaderProofs {
   private lastLeafHashes = new Uint8Array(0);
   /** Highest index of the lowest cached level that may hold a node. */
   private maxLow = -1;
+  private invalidations = 0;
+  private verifiedState: unknown = undefined;
   private preparing: Promise<void> = Promise.resolve();
+  /** prepare() filled every complete node for checkpoints below this many leaves (0 = nothing yet). */
+  private preparedLeaves = 0;
   /** Headers read so far (for tests and metrics). */
   headersRead = 0;
 
-  constructor(private readonly source: HeaderSource, private readonly cacheLevel = 6) {
+  constructor(private readonly source: HeaderSource, private readonly cacheLevel = 4) {
     if (!Number.isInteger(cacheLevel) || cacheLevel < 1 || cacheLevel > 20) {
       throw new RangeError(`cacheLevel ${cacheLevel} must be an integer in 1..20`);
     }
@@ -206,6 +210,11 @@ export class HeaderProofs {
    * after it costs a few dozen hashes. Concurrent calls run one after another and share the work.
    */
   prepare(cpHeight: number, slice = 4096): Promise<void> {
+    // The common case, a checkpoint already prepared and no reorg since, costs one header hash.
+    if (cpHeight + 1 <= this.preparedLeaves) {
+      this.checkReorg(this.source.state.height);
+      if (cpHeight + 1 <= this.preparedLeaves) return Promise.resolve();
+    }
     const run = this.preparing.then(() => this.fill(cpHeight, slice));
     this.preparing = run.catch(() => {});
     return run;
@@ -214,11 +223,17 @@ export class HeaderProofs {
   private async fill(cpHeight: number, slice: number): Promise<void> {
     const k0 = this.cacheLevel;
     let work = 0;
+    const invalidations = this.invalidations;
     for (let k = k0;; k++) {
       // Re-read the tip each level: the chain may have moved while we yielded.
       const n = Math.min(cpHeight, this.source.state.height) + 1;
       const count = Math.floor(n / 2 ** k);
-      if (count === 0) return;
+      if (count === 0) {
+        // Complete only if no reorg dropped nodes meanwhile (proof() recomputes those, but the fast path
+        // must not claim them).
+        if (this.invalidations === invalidations) this.preparedLeaves = Math.max(this.preparedLeaves, n);
+        return;
+      }
       this.checkReorg(this.source.state.height);
       for (let p = 0; p < count; p++) {
         if (this.cached(k, p)) continue;
@@ -245,6 +260,8 @@ export class HeaderProofs {
 
   /** Forgets cached nodes covering headers at or above `height`, e.g. after the chain was backed up. */
   invalidateFrom(height: number): void {
+    this.invalidations++;
+    this.preparedLeaves = Math.min(this.preparedLeaves, Math.max(0, height));
     for (let k = this.cacheLevel; k < this.levels.length; k++) {
       const level = this.levels[k];
       if (!level) continue;
@@ -330,6 +347,10 @@ export class HeaderProofs {
   // the same is valid, and so is everything cached below it. Check the highest one (one header read per
   // proof); after a reorg step down, doubling the stride, to one that still matches and drop what is above.
   private checkReorg(tip: number): void {
+    // The Store replaces its state object on every flush and backup: the same object means the same chain.
+    const state = this.source.state;
+    if (state === this.verifiedState) return;
+    this.verifiedState = state;
     const k = this.cacheLevel;
     const level = this.levels[k];
     if (!level || this.maxLow < 0) return;

@@ -34,7 +34,7 @@ export interface SubscriptionLimits {
   maxSessionSubs: number;
 }
 
-/** Lowercase-hex-free map key of a hashX (11 bytes → 11 chars). */
+/** A compact Map key for a hashX: one char per byte (11 bytes → 11 chars), no hex. */
 export function hashXKey(hashX: Uint8Array): string {
   let s = "";
   for (let i = 0; i < hashX.length; i++) s += String.fromCharCode(hashX[i]);

@@ -7,7 +7,8 @@ import { parseBlock } from "../../src/chain/block.ts";
 import { NETWORKS } from "../../src/chain/network.ts";
 import { merkleRoot, rootFromBranch } from "../../src/chain/merkle.ts";
 import { decodeTransaction, serializeTransaction } from "../../src/chain/tx.ts";
-import { Daemon } from "../../src/daemon/daemon.ts";
+import { type Config, loadConfig } from "../../src/config.ts";
+import { Daemon, DaemonError } from "../../src/daemon/daemon.ts";
 import { Store } from "../../src/db/store.ts";
 import type { Log } from "../../src/log.ts";
 import { Mempool } from "../../src/mempool/mempool.ts";
@@ -18,6 +19,7 @@ import {
   nonNegativeInteger,
   pyRepr,
 } from "../../src/server/methods.ts";
+import { type Server, startServer } from "../../src/server/listeners.ts";
 import { Notifier } from "../../src/server/notifier.ts";
 import { bindArgs, methodInVersion, prepareMethods } from "../../src/server/rpc.ts";
 import { historyLimit } from "../../src/server/status.ts";
@@ -1060,4 +1062,201 @@ Deno.test("methods: argument helpers behave like ElectrumX's", () => {
   assert.equal(pyRepr("it's"), `"it's"`);
   assert.equal(pyRepr('say "hi"'), `'say "hi"'`);
   assert.equal(pyRepr("a\nb\\"), `'a\\nb\\\\'`);
+});
+
+/** A newline-delimited JSON-RPC client over TCP that sets notifications aside. */
+class LineClient {
+  private buffer = "";
+  private readonly decoder = new TextDecoder();
+  readonly notifications: { method: string; params: unknown[] }[] = [];
+  private constructor(private readonly conn: Deno.TcpConn) {}
+
+  static async connect(port: number): Promise<LineClient> {
+    return new LineClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async request(id: number, method: string, params: unknown = []): Promise<Record<string, unknown>> {
+    await this.conn.write(
+      new TextEncoder().encode(JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n"),
+    );
+    for (;;) {
+      const msg = await this.next();
+      if ("id" in msg && msg.id === id) return msg;
+    }
+  }
+
+  /** The next notification of `method` (already received or arriving). */
+  async notification(method: string): Promise<unknown[]> {
+    for (;;) {
+      const i = this.notifications.findIndex((n) => n.method === method);
+      if (i >= 0) return this.notifications.splice(i, 1)[0].params;
+      await this.next();
+    }
+  }
+
+  private async next(): Promise<Record<string, unknown>> {
+    for (;;) {
+      const nl = this.buffer.indexOf("\n");
+      if (nl >= 0) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        const msg = JSON.parse(line);
+        if (!("id" in msg)) this.notifications.push(msg);
+        return msg;
+      }
+      const chunk = new Uint8Array(65536);
+      const n = await this.conn.read(chunk);
+      if (n === null) throw new Error("connection closed");
+      this.buffer += this.decoder.decode(chunk.subarray(0, n), { stream: true });
+    }
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+Deno.test("methods: end to end over a real TCP session (S1's server), notifications included", async () => {
+  const h = await harness({ seed: "methods-e2e" });
+  const base = loadConfig({ DB_DIRECTORY: "/tmp/coulomb-e2e", DAEMON_URL: "http://u:p@127.0.0.1:8332/" }, []);
+  assert.ok(!("help" in base) && !("version" in base));
+  const config: Config = { ...base, services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }] };
+  // The table needs the server's bound ports, the server needs the table.
+  const bound: { server?: Server } = {};
+  const methods = createMethods({
+    store: h.store,
+    mempool: h.mempool,
+    daemon: h.daemon,
+    config,
+    network: NET,
+    log: quiet,
+    subscriptions: h.subscriptions,
+    listening: () => bound.server?.addresses ?? [],
+  });
+  const server = bound.server = await startServer({
+    config,
+    methods,
+    log: quiet,
+    serverVersion: "Coulomb 0.1.0",
+  });
+  const port = server.addresses[0].port;
+  const client = await LineClient.connect(port);
+  try {
+    assert.deepEqual((await client.request(1, "server.version", ["e2e", ["1.4", "1.6"]])).result, [
+      "Coulomb 0.1.0",
+      "1.6",
+    ]);
+    const features = (await client.request(2, "server.features")).result as Record<string, unknown>;
+    assert.deepEqual(features.hosts, { "127.0.0.1": { tcp_port: port, ssl_port: null } });
+    const tip = h.store.state.height;
+    assert.deepEqual((await client.request(3, "blockchain.headers.subscribe")).result, {
+      hex: hex(h.store.headerAt(tip)!),
+      height: tip,
+    });
+    const script = p2wpkh(0x61);
+    const sh = await scripthashOf(script);
+    assert.equal(
+      (await client.request(4, "blockchain.scripthash.subscribe", { scripthash: sh })).result,
+      null,
+    );
+    const { chain, pool } = await h.naive();
+    const u = spendable(chain, pool, tip);
+    const raw = spend([u], [{ value: u.value - 2000, script }]);
+    const txid = rhex(decodeTransaction(raw).txid);
+    assert.equal((await client.request(5, "blockchain.transaction.broadcast", [hex(raw)])).result, txid);
+    await h.follow();
+    assert.deepEqual(await client.notification("blockchain.scripthash.subscribe"), [
+      sh,
+      await sha256hex(new TextEncoder().encode(`${txid}:0:`)),
+    ]);
+    h.node.mine(1);
+    await h.follow();
+    assert.deepEqual(await client.notification("blockchain.headers.subscribe"), [
+      { height: tip + 1, hex: hex(h.store.headerAt(tip + 1)!) },
+    ]);
+    assert.deepEqual(await client.notification("blockchain.scripthash.subscribe"), [
+      sh,
+      await sha256hex(new TextEncoder().encode(`${txid}:${tip + 1}:`)),
+    ]);
+    assert.deepEqual((await client.request(6, "blockchain.block.header", [-1])).error, {
+      code: 1,
+      message: "-1 should be a non-negative integer",
+    });
+    assert.deepEqual((await client.request(7, "blockchain.relayfee")).error, {
+      code: -32601,
+      message: 'unknown method "blockchain.relayfee"',
+    });
+    const merkle = (await client.request(8, "blockchain.transaction.get_merkle", [txid, tip + 1])).result as {
+      merkle: string[];
+      pos: number;
+    };
+    const block = parseBlock(h.node.blockInfo(h.node.hashAt(tip + 1)!)!.raw);
+    assert.deepEqual(
+      rootFromBranch(unhex(txid).reverse(), merkle.merkle.map((b) => unhex(b).reverse()), merkle.pos),
+      block.header.merkleRoot,
+    );
+  } finally {
+    client.close();
+    await server.close();
+    await h.close();
+  }
+});
+
+Deno.test("methods: estimatefee is -1 without an estimate; bitcoind errors become code 2 with ElectrumX's text", async () => {
+  const replies: Record<string, () => unknown> = {
+    estimatesmartfee: () => ({ errors: ["Insufficient data or no feerate found"], blocks: 0 }),
+    getnetworkinfo: () => {
+      throw new DaemonError(-28, "Loading block index…");
+    },
+  };
+  const daemon: MethodDaemon = {
+    call<T>(method: string): Promise<T> {
+      try {
+        return Promise.resolve(replies[method]() as T);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+  };
+  const state = { height: 0, tipHash: new Uint8Array(32) };
+  const methods = createMethods({
+    store: { state } as unknown as Parameters<typeof createMethods>[0]["store"],
+    mempool: {
+      history: () => [],
+      balanceDelta: () => 0,
+      utxos: () => [],
+      isSpent: () => false,
+      feeHistogram: () => [],
+      rawTx: () => undefined,
+    },
+    daemon,
+    config: {
+      maxSend: 1_000_000,
+      bannerFile: undefined,
+      donationAddress: "",
+      services: [],
+      reportServices: [],
+    },
+    network: NET,
+    log: quiet,
+    subscriptions: new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 }),
+  });
+  const ctx = new FakeSession("1.4");
+  assert.equal(await call(methods, ctx, "blockchain.estimatefee", [3]), -1);
+  await rejects(
+    call(methods, ctx, "blockchain.relayfee"),
+    2,
+    "daemon error: DaemonError({'code': -28, 'message': 'Loading block index…'})",
+  );
+  replies.estimatesmartfee = () => {
+    throw new DaemonError(-8, "it's broken");
+  };
+  await rejects(
+    call(methods, ctx, "blockchain.estimatefee", [4]),
+    2,
+    `daemon error: DaemonError({'code': -8, 'message': "it's broken"})`,
+  );
+  // A failed estimate is not cached: the next call asks again.
+  replies.estimatesmartfee = () => ({ feerate: 0.0002, blocks: 4 });
+  assert.equal(await call(methods, ctx, "blockchain.estimatefee", [4]), 0.0002);
 });
