@@ -285,23 +285,21 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     return 0.25 + txCount * 0.0001 + txCount / 2500;
   }
 
-  // The status of a hashX: the subscription index's cached one, else computed (and cached when no
-  // invalidation arrived meanwhile, i.e. it reflects every change signalled so far).
-  async function currentStatus(ctx: SessionContext, hashX: Uint8Array): Promise<AddressStatus> {
+  // The status of a hashX: the subscription index's cached one, else computed. `fresh` says no invalidation
+  // arrived while computing, i.e. it reflects every change signalled so far and may be cached.
+  async function currentStatus(
+    ctx: SessionContext,
+    hashX: Uint8Array,
+  ): Promise<{ status: string | null; hasMempool: boolean; fresh: boolean }> {
     const entry = subscriptions.entry(hashX);
     if (entry && entry.status !== undefined) {
       ctx.addCost(0.1);
-      return { status: entry.status, hasMempool: entry.hasMempool, items: 0, length: 0 };
+      return { status: entry.status, hasMempool: entry.hasMempool, fresh: false };
     }
     const epoch = subscriptions.epoch;
-    const r = await addressStatus(store, mempool, hashX, limit);
+    const r: AddressStatus = await addressStatus(store, mempool, hashX, limit);
     ctx.addCost(0.2 + r.items * 0.001 + r.length * 0.00002);
-    const current = subscriptions.entry(hashX);
-    if (current && subscriptions.epoch === epoch) {
-      current.status = r.status;
-      current.hasMempool = r.hasMempool;
-    }
-    return r;
+    return { status: r.status, hasMempool: r.hasMempool, fresh: subscriptions.epoch === epoch };
   }
 
   function mempoolEntries(hashX: Uint8Array, confirmed: readonly { txHash: Uint8Array; height: number }[]) {
@@ -575,6 +573,11 @@ export function createMethods(deps: MethodsDeps): MethodTable {
       subscriptions.checkLimits(ctx, hashX);
       const r = await currentStatus(ctx, hashX);
       subscriptions.subscribe(ctx, hashX, sh as string, r.status, r.hasMempool);
+      const entry = subscriptions.entry(hashX);
+      if (r.fresh && entry && entry.status === undefined) {
+        entry.status = r.status;
+        entry.hasMempool = r.hasMempool;
+      }
       return r.status;
     }),
   );

@@ -848,7 +848,11 @@ Deno.test("methods: notifications follow mempool and blocks, only on change, onl
     const script = p2wpkh(0x51);
     const sh = await scripthashOf(script);
     assert.equal(await call(h.methods, a, "blockchain.scripthash.subscribe", [sh]), null);
+    const entry = h.subscriptions.entry(unhex(sh).reverse().slice(0, 11))!;
+    assert.equal(entry.status, null, "the computed status is cached for the next subscriber");
+    const costBefore = b.cost;
     assert.equal(await call(h.methods, b, "blockchain.scripthash.subscribe", [sh.toUpperCase()]), null);
+    assert.ok(b.cost - costBefore < 0.31, "a cached status costs less than a computed one");
     const other = [...chain.history.keys()][3];
     await call(h.methods, bystander, "blockchain.scripthash.subscribe", [other]);
     // Parent pays the script; a child spends the parent (height -1), paying the script again.
