@@ -103,12 +103,34 @@ export class IndexerProcess {
     this.listeners.push(fn);
   }
 
-  /** The first line at index >= `from` matching `re`; rejects if the process ends without one. */
-  waitFor(re: RegExp, from = 0): Promise<LineMatch> {
+  /**
+   * The first line at index >= `from` matching `re`; rejects if the process ends without one, or if none comes
+   * within `patienceMs`: a liveness guard so that a stuck indexer fails the test with its log instead of hanging
+   * it (far above anything these tests need, it measures nothing).
+   */
+  waitFor(re: RegExp, from = 0, patienceMs = 60_000): Promise<LineMatch> {
     const found = this.find(re, from);
     if (found) return Promise.resolve(found);
     if (this.exited) return Promise.reject(this.endedWithout(re));
-    return new Promise((resolve, reject) => this.waiters.push({ re, from, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no line matching ${re} for ${patienceMs / 1000}s; last lines:\n${this.tail()}`));
+      }, patienceMs);
+      const waiter: Waiter = {
+        re,
+        from,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.waiters.push(waiter);
+    });
   }
 
   /** The first line at index >= `from` matching `re`, if any yet. */
@@ -180,6 +202,7 @@ export class IndexerProcess {
   }
 
   private addLine(line: string): void {
+    if (ECHO) console.error(`[indexer] ${line}`);
     const index = this.lines.length;
     this.lines.push(line);
     this.waiters = this.waiters.filter((w) => {
@@ -192,6 +215,9 @@ export class IndexerProcess {
     for (const fn of this.listeners) fn(line, index);
   }
 }
+
+// COULOMB_IT_ECHO=1 copies every indexer log line to stderr, to follow a test that hangs.
+const ECHO = Deno.env.get("COULOMB_IT_ECHO") === "1";
 
 // What the child needs from our environment to find Deno's caches; nothing that configures Coulomb.
 function passThroughEnv(): Record<string, string> {
