@@ -54,7 +54,11 @@ const MAX_READ_BUFFER = 65536;
 
 /** Binds every tcp/ssl/ws/wss service of the configuration and serves Electrum sessions on them. */
 export function startServer(opts: ServerOptions): Promise<Server> {
-  return Promise.resolve(new ElectrumServer(opts));
+  try {
+    return Promise.resolve(new ElectrumServer(opts));
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 interface Listening {
@@ -201,7 +205,14 @@ class ElectrumServer implements Server {
 
   #onTick(): void {
     const now = Date.now();
-    for (const s of this.#sessions) s.tick(now);
+    let idle = 0;
+    for (const s of this.#sessions) if (s.tick(now)) idle++;
+    // One line for all of them: a busy server may drop hundreds of idle wallets at once.
+    if (idle) {
+      this.#log.info(
+        `closed ${idle} idle session(s) (SESSION_TIMEOUT ${this.#opts.config.sessionTimeoutS} s)`,
+      );
+    }
     if (now - this.#lastSweep > 60_000) {
       this.#groups.sweep(now);
       this.#lastSweep = now;

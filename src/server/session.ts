@@ -757,16 +757,16 @@ export class Session implements SessionContext {
 
   // --- timers, drain, close -------------------------------------------------------------------------------
 
-  /** Periodic housekeeping from the server: idle timeout and request timeouts. */
-  tick(now: number): void {
-    if (this.#closed) return;
+  /** Periodic housekeeping from the server: request timeouts, and the idle timeout (true if it closed). */
+  tick(now: number): boolean {
+    if (this.#closed) return false;
     // A session waiting for our replies is not idle; REQUEST_TIMEOUT bounds that wait.
     if (now - this.lastRecvAt > this.#limits.sessionTimeoutMs && this.#head === this.#slots.length) {
-      this.#deps.log.info(`session ${this.id} ${this.remoteAddress}: closing idle session`);
+      this.#deps.log.debug(`session ${this.id} ${this.remoteAddress}: closing idle session`);
       this.close("idle");
-      return;
+      return true;
     }
-    if (this.#inflight.size === 0) return;
+    if (this.#inflight.size === 0) return false;
     for (const call of this.#inflight) {
       if (now - call.startedAt >= this.#limits.requestTimeoutMs) {
         this.#inflight.delete(call);
@@ -775,6 +775,7 @@ export class Session implements SessionContext {
         this.#finish(call, this.#error(call.req.id, SERVER_BUSY, "server busy - request timed out"));
       }
     }
+    return false;
   }
 
   /** Stops taking messages, lets every received request be answered and written, then closes. */

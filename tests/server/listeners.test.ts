@@ -460,9 +460,22 @@ Deno.test("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", 
     err(1, -102, "server busy - request timed out"),
   );
   await closed;
-  await f.logs.waitFor(/closing idle session/);
+  await f.logs.waitFor(/closed 1 idle session\(s\) \(SESSION_TIMEOUT 1 s\)/);
   busy.close();
   idle.close();
+});
+
+Deno.test("startServer rejects with the service named when it cannot listen or has no certificate", async () => {
+  await using f = await start();
+  await assert.rejects(
+    start({}, [{ protocol: "tcp", host: "127.0.0.1", port: f.port() }]),
+    new RegExp(`cannot listen on tcp://127\\.0\\.0\\.1:${f.port()}`),
+  );
+  await assert.rejects(
+    start({}, [{ protocol: "ssl", host: "127.0.0.1", port: 0 }]),
+    /SSL_CERTFILE is required/,
+  );
+  await assertHealthy(f.port());
 });
 
 // --- TLS and WebSocket -------------------------------------------------------------------------------------
