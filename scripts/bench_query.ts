@@ -1,0 +1,835 @@
+// `deno task bench query`: how fast Coulomb answers Electrum wallets. A simnet chain is synced once into a
+// database kept under --dir; the server then runs as its own process (as in production) and a load generator
+// in Workers of this process drives a wallet-like mix of requests over real TCP sessions. For each scenario
+// the server is started afresh, so its CPU time and peak RSS (from /proc) are the scenario's own.
+import { parseArgs } from "node:util";
+import { parseBlock } from "../src/chain/block.ts";
+import { sha256 } from "../src/chain/hash.ts";
+import { toHexReversed } from "../src/chain/hex.ts";
+import { isUnspendable } from "../src/chain/script.ts";
+import { diskUsage, forEachLine, readProcFigures } from "./bench/proc.ts";
+import type { RunMessage, SetupMessage, WorkerReply } from "./bench_query_worker.ts";
+
+const HELP = `Usage: deno task bench query [options]
+
+Drives Coulomb's Electrum server with a wallet-like mix (get_history 40%, get_balance 20%, listunspent 20%,
+blockchain.block.header 10%, transaction.get_merkle 10%) and prints requests/s, p50/p99 latency, server CPU
+and peak RSS per scenario, and the latency of one large history.
+
+  --txs N              transactions in the simnet chain (default 2000000)
+  --blocks N           blocks in the chain (default 2100)
+  --seed S             chain seed (default "bench"; shares bench sync's cached chain)
+  --dir DIR            chain cache and the synced database, reused across runs (default .bench)
+  --scenarios LIST     SESSIONSxINFLIGHT,... (default 16x1,16x16,1000x1)
+  --duration S         measured seconds per scenario (default 10)
+  --warmup S           unmeasured seconds before each (default 3)
+  --client-workers N   load generator Workers (default 2)
+  --pool N             script hashes probed for the mix (default 20000)
+  --max-history N      script hashes with longer histories are left out of the mix (default 1000)
+  --history N          size of the single large history to time (default 50000)
+  --server-env K=V     extra environment for the server (repeatable), e.g. to compare settings
+  --cpu-prof DIR       run the server under deno's --cpu-prof, writing profiles into DIR
+  --fresh              delete the database and sync again
+  --json               print the result as JSON
+  --verbose            show every log line of simnet and the server`;
+
+/** One scenario's figures. */
+export interface ScenarioResult {
+  name: string;
+  sessions: number;
+  inflight: number;
+  seconds: number;
+  replies: number;
+  errors: number;
+  lostSessions: number;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Server CPU over the measured window, in cores (1.0 = one core busy all the time). */
+  serverCores: number;
+  serverPeakRssBytes: number;
+  clientCores: number;
+  /** Busy cores not accounted for by the server and the load generator (simnet, other processes). */
+  otherCores: number;
+  mbInPerSecond: number;
+}
+
+/** The single large history's timings. */
+export interface HistoryResult {
+  entries: number;
+  replyBytes: number;
+  coldMs: number;
+  warmMedianMs: number;
+  warmMaxMs: number;
+}
+
+/** Everything `bench query` measured. */
+export interface QueryBenchResult {
+  machine: { cpus: number; model: string };
+  chain: { height: number; txs: number; seed: string; dbBytes: number; syncSeconds?: number };
+  pool: {
+    scriptHashes: number;
+    excludedLarge: number;
+    excludedEmpty: number;
+    historyMean: number;
+    historyP99: number;
+    txids: number;
+  };
+  scenarios: ScenarioResult[];
+  history?: HistoryResult;
+}
+
+interface Options {
+  txs: number;
+  blocks: number;
+  seed: string;
+  dir: string;
+  scenarios: { sessions: number; inflight: number }[];
+  durationMs: number;
+  warmupMs: number;
+  clientWorkers: number;
+  pool: number;
+  maxHistory: number;
+  history: number;
+  serverEnv: Record<string, string>;
+  cpuProf?: string;
+  fresh: boolean;
+  json: boolean;
+  verbose: boolean;
+}
+
+// Probe requests pipelined at once: few enough that a handful of huge histories among them stays under the
+// server's bound on queued output (2 × MAX_SEND), which would otherwise disconnect the probe.
+const PROBE_CHUNK = 20;
+const repoRoot = new URL("../", import.meta.url).pathname;
+const say = (line: string) => console.error(line);
+
+// ---- child processes ------------------------------------------------------------------------------------
+
+interface Child {
+  proc: Deno.ChildProcess;
+  lines: string[];
+  exited: Promise<Deno.CommandStatus>;
+}
+
+function spawn(args: string[], env: Record<string, string>, onLine: (line: string) => void): Child {
+  const proc = new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    cwd: repoRoot,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const child: Child = {
+    proc,
+    lines: [],
+    exited: Promise.resolve(undefined as unknown as Deno.CommandStatus),
+  };
+  const take = (l: string) => {
+    child.lines.push(l);
+    if (child.lines.length > 200) child.lines.shift();
+    onLine(l);
+  };
+  const out = forEachLine(proc.stdout, take);
+  const err = forEachLine(proc.stderr, take);
+  child.exited = Promise.all([out, err]).then(() => proc.status);
+  return child;
+}
+
+async function stop(child: Child | undefined): Promise<void> {
+  if (!child) return;
+  try {
+    child.proc.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  await child.exited;
+}
+
+function died(what: string, child: Child): Promise<never> {
+  return child.exited.then((s) => {
+    const tail = child.lines.slice(-15).map((l) => `  ${l}`).join("\n");
+    throw new Error(
+      `${what} exited (code ${s.code}${s.signal ? `, ${s.signal}` : ""}); last lines:\n${tail}`,
+    );
+  });
+}
+
+async function startSimnet(o: Options): Promise<{ child: Child; url: string; height: number }> {
+  // A simnet of our own (its cookie must not clobber another run's), sharing bench sync's cached chain.
+  const simDir = `${o.dir}/query-simnet`;
+  await Deno.mkdir(simDir, { recursive: true });
+  const cacheName = `chain-${o.seed}-${o.blocks}-${o.txs}-v2.bin`;
+  try {
+    await Deno.stat(`${simDir}/${cacheName}`);
+  } catch {
+    await Deno.link(`${o.dir}/simnet/${cacheName}`, `${simDir}/${cacheName}`).catch(() => {});
+  }
+  const ready = Promise.withResolvers<{ url: string; height: number }>();
+  const child = spawn(
+    [
+      "run",
+      "-A",
+      `${repoRoot}scripts/simnet/main.ts`,
+      ...["--blocks", String(o.blocks), "--txs", String(o.txs), "--seed", o.seed, "--port", "0"],
+      ...["--datadir", simDir],
+    ],
+    {},
+    (line) => {
+      const m = /^simnet ready height=(\d+) rpc=(\S+)/.exec(line);
+      if (m) ready.resolve({ height: Number(m[1]), url: m[2] });
+      else if (o.verbose) say(`simnet| ${line}`);
+    },
+  );
+  const r = await Promise.race([ready.promise, died("simnet", child)]);
+  return { child, ...r };
+}
+
+interface ServerChild {
+  child: Child;
+  port: number;
+  pid: number;
+  /** Seconds spent catching up, when the database was behind. */
+  syncSeconds?: number;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function startServer(o: Options, daemonUrl: string, dbDir: string): Promise<ServerChild> {
+  const port = freePort();
+  const ready = Promise.withResolvers<void>();
+  let syncing: number | undefined;
+  let caughtUpAt: number | undefined;
+  const started = performance.now();
+  const child = spawn(
+    [
+      "run",
+      "-A",
+      ...(o.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProf}`] : []),
+      `${repoRoot}main.ts`,
+    ],
+    {
+      NET: "regtest",
+      DB_DIRECTORY: dbDir,
+      DAEMON_URL: daemonUrl,
+      DAEMON_COOKIE: `${o.dir}/query-simnet/.cookie`,
+      CACHE_MB: "1000",
+      SERVICES: `tcp://127.0.0.1:${port}`,
+      MAX_SESSIONS: "1200",
+      // Throttling off (a hard limit not above the soft one disables it): the load is one client's on purpose.
+      COST_SOFT_LIMIT: "0",
+      COST_HARD_LIMIT: "0",
+      LOG_LEVEL: "info",
+      ...o.serverEnv,
+    },
+    (line) => {
+      if (/ height \d+\/\d+: /.test(line)) syncing ??= performance.now();
+      if (/ caught up to height /.test(line)) caughtUpAt = performance.now();
+      if (/listening for Electrum tcp connections/.test(line)) ready.resolve();
+      if (o.verbose || / (WARNING|ERROR) /.test(line) || (syncing !== undefined && / height /.test(line))) {
+        say(`coulomb| ${line}`);
+      }
+    },
+  );
+  await Promise.race([ready.promise, died("the server", child)]);
+  return {
+    child,
+    port,
+    pid: child.proc.pid,
+    syncSeconds: syncing !== undefined && caughtUpAt !== undefined
+      ? (caughtUpAt - started) / 1000
+      : undefined,
+  };
+}
+
+// ---- a plain JSON-RPC client for setting up (not for the load) --------------------------------------------
+
+class Probe {
+  #buf = "";
+  #decoder = new TextDecoder();
+  #chunk = new Uint8Array(1 << 20);
+
+  private constructor(readonly conn: Deno.TcpConn) {}
+
+  static async open(port: number): Promise<Probe> {
+    const p = new Probe(await Deno.connect({ hostname: "127.0.0.1", port }));
+    await p.pipeline([{ method: "server.version", params: ["coulomb-bench", "1.4"] }]);
+    return p;
+  }
+
+  /** Sends the requests back to back, then reads their replies (in order). */
+  async pipeline(
+    reqs: { method: string; params: unknown[] }[],
+  ): Promise<{ result?: unknown; error?: unknown }[]> {
+    const text = reqs.map((r, i) => JSON.stringify({ jsonrpc: "2.0", id: i, ...r })).join("\n") + "\n";
+    const bytes = new TextEncoder().encode(text);
+    const writing = (async () => {
+      let off = 0;
+      while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+    })();
+    const out: { result?: unknown; error?: unknown }[] = [];
+    while (out.length < reqs.length) out.push(JSON.parse(await this.line()));
+    await writing;
+    return out;
+  }
+
+  /** Reads one reply line (raw). */
+  async line(): Promise<string> {
+    for (;;) {
+      const nl = this.#buf.indexOf("\n");
+      if (nl >= 0) {
+        const line = this.#buf.slice(0, nl);
+        this.#buf = this.#buf.slice(nl + 1);
+        return line;
+      }
+      const n = await this.conn.read(this.#chunk);
+      if (n === null) throw new Error("the server closed the connection");
+      this.#buf += this.#decoder.decode(this.#chunk.subarray(0, n), { stream: true });
+    }
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+// ---- what to ask --------------------------------------------------------------------------------------
+
+interface ChainSample {
+  /** Display-order script hashes of every spendable output in the sampled blocks, with occurrence counts. */
+  scripts: Map<string, number>;
+  /** Display-order txids and their heights. */
+  txs: { txid: string; height: number }[];
+}
+
+/** Reads `count` blocks spread over the chain from simnet's REST interface and collects scripts and txids. */
+async function sampleChain(url: string, height: number, count: number): Promise<ChainSample> {
+  const scripts = new Map<string, number>();
+  const txs: { txid: string; height: number }[] = [];
+  const first = Math.min(height, 101);
+  const heights = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    heights.add(first + Math.floor(((height - first) * i) / Math.max(1, count - 1)));
+  }
+  for (const h of heights) {
+    const hashHex = (await (await fetch(`${url}/rest/blockhashbyheight/${h}.hex`)).text()).trim();
+    const res = await fetch(`${url}/rest/block/${hashHex}.bin`);
+    if (!res.ok) throw new Error(`simnet REST block ${h}: HTTP ${res.status}`);
+    const block = parseBlock(new Uint8Array(await res.arrayBuffer()));
+    for (const tx of block.txs) {
+      txs.push({ txid: toHexReversed(tx.txid), height: h });
+      for (const out of tx.outputs) {
+        if (isUnspendable(out.script)) continue;
+        const sh = toHexReversed(sha256(out.script));
+        scripts.set(sh, (scripts.get(sh) ?? 0) + 1);
+      }
+    }
+  }
+  return { scripts, txs };
+}
+
+/** A small deterministic PRNG (mulberry32), so that runs ask the same things. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const MIX: [string, number][] = [
+  ["blockchain.scripthash.get_history", 0.4],
+  ["blockchain.scripthash.get_balance", 0.2],
+  ["blockchain.scripthash.listunspent", 0.2],
+  ["blockchain.block.header", 0.1],
+  ["blockchain.transaction.get_merkle", 0.1],
+];
+
+/** Encodes `count` request lines drawn from the mix. */
+function buildLines(
+  count: number,
+  scriptHashes: string[],
+  txs: { txid: string; height: number }[],
+  tip: number,
+): { lines: Uint8Array; offsets: Uint32Array } {
+  const rand = prng(0xc0ffee);
+  const parts: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const u = rand();
+    let acc = 0;
+    let method = MIX[MIX.length - 1][0];
+    for (const [m, w] of MIX) {
+      acc += w;
+      if (u < acc) {
+        method = m;
+        break;
+      }
+    }
+    let params: unknown[];
+    if (method.startsWith("blockchain.scripthash.")) {
+      params = [scriptHashes[Math.floor(rand() * scriptHashes.length)]];
+    } else if (method === "blockchain.block.header") {
+      params = [Math.floor(rand() * (tip + 1))];
+    } else {
+      const t = txs[Math.floor(rand() * txs.length)];
+      params = [t.txid, t.height];
+    }
+    parts.push(JSON.stringify({ jsonrpc: "2.0", id: i + 1, method, params }) + "\n");
+  }
+  const encoder = new TextEncoder();
+  const encoded = parts.map((p) => encoder.encode(p));
+  const offsets = new Uint32Array(count + 1);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    offsets[i] = total;
+    total += encoded[i].length;
+  }
+  offsets[count] = total;
+  const lines = new Uint8Array(total);
+  for (let i = 0; i < count; i++) lines.set(encoded[i], offsets[i]);
+  return { lines, offsets };
+}
+
+// ---- measuring ----------------------------------------------------------------------------------------
+
+/** Busy and total jiffies of the whole machine, from /proc/stat. */
+function machineTicks(): { busy: number; total: number } {
+  const first = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+  const f = first.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = f[3] + f[4];
+  return { busy: total - idle, total };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+async function runScenario(
+  o: Options,
+  server: ServerChild,
+  simPid: number,
+  sessions: number,
+  inflight: number,
+  load: { lines: Uint8Array; offsets: Uint32Array },
+): Promise<ScenarioResult> {
+  const name = `${sessions} session${sessions === 1 ? "" : "s"} × ${inflight} in flight`;
+  const nWorkers = Math.max(1, Math.min(o.clientWorkers, sessions));
+  const workers: Worker[] = [];
+  const replies: Promise<WorkerReply>[] = [];
+  const lineCount = load.offsets.length - 1;
+  for (let w = 0; w < nWorkers; w++) {
+    const worker = new Worker(new URL("./bench_query_worker.ts", import.meta.url).href, { type: "module" });
+    workers.push(worker);
+    const share = Math.floor(sessions / nWorkers) + (w < sessions % nWorkers ? 1 : 0);
+    const ready = Promise.withResolvers<WorkerReply>();
+    const done = Promise.withResolvers<WorkerReply>();
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      if (e.data.type === "done") done.resolve(e.data);
+      else ready.resolve(e.data);
+    };
+    worker.onerror = (e) => {
+      e.preventDefault();
+      ready.reject(new Error(`load generator failed: ${e.message}`));
+      done.reject(new Error(`load generator failed: ${e.message}`));
+    };
+    worker.postMessage(
+      {
+        type: "setup",
+        host: "127.0.0.1",
+        port: server.port,
+        sessions: share,
+        inflight,
+        lines: load.lines,
+        offsets: load.offsets,
+        firstLine: Math.floor((lineCount * w) / nWorkers),
+      } satisfies SetupMessage,
+    );
+    const r = await ready.promise;
+    if (r.type === "failed") throw new Error(`load generator: ${r.message}`);
+    replies.push(done.promise);
+  }
+  const serverDied = died("the server", server.child);
+  const measure = () => ({
+    at: performance.now(),
+    server: readProcFigures(server.pid),
+    self: readProcFigures(Deno.pid),
+    sim: readProcFigures(simPid),
+    machine: machineTicks(),
+  });
+  let before: ReturnType<typeof measure> | undefined;
+  const beforeTimer = setTimeout(() => before = measure(), o.warmupMs);
+  for (const w of workers) {
+    w.postMessage({ type: "run", warmupMs: o.warmupMs, durationMs: o.durationMs } satisfies RunMessage);
+  }
+  let results: WorkerReply[];
+  try {
+    results = await Promise.race([Promise.all(replies), serverDied]);
+  } finally {
+    clearTimeout(beforeTimer);
+    for (const w of workers) w.terminate();
+  }
+  const after = measure();
+  if (!before) throw new Error("the measured window never started");
+  let count = 0, errors = 0, lost = 0, bytesIn = 0;
+  const all: Float64Array[] = [];
+  for (const r of results) {
+    if (r.type !== "done") continue;
+    count += r.replies;
+    errors += r.errors;
+    lost += r.lost;
+    bytesIn += r.bytesIn;
+    all.push(r.latencies);
+  }
+  const lat = new Float64Array(all.reduce((n, a) => n + a.length, 0));
+  let off = 0;
+  for (const a of all) {
+    lat.set(a, off);
+    off += a.length;
+  }
+  lat.sort();
+  const seconds = o.durationMs / 1000;
+  const wall = (after.at - before.at) / 1000;
+  const cpu = (a?: { cpuSeconds: number }, b?: { cpuSeconds: number }) =>
+    a && b ? (b.cpuSeconds - a.cpuSeconds) / wall : 0;
+  const serverCores = cpu(before.server, after.server);
+  const clientCores = cpu(before.self, after.self);
+  const simCores = cpu(before.sim, after.sim);
+  const cpus = navigator.hardwareConcurrency;
+  const busyCores =
+    ((after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total)) *
+    cpus;
+  return {
+    name,
+    sessions,
+    inflight,
+    seconds,
+    replies: count,
+    errors,
+    lostSessions: lost,
+    requestsPerSecond: count / seconds,
+    p50Ms: percentile(lat, 0.5),
+    p90Ms: percentile(lat, 0.9),
+    p99Ms: percentile(lat, 0.99),
+    maxMs: lat.length ? lat[lat.length - 1] : NaN,
+    serverCores,
+    serverPeakRssBytes: after.server?.peakRssBytes ?? 0,
+    clientCores,
+    otherCores: Math.max(0, busyCores - serverCores - clientCores - simCores) + simCores,
+    mbInPerSecond: bytesIn / seconds / 1e6,
+  };
+}
+
+/** Times get_history of one large history: the first call after start, then `repeats` more in a row. */
+async function timeHistory(port: number, scriptHash: string, repeats: number): Promise<HistoryResult> {
+  const probe = await Probe.open(port);
+  try {
+    const ask = async () => {
+      const line = JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "blockchain.scripthash.get_history",
+        params: [scriptHash],
+      }) + "\n";
+      const t0 = performance.now();
+      await probe.conn.write(new TextEncoder().encode(line));
+      const reply = await probe.line();
+      return { ms: performance.now() - t0, reply };
+    };
+    const cold = await ask();
+    const parsed = JSON.parse(cold.reply);
+    if (!Array.isArray(parsed.result)) throw new Error(`get_history failed: ${cold.reply.slice(0, 200)}`);
+    const warm: number[] = [];
+    for (let i = 0; i < repeats; i++) warm.push((await ask()).ms);
+    warm.sort((a, b) => a - b);
+    return {
+      entries: parsed.result.length,
+      replyBytes: cold.reply.length + 1,
+      coldMs: cold.ms,
+      warmMedianMs: warm[Math.floor(warm.length / 2)],
+      warmMaxMs: warm[warm.length - 1],
+    };
+  } finally {
+    probe.close();
+  }
+}
+
+// ---- the whole run ------------------------------------------------------------------------------------
+
+async function runQueryBench(o: Options): Promise<QueryBenchResult> {
+  await Deno.mkdir(o.dir, { recursive: true });
+  await Deno.writeTextFile(`${o.dir}/.gitignore`, "*\n");
+  const dbDir = `${o.dir}/query-db-${o.seed}-${o.blocks}-${o.txs}`;
+  if (o.fresh) await Deno.remove(dbDir, { recursive: true }).catch(() => {});
+  let sim: Awaited<ReturnType<typeof startSimnet>> | undefined;
+  let server: ServerChild | undefined;
+  const onSigint = () => void Promise.all([stop(server?.child), stop(sim?.child)]).then(() => Deno.exit(130));
+  Deno.addSignalListener("SIGINT", onSigint);
+  try {
+    say(`starting simnet (${o.blocks} blocks, ~${o.txs} txs, seed ${o.seed})`);
+    sim = await startSimnet(o);
+    say(`simnet at height ${sim.height}; starting the server on ${dbDir} (syncs first if behind)`);
+    server = await startServer(o, sim.url, dbDir);
+    const syncSeconds = server.syncSeconds;
+    if (syncSeconds !== undefined) say(`synced in ${syncSeconds.toFixed(1)} s`);
+
+    say("sampling the chain for script hashes and txids");
+    const sample = await sampleChain(sim.url, sim.height, 300);
+    const rand = prng(42);
+    const distinct = [...sample.scripts.keys()];
+    for (let i = distinct.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [distinct[i], distinct[j]] = [distinct[j], distinct[i]];
+    }
+    const candidates = distinct.slice(0, o.pool);
+    say(`probing ${candidates.length} script hashes' history sizes`);
+    const probe = await Probe.open(server.port);
+    const sizes: number[] = [];
+    for (let i = 0; i < candidates.length; i += PROBE_CHUNK) {
+      const replies = await probe.pipeline(
+        candidates.slice(i, i + PROBE_CHUNK).map((sh) => ({
+          method: "blockchain.scripthash.get_history",
+          params: [sh],
+        })),
+      );
+      for (const r of replies) sizes.push(Array.isArray(r.result) ? r.result.length : Infinity);
+    }
+    const pool: string[] = [];
+    const poolSizes: number[] = [];
+    let excludedLarge = 0, excludedEmpty = 0;
+    for (let i = 0; i < candidates.length; i++) {
+      if (sizes[i] === 0) excludedEmpty++;
+      else if (sizes[i] > o.maxHistory) excludedLarge++;
+      else {
+        pool.push(candidates[i]);
+        poolSizes.push(sizes[i]);
+      }
+    }
+    // The large history: among the most frequent scripts, the one whose history is closest above the target.
+    const frequent = [...sample.scripts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 32).map(([s]) => s);
+    const frequentSizes: { result?: unknown }[] = [];
+    for (const sh of frequent) {
+      frequentSizes.push(
+        ...await probe.pipeline([{ method: "blockchain.scripthash.get_history", params: [sh] }]),
+      );
+    }
+    probe.close();
+    let big: { sh: string; n: number } | undefined;
+    for (let i = 0; i < frequent.length; i++) {
+      const r = frequentSizes[i].result;
+      const n = Array.isArray(r) ? r.length : 0;
+      const better = big === undefined ||
+        (n >= o.history ? big.n < o.history || n < big.n : big.n < o.history && n > big.n);
+      if (better) big = { sh: frequent[i], n };
+    }
+    poolSizes.sort((a, b) => a - b);
+    const txs = sample.txs;
+    say(
+      `mix pool: ${pool.length} script hashes (history mean ${
+        (poolSizes.reduce((a, b) => a + b, 0) / poolSizes.length).toFixed(1)
+      }, p99 ${
+        poolSizes[Math.floor(poolSizes.length * 0.99)]
+      }; left out ${excludedLarge} over ${o.maxHistory} ` +
+        `and ${excludedEmpty} empty), ${txs.length} txids; large history: ${big?.n} entries`,
+    );
+    const load = buildLines(200_000, pool, txs, sim.height);
+
+    const scenarios: ScenarioResult[] = [];
+    for (const sc of o.scenarios) {
+      await stop(server.child);
+      server = await startServer(o, sim.url, dbDir);
+      say(`running ${sc.sessions}x${sc.inflight} for ${o.warmupMs / 1000} + ${o.durationMs / 1000} s`);
+      const r = await runScenario(o, server, sim.child.proc.pid, sc.sessions, sc.inflight, load);
+      say(
+        `  ${Math.round(r.requestsPerSecond)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${
+          r.p99Ms.toFixed(2)
+        } ms, ` +
+          `server ${r.serverCores.toFixed(2)} cores, client ${r.clientCores.toFixed(2)}, other ${
+            r.otherCores.toFixed(2)
+          }`,
+      );
+      scenarios.push(r);
+    }
+    let history: HistoryResult | undefined;
+    if (big) {
+      await stop(server.child);
+      server = await startServer(o, sim.url, dbDir);
+      history = await timeHistory(server.port, big.sh, 10);
+    }
+    await stop(server.child);
+    server = undefined;
+    const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+    return {
+      machine: {
+        cpus: navigator.hardwareConcurrency,
+        model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown",
+      },
+      chain: {
+        height: sim.height,
+        txs: o.txs,
+        seed: o.seed,
+        dbBytes: await diskUsage(dbDir),
+        syncSeconds,
+      },
+      pool: {
+        scriptHashes: pool.length,
+        excludedLarge,
+        excludedEmpty,
+        historyMean: poolSizes.reduce((a, b) => a + b, 0) / Math.max(1, poolSizes.length),
+        historyP99: poolSizes[Math.floor(poolSizes.length * 0.99)] ?? 0,
+        txids: txs.length,
+      },
+      scenarios,
+      history,
+    };
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSigint);
+    await stop(server?.child);
+    await stop(sim?.child);
+  }
+}
+
+/** The result as the table `bench query` prints. */
+export function formatQueryResult(r: QueryBenchResult): string {
+  const mb = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MB`;
+  const pad = (s: string, n: number) => s.padStart(n);
+  const lines = [
+    `machine      ${r.machine.cpus} × ${r.machine.model}`,
+    `chain        height ${r.chain.height}, ~${r.chain.txs} txs (seed ${r.chain.seed}), database ${
+      mb(r.chain.dbBytes)
+    }`,
+    `mix          get_history 40%, get_balance 20%, listunspent 20%, block.header 10%, get_merkle 10%`,
+    `pool         ${r.pool.scriptHashes} script hashes (history mean ${
+      r.pool.historyMean.toFixed(1)
+    }, p99 ${r.pool.historyP99}; ${r.pool.excludedLarge} larger ones left out), ${r.pool.txids} txids`,
+    "",
+    `${"scenario".padEnd(30)}${pad("req/s", 9)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${
+      pad("server CPU", 12)
+    }${pad("peak RSS", 10)}${pad("client CPU", 12)}${pad("other", 7)}${pad("errors", 8)}`,
+  ];
+  for (const s of r.scenarios) {
+    lines.push(
+      `${s.name.padEnd(30)}${pad(String(Math.round(s.requestsPerSecond)), 9)}${pad(s.p50Ms.toFixed(2), 9)}${
+        pad(s.p99Ms.toFixed(2), 9)
+      }${pad(`${s.serverCores.toFixed(2)} cores`, 12)}${pad(mb(s.serverPeakRssBytes), 10)}${
+        pad(`${s.clientCores.toFixed(2)} cores`, 12)
+      }${pad(s.otherCores.toFixed(2), 7)}${pad(String(s.errors), 8)}`,
+    );
+  }
+  if (r.history) {
+    const h = r.history;
+    lines.push(
+      "",
+      `history of ${h.entries} entries (${mb(h.replyBytes)} reply): first call ${
+        h.coldMs.toFixed(1)
+      } ms, then ` +
+        `median ${h.warmMedianMs.toFixed(1)} ms, max ${h.warmMaxMs.toFixed(1)} ms`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// ---- command line -------------------------------------------------------------------------------------
+
+function parseOptions(argv: string[]): Options | "help" {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      txs: { type: "string", default: "2000000" },
+      blocks: { type: "string", default: "2100" },
+      seed: { type: "string", default: "bench" },
+      dir: { type: "string", default: ".bench" },
+      scenarios: { type: "string", default: "16x1,16x16,1000x1" },
+      duration: { type: "string", default: "10" },
+      warmup: { type: "string", default: "3" },
+      "client-workers": { type: "string", default: "2" },
+      pool: { type: "string", default: "20000" },
+      "max-history": { type: "string", default: "1000" },
+      history: { type: "string", default: "50000" },
+      "server-env": { type: "string", multiple: true, default: [] },
+      "cpu-prof": { type: "string" },
+      fresh: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      verbose: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return "help";
+  // `deno task bench query` may pass the subcommand along.
+  const rest = positionals[0] === "query" ? positionals.slice(1) : positionals;
+  if (rest.length > 0) throw new Error(`unexpected argument '${rest[0]}'`);
+  const int = (name: string, text: string, min: number) => {
+    const n = Number(text);
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || n < min) throw new Error(`--${name} must be a number >= ${min}`);
+    return n;
+  };
+  const scenarios = values.scenarios.split(",").map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+      throw new Error(`--scenarios: '${s}' is not SESSIONSxINFLIGHT, e.g. 16x1`);
+    }
+    return { sessions: Number(m[1]), inflight: Number(m[2]) };
+  });
+  const serverEnv: Record<string, string> = {};
+  for (const kv of values["server-env"]) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new Error(`--server-env: '${kv}' is not KEY=VALUE`);
+    serverEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return {
+    txs: int("txs", values.txs, 1),
+    blocks: int("blocks", values.blocks, 1),
+    seed: values.seed,
+    dir: values.dir,
+    scenarios,
+    durationMs: int("duration", values.duration, 0.1) * 1000,
+    warmupMs: int("warmup", values.warmup, 0) * 1000,
+    clientWorkers: int("client-workers", values["client-workers"], 1),
+    pool: int("pool", values.pool, 1),
+    maxHistory: int("max-history", values["max-history"], 1),
+    history: int("history", values.history, 1),
+    serverEnv,
+    cpuProf: values["cpu-prof"],
+    fresh: values.fresh,
+    json: values.json,
+    verbose: values.verbose,
+  };
+}
+
+/** Runs `bench query` with these arguments; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let opts: Options | "help";
+  try {
+    opts = parseOptions(argv);
+  } catch (err) {
+    console.error(`bench query: ${(err as Error).message} (see --help)`);
+    return 2;
+  }
+  if (opts === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  try {
+    const result = await runQueryBench(opts);
+    console.log(opts.json ? JSON.stringify(result, null, 2) : formatQueryResult(result));
+    return 0;
+  } catch (err) {
+    console.error(`bench query: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

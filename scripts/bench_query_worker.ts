@@ -1,0 +1,238 @@
+// The load generator of `bench query`, one Worker per share of the sessions. It has to stay cheap: it runs on
+// the same two cores as the server it measures. Requests are pre-encoded lines handed over once; replies are
+// never parsed: the server answers each session in request order, so a reply is one "\n" and its latency is
+// measured against the oldest send time still outstanding. One byte tells a result from an error.
+/// <reference lib="deno.worker" />
+
+/** Sets up the sessions: connect, negotiate, then wait for "run". */
+export interface SetupMessage {
+  type: "setup";
+  host: string;
+  port: number;
+  sessions: number;
+  /** Requests each session keeps in flight. */
+  inflight: number;
+  /** Every request line (with its "\n"), back to back. */
+  lines: Uint8Array;
+  /** Start of each line in `lines`, plus the end: length = lines + 1. */
+  offsets: Uint32Array;
+  /** Where this worker's sessions start reading the line list, so workers do not ask the same things. */
+  firstLine: number;
+}
+
+/** Starts the load: `warmupMs` unmeasured, then `durationMs` measured. */
+export interface RunMessage {
+  type: "run";
+  warmupMs: number;
+  durationMs: number;
+}
+
+/** What a worker sends back. */
+export type WorkerReply =
+  | { type: "ready"; connectMs: number }
+  | { type: "failed"; message: string }
+  | {
+    type: "done";
+    /** Replies received in the measured window. */
+    replies: number;
+    /** Of which error replies. */
+    errors: number;
+    /** Latency of each measured reply, milliseconds. */
+    latencies: Float64Array;
+    bytesIn: number;
+    bytesOut: number;
+    /** Sessions that ended (closed by the server or failed) before the end. */
+    lost: number;
+  };
+
+const NEWLINE = 0x0a;
+// Every reply line starts `{"jsonrpc":"2.0","` and continues with `result` or `error`: byte 18 tells them apart.
+const KIND_OFFSET = 18;
+const ERROR_BYTE = 0x65; // 'e'
+const CONNECT_BATCH = 64;
+const ENCODER = new TextEncoder();
+
+interface Client {
+  conn: Deno.TcpConn;
+  cursor: number;
+  sent: Float64Array;
+  head: number;
+  tail: number;
+  mask: number;
+}
+
+let setup: SetupMessage | undefined;
+let clients: Client[] = [];
+let running = false;
+let measureFrom = Infinity;
+let measureTo = Infinity;
+let replies = 0;
+let errors = 0;
+let bytesIn = 0;
+let bytesOut = 0;
+let lost = 0;
+let latencies = new Float64Array(1 << 16);
+let latencyCount = 0;
+
+self.onmessage = (e: MessageEvent<SetupMessage | RunMessage>) => {
+  const msg = e.data;
+  if (msg.type === "setup") {
+    setup = msg;
+    connectAll(msg).then(
+      (ms) => self.postMessage({ type: "ready", connectMs: ms } satisfies WorkerReply),
+      (err) =>
+        self.postMessage({ type: "failed", message: String(err?.message ?? err) } satisfies WorkerReply),
+    );
+  } else if (msg.type === "run") {
+    run(msg);
+  }
+};
+
+async function connectAll(s: SetupMessage): Promise<number> {
+  const started = performance.now();
+  const ringSize = 1 << Math.ceil(Math.log2(Math.max(2, s.inflight)));
+  const lineCount = s.offsets.length - 1;
+  for (let i = 0; i < s.sessions; i += CONNECT_BATCH) {
+    const batch: Promise<Client>[] = [];
+    for (let j = i; j < Math.min(s.sessions, i + CONNECT_BATCH); j++) {
+      batch.push((async () => {
+        const conn = await Deno.connect({ hostname: s.host, port: s.port });
+        conn.setNoDelay(true);
+        await writeAll(
+          conn,
+          ENCODER.encode(
+            '{"jsonrpc":"2.0","id":0,"method":"server.version","params":["coulomb-bench","1.4"]}\n',
+          ),
+        );
+        await readLine(conn);
+        return {
+          conn,
+          cursor: (s.firstLine + j * 7919) % lineCount,
+          sent: new Float64Array(ringSize),
+          head: 0,
+          tail: 0,
+          mask: ringSize - 1,
+        };
+      })());
+    }
+    clients.push(...await Promise.all(batch));
+  }
+  return performance.now() - started;
+}
+
+// Reads the server.version reply; nothing else is in flight yet, so the line ends the chunk.
+async function readLine(conn: Deno.TcpConn): Promise<void> {
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("the server closed the connection during server.version");
+    if (buf.subarray(0, n).indexOf(NEWLINE) >= 0) {
+      if (buf[KIND_OFFSET] === ERROR_BYTE) throw new Error("server.version failed");
+      return;
+    }
+  }
+}
+
+function run(msg: RunMessage): void {
+  const now = performance.now();
+  measureFrom = now + msg.warmupMs;
+  measureTo = measureFrom + msg.durationMs;
+  running = true;
+  const loops = clients.map((c) => drive(c));
+  setTimeout(() => {
+    running = false;
+    self.postMessage(
+      {
+        type: "done",
+        replies,
+        errors,
+        latencies: latencies.slice(0, latencyCount),
+        bytesIn,
+        bytesOut,
+        lost,
+      } satisfies WorkerReply,
+    );
+    for (const c of clients) {
+      try {
+        c.conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    clients = [];
+    void Promise.allSettled(loops).then(() => self.close());
+  }, measureTo - now + 1);
+}
+
+async function drive(c: Client): Promise<void> {
+  const s = setup!;
+  const buf = new Uint8Array(1 << 16);
+  // Bytes still to skip in the current reply line before its kind byte; -1 once it has been looked at.
+  let kindIn = KIND_OFFSET;
+  try {
+    await send(c, s.inflight);
+    for (;;) {
+      const n = await c.conn.read(buf);
+      if (n === null) break;
+      const now = performance.now();
+      bytesIn += n;
+      const view = buf.subarray(0, n);
+      let pos = 0;
+      let done = 0;
+      while (pos < n) {
+        if (kindIn >= 0) {
+          if (pos + kindIn >= n) {
+            kindIn -= n - pos;
+            break;
+          }
+          if (view[pos + kindIn] === ERROR_BYTE && now >= measureFrom && now < measureTo) errors++;
+          kindIn = -1;
+        }
+        const nl = view.indexOf(NEWLINE, pos);
+        if (nl < 0) break;
+        const sentAt = c.sent[c.head++ & c.mask];
+        if (now >= measureFrom && now < measureTo) {
+          replies++;
+          if (latencyCount === latencies.length) {
+            const grown = new Float64Array(latencies.length * 2);
+            grown.set(latencies);
+            latencies = grown;
+          }
+          latencies[latencyCount++] = now - sentAt;
+        }
+        done++;
+        pos = nl + 1;
+        kindIn = KIND_OFFSET;
+      }
+      if (!running) return;
+      if (done > 0) await send(c, done);
+    }
+  } catch {
+    if (!running) return;
+  }
+  if (running) lost++;
+}
+
+// Sends the session's next `count` request lines in one write (two when the list wraps around).
+async function send(c: Client, count: number): Promise<void> {
+  const s = setup!;
+  const lineCount = s.offsets.length - 1;
+  const now = performance.now();
+  for (let i = 0; i < count; i++) c.sent[c.tail++ & c.mask] = now;
+  let from = c.cursor;
+  let left = count;
+  while (left > 0) {
+    const take = Math.min(left, lineCount - from);
+    const bytes = s.lines.subarray(s.offsets[from], s.offsets[from + take]);
+    bytesOut += bytes.length;
+    await writeAll(c.conn, bytes);
+    left -= take;
+    from = (from + take) % lineCount;
+  }
+  c.cursor = from;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
