@@ -24,6 +24,18 @@ export interface SyncProcessor {
   backup(height: number): Promise<void>;
   /** True until the initial sync first reaches the tip; the loop clears it just before that flush. */
   firstSync?: boolean;
+  /** Where the processor's time went, if it keeps count (for the `sync profile` line). */
+  readonly timing?: ProcessorTiming;
+}
+
+/** Cumulative milliseconds a processor spent in each stage. */
+export interface ProcessorTiming {
+  /** Decoding blocks and hashing their transactions (txids). */
+  parseMs: number;
+  /** Applying decoded blocks: UTXOs, history, undo. */
+  applyMs: number;
+  /** Writing flushes. */
+  flushMs: number;
 }
 
 /** The log lines the sync loop writes. */
@@ -66,6 +78,9 @@ export class SyncLoop {
   private windowBlocks = 0;
   private windowTxs = 0;
   private lastPrefillLog = -Infinity;
+  // Time the loop sat idle waiting for the prefetcher before the first catch-up: the daemon was the bottleneck.
+  private fetchWaitMs = 0;
+  private startedAt = 0;
 
   constructor(
     private readonly source: BlockSource,
@@ -85,6 +100,7 @@ export class SyncLoop {
   /** Syncs to the daemon's tip, then follows it; resolves after `stop()` once everything is flushed. */
   async run(): Promise<void> {
     this.windowStart = this.now();
+    this.startedAt = performance.now();
     this.prefetcher.start();
     try {
       while (!this.stopping) {
@@ -98,7 +114,9 @@ export class SyncLoop {
           await this.reachedTip();
           await this.prefetcher.waitForNewBlocks();
         } else {
+          const waitFrom = performance.now();
           await this.prefetcher.waitForBlocks();
+          if (!this.caughtUpOnce) this.fetchWaitMs += performance.now() - waitFrom;
         }
       }
     } finally {
@@ -153,6 +171,7 @@ export class SyncLoop {
     await this.processor.flush();
     this.caughtUpOnce = true;
     this.log.info(`caught up to height ${this.processor.height}`);
+    this.log.info(this.profileLine());
     this.opts.onTip?.(this.processor.height);
   }
 
@@ -184,6 +203,25 @@ export class SyncLoop {
     throw new Error(
       "the daemon's chain shares no block with ours, not even genesis: is DAEMON_URL on the right network?",
     );
+  }
+
+  // One line that says where the initial sync's time went; `scripts/bench.ts` parses it, so keep the keys.
+  private profileLine(): string {
+    const wall = (performance.now() - this.startedAt) / 1000;
+    const t = this.processor.timing;
+    const s = (ms: number) => (ms / 1000).toFixed(2);
+    const parts = [
+      `blocks=${this.stats.blocks}`,
+      `txs=${this.stats.txs}`,
+      `wall=${wall.toFixed(2)}s`,
+      `fetch-wait=${s(this.fetchWaitMs)}s`,
+    ];
+    if (t) {
+      parts.push(`parse+hash=${s(t.parseMs)}s`, `process=${s(t.applyMs)}s`, `flush=${s(t.flushMs)}s`);
+      const other = wall * 1000 - this.fetchWaitMs - t.parseMs - t.applyMs - t.flushMs;
+      parts.push(`other=${s(Math.max(0, other))}s`);
+    }
+    return `sync profile: ${parts.join(" ")}`;
   }
 
   private logPrefill(count: number, height: number, daemonHeight: number, bytes: number): void {

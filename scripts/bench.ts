@@ -1,0 +1,100 @@
+// `deno task bench sync`: Coulomb's speed and memory on a simnet chain (see scripts/bench/sync.ts).
+import { parseArgs } from "node:util";
+import { formatResult, runSyncBench } from "./bench/sync.ts";
+
+const HELP = `Usage: deno task bench sync [options]
+
+Initial sync from an empty database to the tip of a simnet chain; prints blocks/s, tx/s, the indexer's peak
+RSS, the database size and where the time went (fetch-wait, parse+hash, process, flush).
+
+  --txs N          transactions in the chain (default 2000000)
+  --blocks N       blocks in the chain (default txs/1000 + 100, mainnet's average density; the first 100
+                   blocks are empty while coinbases mature)
+  --cache-mb N     the indexer's CACHE_MB (default 1000)
+  --seed S         chain seed (default "bench")
+  --dir DIR        simnet chain cache and databases (default .bench; the chain is reused across runs)
+  --keep           keep the database (its path is printed)
+  --json           print the result as JSON
+  --verbose        show every log line of simnet and the indexer
+  --cpu-prof DIR   run the indexer under deno's --cpu-prof, writing the profile into DIR
+
+deno task bench query [options]   the Electrum server under a wallet mix: see deno task bench query --help`;
+
+/** Parses the command line and runs the chosen benchmark; returns the exit code. */
+async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "query") {
+    // The server benchmark has options of its own; loaded only when asked for.
+    const query = await import("./bench_query.ts");
+    return await query.main(argv.slice(1));
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        txs: { type: "string", default: "2000000" },
+        blocks: { type: "string" },
+        "cache-mb": { type: "string", default: "1000" },
+        seed: { type: "string", default: "bench" },
+        dir: { type: "string", default: ".bench" },
+        keep: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        verbose: { type: "boolean", default: false },
+        "cpu-prof": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message} (see --help)`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.help || command === undefined) {
+    console.log(HELP);
+    return values.help ? 0 : 2;
+  }
+  if (command !== "sync" || positionals.length > 1) {
+    console.error(`bench: unknown command '${positionals.join(" ")}' (see --help)`);
+    return 2;
+  }
+  const txs = positiveInt("txs", values.txs);
+  const cacheMb = positiveInt("cache-mb", values["cache-mb"]);
+  const blocks = values.blocks === undefined ? Math.ceil((txs ?? 0) / 1000) + 100 : positiveInt(
+    "blocks",
+    values.blocks,
+  );
+  if (txs === undefined || cacheMb === undefined || blocks === undefined) return 2;
+  const prof = values["cpu-prof"];
+  try {
+    const result = await runSyncBench({
+      txs,
+      blocks,
+      cacheMb,
+      seed: values.seed,
+      workDir: values.dir,
+      keep: values.keep,
+      verbose: values.verbose,
+      say: (line) => console.error(line),
+      denoFlags: prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`],
+    });
+    console.log(values.json ? JSON.stringify(result, null, 2) : formatResult(result));
+    if (values.keep) console.error(`database kept in ${result.dbDir}`);
+    return 0;
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+function positiveInt(name: string, text: string): number | undefined {
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+    console.error(`bench: --${name} must be a positive integer, got '${text}'`);
+    return undefined;
+  }
+  return n;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
