@@ -36,6 +36,7 @@ import {
 } from "./layout.ts";
 import { type DbState, decodeState, emptyState, encodeState, stateVersion } from "./state.ts";
 import { type BatchSink, UtxoOverlay } from "./utxo_overlay.ts";
+import { SortedBatch } from "./sorted_batch.ts";
 
 /** The log lines the store writes. */
 export interface StoreLog {
@@ -85,8 +86,11 @@ export interface FlushUpdate {
   txCounts: ArrayLike<number>;
   /** The state after this flush. */
   state: DbState;
-  /** Adds every LevelDB change of the flush to the batch (the state is added by commit). */
-  build(batch: BatchSink): void;
+  /**
+   * Adds every LevelDB change of the flush to the batch (the state is added by commit); calling
+   * `batch.section()` between kinds of keys keeps the memory held twice small.
+   */
+  build(batch: SortedBatch): void;
 }
 
 /** What a backup changed. */
@@ -154,6 +158,7 @@ export class Store {
     private readonly txCountsFile: FlatFile,
     state: DbState,
     txCounts: Float64Array,
+    private readonly writeBufferBytes: number,
   ) {
     this.current = state;
     this.txCounts = txCounts;
@@ -166,12 +171,13 @@ export class Store {
    */
   static async open(dir: string, network: { readonly name: string }, opts: StoreOptions): Promise<Store> {
     const created = checkMarker(dir, network.name);
+    const writeBufferBytes = opts.writeBufferBytes ?? 32 << 20;
     const db = new ClassicLevel<Uint8Array, Uint8Array>(`${dir}/leveldb`, {
       keyEncoding: "view",
       valueEncoding: "view",
       createIfMissing: true,
       cacheSize: opts.readCacheBytes ?? 64 << 20,
-      writeBufferSize: opts.writeBufferBytes ?? 32 << 20,
+      writeBufferSize: writeBufferBytes,
       maxFileSize: 16 << 20,
     });
     try {
@@ -222,7 +228,7 @@ export class Store {
         }
       }
       if (created) opts.log.info(`created new database ${dir}`);
-      return new Store(dir, db, headersFile, txidsFile, txCountsFile, state, counts);
+      return new Store(dir, db, headersFile, txidsFile, txCountsFile, state, counts, writeBufferBytes);
     } catch (err) {
       for (const f of files) f.close();
       await db.close();
@@ -486,9 +492,15 @@ export class Store {
     this.txCountsFile.writeAt((s.height + 1) * TX_COUNT_LEN, counts);
     await Promise.all([this.headersFile.sync(), this.txidsFile.sync(), this.txCountsFile.sync()]);
     const batch = this.db.batch();
+    const stateBytes = encodeState(update.state);
+    let batchBytes: number;
     try {
-      update.build(batch);
-      batch.put(STATE_KEY, encodeState(update.state));
+      // Handed to LevelDB in key order, a section at a time: see SortedBatch.
+      const sorted = new SortedBatch(batch);
+      update.build(sorted);
+      sorted.put(STATE_KEY, stateBytes);
+      sorted.section();
+      batchBytes = sorted.writtenBytes;
     } catch (err) {
       await batch.close();
       throw err;
@@ -499,6 +511,10 @@ export class Store {
       for (let i = 0; i < blocks; i++) this.txCounts[s.height + 1 + i] = update.txCounts[i];
       this.current = update.state;
     });
+    // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
+    // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it
+    // move the memtable to disk in the background.
+    if (batchBytes > this.writeBufferBytes) await this.db.put(STATE_KEY, stateBytes);
   }
 
   /**

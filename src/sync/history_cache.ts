@@ -83,10 +83,10 @@ export class HashXSet {
     return this.keys;
   }
 
-  /** Removes every member. */
-  clear(): void {
+  /** Removes every member; `release` also gives back a grown table. */
+  clear(release = false): void {
     this.count = 0;
-    if (this.table.length > 1 << 16) {
+    if (this.table.length > (release ? 1024 : 1 << 16)) {
       this.table = new Int32Array(1024);
       this.keys = new Uint8Array(HASHX * 256);
     } else {
@@ -169,17 +169,38 @@ export class HistoryCache {
     const slab = this.set.slab;
     for (let e = 0; e < this.set.size; e++) {
       const row = new Uint8Array(this.length[e] * 5);
-      let o = 0;
-      for (let n = this.head[e]; n >= 0; n = this.nodeNext[n]) {
-        const v = this.nodeTxNum[n];
-        row[o] = Math.floor(v / 0x100000000);
-        row[o + 1] = v >>> 24;
-        row[o + 2] = v >>> 16;
-        row[o + 3] = v >>> 8;
-        row[o + 4] = v;
-        o += 5;
-      }
-      fn(slab, e * HASHX, this.nodeTxNum[this.head[e]], row);
+      this.writeRow(e, row, 0);
+      fn(slab, e * HASHX, this.firstTxNum(e), row);
+    }
+  }
+
+  /** The hashX slab: hashX number e (0 .. size-1) at e * 11. */
+  get hashXSlab(): Uint8Array {
+    return this.set.slab;
+  }
+
+  /** Number of tx_nums recorded for hashX number `e`. */
+  rowLength(e: number): number {
+    return this.length[e];
+  }
+
+  /** First tx_num recorded for hashX number `e`. */
+  firstTxNum(e: number): number {
+    return this.nodeTxNum[this.head[e]];
+  }
+
+  /** Writes hashX number `e`'s tx_nums as a history row (5-byte big-endian each) into `out` at `off`. */
+  writeRow(e: number, out: Uint8Array, off: number): void {
+    const txNums = this.nodeTxNum, next = this.nodeNext;
+    let o = off;
+    for (let n = this.head[e]; n >= 0; n = next[n]) {
+      const v = txNums[n];
+      out[o] = Math.floor(v / 0x100000000);
+      out[o + 1] = v >>> 24;
+      out[o + 2] = v >>> 16;
+      out[o + 3] = v >>> 8;
+      out[o + 4] = v;
+      o += 5;
     }
   }
 
@@ -189,15 +210,15 @@ export class HistoryCache {
     for (let e = 0; e < this.set.size; e++) if (this.last[e] >= txNum) fn(slab, e * HASHX);
   }
 
-  /** Forgets everything (after a flush). */
-  clear(): void {
-    this.set.clear();
+  /** Forgets everything (after a flush); `release` also gives back every grown table. */
+  clear(release = false): void {
+    this.set.clear(release);
     this.nodes = 0;
-    if (this.nodeTxNum.length > 1 << 20) {
+    if (this.nodeTxNum.length > (release ? 1024 : 1 << 20)) {
       this.nodeTxNum = new Float64Array(1024);
       this.nodeNext = new Int32Array(1024);
     }
-    if (this.head.length > 1 << 16) {
+    if (this.head.length > (release ? 256 : 1 << 16)) {
       this.head = new Int32Array(256);
       this.tail = new Int32Array(256);
       this.length = new Int32Array(256);

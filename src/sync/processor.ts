@@ -11,22 +11,27 @@ import { DbError } from "../db/errors.ts";
 import {
   encodeUndo,
   HASHX_LEN,
-  historyKey,
-  ownerKey,
+  HISTORY_KEY_LEN,
+  OWNER_KEY_LEN,
+  PREFIX_HISTORY,
+  PREFIX_OWNER,
+  PREFIX_TXID,
   putTxNum,
   putValue,
   putVout,
-  txidKey,
+  TXID_KEY_LEN,
+  TXID_PREFIX_LEN,
   TXNUM_LEN,
   UNDO_CREATED_LEN,
   UNDO_SPENT_LEN,
   undoKey,
 } from "../db/layout.ts";
 import type { DbState } from "../db/state.ts";
-import { encodeValue, type Store } from "../db/store.ts";
+import type { Store } from "../db/store.ts";
 import type { UtxoOverlay } from "../db/utxo_overlay.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import type { RawBlock } from "./prefetch.ts";
+import type { ProcessorTiming } from "./sync.ts";
 import { hashXInto } from "./hashx.ts";
 import { HashXSet, HistoryCache } from "./history_cache.ts";
 import { UtxoCache } from "./utxo_cache.ts";
@@ -112,12 +117,15 @@ interface PendingUndo {
 }
 
 const ZERO_HASH = new Uint8Array(32);
-const EMPTY = new Uint8Array(0);
+// A window whose tables hold more than this gives them back at flush time rather than keeping them for reuse.
+const RELEASE_BYTES = 64 << 20;
 
 /** Applies blocks in order on top of a Store, flushes them atomically, and undoes them on reorgs. */
 export class BlockProcessor {
   /** True until the initial sync reaches the daemon's tip; the sync loop clears it. Persisted on flush. */
   firstSync: boolean;
+  /** Cumulative time spent parsing, applying and flushing (the sync loop's `sync profile` line). */
+  readonly timing: ProcessorTiming = { parseMs: 0, applyMs: 0, flushMs: 0 };
 
   private readonly cache = new UtxoCache();
   private overlay: UtxoOverlay;
@@ -230,6 +238,7 @@ export class BlockProcessor {
   async flush(): Promise<FlushStats> {
     this.checkUsable();
     this.busy = true;
+    const started = performance.now();
     try {
       return await this.flushInner();
     } catch (err) {
@@ -238,6 +247,7 @@ export class BlockProcessor {
       throw err;
     } finally {
       this.busy = false;
+      this.timing.flushMs += performance.now() - started;
     }
   }
 
@@ -298,7 +308,10 @@ export class BlockProcessor {
     if (b.height !== this.tipHeight + 1) {
       throw new SyncError("bad-height", `got block ${b.height} but the next height is ${this.tipHeight + 1}`);
     }
+    const parseStart = performance.now();
     const block = parseBlock(b.raw);
+    const applyStart = performance.now();
+    this.timing.parseMs += applyStart - parseStart;
     if (!sameBytes(block.hash, b.hash)) {
       throw new SyncError(
         "hash-mismatch",
@@ -319,6 +332,8 @@ export class BlockProcessor {
     } catch (err) {
       this.broken = err as Error;
       throw err;
+    } finally {
+      this.timing.applyMs += performance.now() - applyStart;
     }
   }
 
@@ -473,24 +488,47 @@ export class BlockProcessor {
       build: (batch) => {
         cache.forEachLive((txidSlab, txidOff, vout, txNum, hashXs, hashXOff, value) => {
           overlay.insert(txidSlab, txidOff, vout, txNum, hashXs, hashXOff);
-          batch.put(
-            ownerKey(hashXs.subarray(hashXOff, hashXOff + HASHX_LEN), txNum, vout),
-            encodeValue(value),
-          );
+          const at = batch.reservePut(OWNER_KEY_LEN, 8);
+          const b = batch.bytes;
+          b[at] = PREFIX_OWNER;
+          for (let k = 0; k < HASHX_LEN; k++) b[at + 1 + k] = hashXs[hashXOff + k];
+          putTxNum(b, at + 1 + HASHX_LEN, txNum);
+          putVout(b, at + 1 + HASHX_LEN + TXNUM_LEN, vout);
+          putValue(b, at + OWNER_KEY_LEN, value);
           writes++;
         });
+        batch.section();
         const u = overlay.writeTo(batch);
         writes += u.puts;
         deletes += u.deletes;
+        batch.section();
         const base = prev.txCount;
         for (let t = 0; t < cache.txs; t++) {
-          batch.put(txidKey(txids.subarray(t * 32, t * 32 + 32), base + t), EMPTY);
+          const at = batch.reservePut(TXID_KEY_LEN, 0);
+          const b = batch.bytes;
+          b[at] = PREFIX_TXID;
+          for (let k = 0; k < TXID_PREFIX_LEN; k++) b[at + 1 + k] = txids[t * 32 + k];
+          putTxNum(b, at + 1 + TXID_PREFIX_LEN, base + t);
         }
         writes += cache.txs;
-        this.history.forEachRow((slab, off, first, row) => {
-          batch.put(historyKey(slab.subarray(off, off + HASHX_LEN), first), row);
-        });
-        writes += this.history.size;
+        batch.section();
+        const history = this.history, hashXs = history.hashXSlab;
+        for (let e = 0; e < history.size; e++) {
+          const at = batch.reservePut(HISTORY_KEY_LEN, history.rowLength(e) * TXNUM_LEN);
+          const b = batch.bytes;
+          b[at] = PREFIX_HISTORY;
+          for (let k = 0; k < HASHX_LEN; k++) b[at + 1 + k] = hashXs[e * HASHX_LEN + k];
+          putTxNum(b, at + 1 + HASHX_LEN, history.firstTxNum(e));
+          history.writeRow(e, b, at + HISTORY_KEY_LEN);
+        }
+        writes += history.size;
+        batch.section();
+        // Nobody listens for notifications before the first sync completes; do not let the set grow unbounded.
+        if (!this.firstSync) {
+          history.forEachTouchedSince(this.touchedFrom, (slab, off) => this.pendingTouched.add(slab, off));
+        }
+        // Everything below is small; let a big window's tables go before LevelDB copies the batch in.
+        if (this.cacheBytes() > RELEASE_BYTES) this.releaseWindow();
         for (const u of undo) {
           batch.put(undoKey(u.height), encodeUndo(u));
           writes++;
@@ -516,16 +554,20 @@ export class BlockProcessor {
       elided,
       syncTime: this.syncTime,
     };
-    // Nobody listens for notifications before the first sync completes; do not let the set grow unbounded.
-    if (!this.firstSync) {
-      this.history.forEachTouchedSince(this.touchedFrom, (slab, off) => this.pendingTouched.add(slab, off));
-    }
     this.resetWindow();
     log.info(
       `flushed. Cache hits ${formatCount(stats.cacheHits)} writes ${formatCount(writes)} deletes ` +
         `${formatCount(deletes)} elided ${formatCount(elided)} sync: ${formatDuration(this.syncTime)}`,
     );
     return stats;
+  }
+
+  // Drops the window's big tables (their contents are in the batch by now) so that their memory is not held
+  // during LevelDB's write; the next window grows fresh ones.
+  private releaseWindow(): void {
+    this.cache.clear(this.txCount, true);
+    this.overlay.clear();
+    this.history.clear(true);
   }
 
   private resetWindow(): void {

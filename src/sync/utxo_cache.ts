@@ -151,19 +151,29 @@ export class UtxoCache {
     }
   }
 
-  /** Empties the cache; the next transaction gets tx_num `baseTxNum`. */
-  clear(baseTxNum: number): void {
+  /**
+   * Empties the cache; the next transaction gets tx_num `baseTxNum`. `release` gives back all memory beyond the
+   * initial size (otherwise only a big table is given back).
+   */
+  clear(baseTxNum: number, release = false): void {
     this.baseTxNum = baseTxNum;
     this.txCount = 0;
     this.count = 0;
     this.liveCount = 0;
     this.used = 0;
     // Give back memory after a big initial-sync window; keep it when it is modest.
-    if (this.table.length > 1 << 20) {
+    if (this.table.length > 1 << 20 || (release && this.table.length > 4096)) {
       this.table = new Int32Array(4096);
       this.mask = this.table.length - 1;
     } else {
       this.table.fill(0);
+    }
+    if (release && this.txIdx.length > 1024) {
+      this.txids = new Uint8Array(TXID * 1024);
+      this.txIdx = new Int32Array(1024);
+      this.vouts = new Uint32Array(1024);
+      this.values = new Float64Array(1024);
+      this.hashXs = new Uint8Array(HASHX * 1024);
     }
   }
 
