@@ -56,7 +56,7 @@ async function stop(proc: IndexerProcess): Promise<void> {
 
 Deno.test("reorgs of 1, 6 and 100 blocks at the tip end with the answers of a clean sync of the new chain", async (t) => {
   await withTempDir(async (dir) => {
-    const sim = await simnet(`${dir}/sim`, { blocks: 130, seed: "reorg-tip", txs: 1_500 });
+    const sim = await simnet(`${dir}/sim`, { blocks: 115, seed: "reorg-tip", txs: 900 });
     const db = `${dir}/db`;
     try {
       for (const depth of [1, 6, 100]) {
@@ -90,15 +90,15 @@ Deno.test("reorgs of 1, 6 and 100 blocks at the tip end with the answers of a cl
 // blocks and must undo them before it ever reaches the tip. For depth 1 the fork is above that batch: whether
 // the stale tip block was already prefetched (and is then undone) or not depends on timing; either way the end
 // state must be the new chain's.
-for (
-  const { depth, blocks } of [{ depth: 1, blocks: 500 }, { depth: 6, blocks: 500 }, {
-    depth: 100,
-    blocks: 555,
-  }]
-) {
+const CATCH_UP_CASES = [
+  { depth: 1, blocks: 500, seed: "reorg-sync-1-d" },
+  { depth: 6, blocks: 500, seed: "reorg-sync-6-c" },
+  { depth: 100, blocks: 555, seed: "reorg-sync-100-b" },
+];
+for (const { depth, blocks, seed } of CATCH_UP_CASES) {
   Deno.test(`a reorg of ${depth} block(s) while the indexer catches up ends with the answers of the new chain`, async () => {
     await withTempDir(async (dir) => {
-      const sim = await simnet(`${dir}/sim`, { blocks, seed: `reorg-sync-${depth}`, txs: 2_000 });
+      const sim = await simnet(`${dir}/sim`, { blocks, seed, txs: 2_000 });
       busyTip(sim, 3);
       const db = `${dir}/db`;
       const proc = IndexerProcess.start(indexerEnv(db, sim, { FLUSH_SIZE: "400" }));
