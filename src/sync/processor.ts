@@ -86,6 +86,8 @@ export interface ProcessorOptions {
   network: { readonly name: string };
   /** Clock in milliseconds (tests). */
   now?: () => number;
+  /** Called after each successful flush with what it did and how long it took (ms); for metrics. */
+  onFlush?: (stats: FlushStats, ms: number) => void;
 }
 
 /** What one flush did. */
@@ -240,7 +242,9 @@ export class BlockProcessor {
     this.busy = true;
     const started = performance.now();
     try {
-      return await this.flushInner();
+      const stats = await this.flushInner();
+      this.opts.onFlush?.(stats, performance.now() - started);
+      return stats;
     } catch (err) {
       // A failed commit leaves the database at the previous flush; our memory no longer matches a clean resume.
       this.broken = err as Error;
@@ -275,6 +279,8 @@ export class BlockProcessor {
       this.tipHeight = s.height;
       this.tip = s.height >= 0 ? s.tipHash.slice() : undefined;
       this.txCount = s.txCount;
+      // The new branch reuses tx_nums from the cutoff on; ones below the old mark must still count as touched.
+      this.touchedFrom = Math.min(this.touchedFrom, s.txCount);
       this.cache.clear(s.txCount);
       this.opts.log.info(
         `backed up ${from - toHeight} block${from - toHeight === 1 ? "" : "s"} to height ${toHeight}: ` +

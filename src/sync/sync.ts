@@ -81,6 +81,9 @@ export class SyncLoop {
   // Time the loop sat idle waiting for the prefetcher before the first catch-up: the daemon was the bottleneck.
   private fetchWaitMs = 0;
   private startedAt = 0;
+  // Work that must not overlap applying, flushing or undoing blocks (admin commands), run between steps.
+  private tasks: { run: () => Promise<void>; reject: (err: Error) => void }[] = [];
+  private finished = false;
 
   constructor(
     private readonly source: BlockSource,
@@ -104,6 +107,10 @@ export class SyncLoop {
     this.prefetcher.start();
     try {
       while (!this.stopping) {
+        if (this.tasks.length > 0) {
+          await this.runTasks();
+          continue;
+        }
         const blocks = this.prefetcher.take();
         this.stats.daemonHeight = this.prefetcher.tipHeight;
         if (blocks.length > 0) {
@@ -120,9 +127,51 @@ export class SyncLoop {
         }
       }
     } finally {
+      this.finished = true;
+      for (const t of this.tasks.splice(0)) {
+        t.reject(new Error("the sync loop stopped before it could run this"));
+      }
       await this.prefetcher.stop();
     }
     await this.processor.flush();
+  }
+
+  /**
+   * Runs `fn` between two steps of the loop, when no block is being applied, flushed or undone, so that it sees
+   * (and may change) a database nothing else writes meanwhile. Rejects if the loop stops first.
+   */
+  runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.stopping || this.finished) return Promise.reject(new Error("the sync loop is stopping"));
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push({ run: () => fn().then(resolve, reject), reject });
+      // Wakes the loop if it is waiting for blocks.
+      this.prefetcher.pollNow();
+    });
+  }
+
+  /**
+   * Testing aid (the admin RPC's `reorg`): undoes the last `blocks` blocks as a reorg would, then lets the loop
+   * fetch and apply them again from the daemon. Resolves to the height backed up to.
+   */
+  reorg(blocks: number): Promise<number> {
+    if (!Number.isSafeInteger(blocks) || blocks < 1) {
+      return Promise.reject(new RangeError(`a reorg needs a positive number of blocks, got ${blocks}`));
+    }
+    return this.runExclusive(async () => {
+      const target = Math.max(-1, this.processor.height - blocks);
+      this.log.info(
+        `forced reorg: undoing ${blocks} block${blocks === 1 ? "" : "s"} back to height ${target}`,
+      );
+      await this.processor.backup(target);
+      if (this.caughtUpOnce) await this.processor.flush();
+      this.stats.caughtUp = false;
+      this.prefetcher.reset(target + 1);
+      return this.processor.height;
+    });
+  }
+
+  private async runTasks(): Promise<void> {
+    while (this.tasks.length > 0 && !this.stopping) await this.tasks.shift()!.run();
   }
 
   /** Asks `run` to finish: the block being applied completes, then one final flush. */
