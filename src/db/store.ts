@@ -101,6 +101,21 @@ export interface BackupResult {
   deletes: number;
 }
 
+/** What one chunk of history compaction did. */
+export interface HistoryCompaction {
+  /** Key to continue from; undefined once the whole history index has been visited. */
+  next: Uint8Array | undefined;
+  /** Rows visited. */
+  rowsRead: number;
+  /** Merged rows written (each replaces the first row of its run). */
+  rowsWritten: number;
+  /** Rows deleted because their entries moved into a merged row. */
+  rowsDeleted: number;
+}
+
+/** Entries a merged history row may hold (5 bytes each): big rows mean few keys, but each read decodes a whole row. */
+export const MAX_MERGED_ROW_TXNUMS = 10_000;
+
 const MARKER = "COULOMB";
 const MARKER_MAGIC = "coulomb-db";
 
@@ -431,6 +446,63 @@ export class Store {
     });
   }
 
+  /**
+   * Merges runs of consecutive history rows of each hashX into rows of up to MAX_MERGED_ROW_TXNUMS entries,
+   * visiting at most `maxRows` rows from key `from` (the start of the history index when undefined), and writes
+   * the result in one atomic batch. A merged row keeps the key (first tx_num) of the first row of its run, so
+   * reads and backups work on it unchanged. Nothing else may write history meanwhile: the sync loop runs it
+   * between its steps (SyncLoop.runExclusive).
+   */
+  async compactHistory(from: Uint8Array | undefined, maxRows: number): Promise<HistoryCompaction> {
+    const start = from ?? Uint8Array.of(PREFIX_HISTORY);
+    const rows = await this.db.iterator({
+      gte: start,
+      lt: Uint8Array.of(PREFIX_HISTORY + 1),
+      limit: Math.max(1, maxRows) + 1,
+    }).all();
+    // The extra row only tells where the next chunk starts.
+    const next = rows.length > maxRows ? copyOf(rows.pop()![0]) : undefined;
+    const maxBytes = MAX_MERGED_ROW_TXNUMS * TXNUM_LEN;
+    const batch = this.db.batch();
+    let written = 0, deleted = 0;
+    let run: { keys: Uint8Array[]; rows: Uint8Array[]; bytes: number } | undefined;
+    const finishRun = () => {
+      if (!run || run.rows.length < 2) return;
+      const merged = new Uint8Array(run.bytes);
+      let off = 0;
+      for (const r of run.rows) {
+        merged.set(r, off);
+        off += r.length;
+      }
+      batch.put(copyOf(run.keys[0]), merged);
+      written++;
+      for (let i = 1; i < run.keys.length; i++) batch.del(copyOf(run.keys[i]));
+      deleted += run.keys.length - 1;
+    };
+    try {
+      for (const [key, row] of rows) {
+        if (run && sameHashX(run.keys[0], key) && run.bytes + row.length <= maxBytes) {
+          run.keys.push(key);
+          run.rows.push(row);
+          run.bytes += row.length;
+          continue;
+        }
+        finishRun();
+        run = { keys: [key], rows: [row], bytes: row.length };
+      }
+      finishRun();
+    } catch (err) {
+      await batch.close();
+      throw err;
+    }
+    if (written === 0) {
+      await batch.close();
+    } else {
+      await this.gate.write(() => batch.write({ sync: true }));
+    }
+    return { next, rowsRead: rows.length, rowsWritten: written, rowsDeleted: deleted };
+  }
+
   /** Closes the database; in-flight reads finish first. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -670,6 +742,12 @@ function copyOf(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);
   out.set(bytes);
   return out;
+}
+
+// True when two 'H' keys belong to the same hashX.
+function sameHashX(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 1; i <= HASHX_LEN; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function keyOf(hashX: Uint8Array): string {
