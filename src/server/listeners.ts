@@ -35,6 +35,8 @@ export interface ServerAddress {
 export interface Server {
   /** Snapshots of the open sessions. */
   sessions(): SessionInfo[];
+  /** Closes the open session with this id at once (the admin interface's disconnect); false if there is none. */
+  closeSession(id: number, reason: string): boolean;
   readonly addresses: readonly ServerAddress[];
   /** Replaces the TLS certificate for new ssl/wss connections; open sessions keep theirs. Rejects if unusable. */
   reloadTls(cert: string, key: string): Promise<void>;
@@ -146,6 +148,15 @@ class ElectrumServer implements Server {
   sessions(): SessionInfo[] {
     const now = Date.now();
     return [...this.#sessions].map((s) => s.info(now));
+  }
+
+  closeSession(id: number, reason: string): boolean {
+    for (const s of this.#sessions) {
+      if (s.id !== id) continue;
+      s.close(reason);
+      return true;
+    }
+    return false;
   }
 
   async reloadTls(cert: string, key: string): Promise<void> {
