@@ -40,7 +40,10 @@ Deno.test("SIGKILL at seeded random moments, then restarts, end with the answers
     const db = `${dir}/db`;
     const env = indexerEnv(db, sim, { FLUSH_SIZE: "300" });
     const prng = new Prng("crash-moments");
-    const pick = (n: number) => prng.int(n);
+    // Blocks mined while an indexer runs come from their own PRNG: how many are mined depends on timing, and
+    // must not shift the kill plan drawn from `prng`.
+    const minePrng = new Prng("crash-tip-traffic");
+    const pick = (n: number) => minePrng.int(n);
     // The model follows the database's height: it only grows, as the chain never reorganises here.
     const ref = new ChainReference();
     const advanceRef = (height: number) => {
@@ -68,7 +71,7 @@ Deno.test("SIGKILL at seeded random moments, then restarts, end with the answers
             if (!/caught up to height| flushed\. /.test(line)) return;
             if (proc.find(/caught up to height/) === undefined) return;
             if (mined++ < 4) {
-              sim.node.addMempoolTraffic(prng.range(5, 60));
+              sim.node.addMempoolTraffic(minePrng.range(5, 60));
               sim.node.mine(1);
             } else {
               idle.resolve(); // no more work coming: kill now rather than wait for a line that never comes

@@ -38,6 +38,8 @@ function reorg(sim: Simnet, depth: number): { result: ReorgResult; old: ChainRef
 /** Every answer equals the new chain's model; what only the old branch had is gone. */
 async function assertMatchesNewChain(db: string, sim: Simnet, old: ChainReference, r: ReorgResult) {
   const ref = referenceOf(sim.node);
+  const slipped = r.moved.filter((t) => ref.txs.get(toHex(t))!.height !== old.txs.get(toHex(t))!.height);
+  assert.ok(slipped.length > 0, "some transactions moved to another block");
   for (const txid of [...r.toMempool, ...r.doubleSpent]) assert.ok(!ref.txs.has(toHex(txid)));
   for (const txid of r.conflicts) assert.ok(ref.txs.has(toHex(txid)));
   await withStore(db, async (store) => {
