@@ -196,15 +196,25 @@ export class SyncLoop {
         tip = blocks[end].hash;
         end++;
       }
-      if (end > start) {
-        const run = blocks.slice(start, end);
+      // Applied in slices so that FLUSH_SIZE/CACHE_MB are checked every few MB rather than once per prefetch
+      // batch (up to 500 blocks), and so the thread gets back to its other work (sessions) in between.
+      let i = start;
+      while (i < end && !this.stopping) {
+        let j = i;
+        let bytes = 0;
+        while (j < end && (j === i || bytes + blocks[j].raw.length <= APPLY_SLICE_BYTES)) {
+          bytes += blocks[j++].raw.length;
+        }
+        const run = blocks.slice(i, j);
         this.processor.advance(run);
         this.count(run);
         // At the tip every block is flushed at once so that answers and notifications are current.
         if (this.caughtUpOnce || this.processor.needsFlush()) await this.processor.flush();
         if (this.caughtUpOnce) this.opts.onTip?.(this.processor.height);
         this.maybeLogProgress();
+        i = j;
       }
+      if (i < end) return; // stopping
       if (end < blocks.length && !this.stopping) {
         await this.handleReorg(blocks[end].height);
         return; // the rest of this batch belongs to the old branch or was refetched after reset
@@ -312,6 +322,9 @@ export class SyncLoop {
     this.windowTxs = 0;
   }
 }
+
+// Raw block bytes applied between flush checks.
+const APPLY_SLICE_BYTES = 8 * 1024 * 1024;
 
 /** Number of transactions in a raw block, read from the CompactSize after the header. */
 export function blockTxCount(raw: Uint8Array): number {
