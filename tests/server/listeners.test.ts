@@ -460,7 +460,8 @@ Deno.test("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", 
     err(1, -102, "server busy - request timed out"),
   );
   await closed;
-  await f.logs.waitFor(/closed 1 idle session\(s\) \(SESSION_TIMEOUT 1 s\)/);
+  // Under load the busy session, answered by now, can go idle within the same tick as the first one.
+  await f.logs.waitFor(/closed [12] idle session\(s\) \(SESSION_TIMEOUT 1 s\)/);
   busy.close();
   idle.close();
 });
