@@ -36,7 +36,20 @@ class LogCapture {
   waitFor(re: RegExp): Promise<string> {
     const seen = this.lines.find((l) => re.test(l));
     if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ re, resolve }));
+    // A deadline turns a missing line into a failure that shows the log, rather than a hung test run.
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.re !== re);
+        reject(new Error(`no log line matched ${re} within 30 s; log:\n${this.lines.join("\n")}`));
+      }, 30_000);
+      this.#waiters.push({
+        re,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+    });
   }
 }
 
