@@ -2,7 +2,7 @@
 // subarrays, never copies, so a block's transactions cost one pass and a few small objects each.
 import { ByteReader, ByteWriter } from "./bytes.ts";
 import { ChainFormatError } from "./errors.ts";
-import { sha256d, sha256dParts } from "./hash.ts";
+import { sha256d, sha256dSpansInto } from "./hash.ts";
 
 /** One input: the outpoint it spends (txid in internal order), its scriptSig and sequence. */
 export interface TxInput {
@@ -128,18 +128,14 @@ export function readTransaction(r: ByteReader): Transaction {
 
   const raw = data.subarray(start, end);
   const size = end - start;
-  let txid: Uint8Array;
+  const txid = new Uint8Array(32);
   let baseSize: number;
   if (segwit) {
     // Hash the legacy form straight from the source bytes: version, inputs+outputs, locktime.
-    txid = sha256dParts([
-      data.subarray(start, start + 4),
-      data.subarray(bodyStart, bodyEnd),
-      data.subarray(lockPos, end),
-    ]);
+    sha256dSpansInto(data, start, start + 4, bodyStart, bodyEnd, lockPos, end, txid, 0);
     baseSize = 4 + (bodyEnd - bodyStart) + 4;
   } else {
-    txid = sha256d(raw);
+    sha256dSpansInto(data, start, end, 0, 0, 0, 0, txid, 0);
     baseSize = size;
   }
   const weight = 3 * baseSize + size;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { hash160, sha256, sha256d, sha256dParts } from "../../src/chain/hash.ts";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { hash160, sha256, sha256d, sha256dParts, sha256dSpansInto } from "../../src/chain/hash.ts";
 import { fromHex, toHex, toHexReversed } from "../../src/chain/hex.ts";
 
 const GENESIS_HEADER =
@@ -43,4 +44,33 @@ Deno.test("hash160 of a compressed pubkey matches its P2PKH hash", () => {
   // not the same key, so use the well-known generator point G instead).
   const g = fromHex("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798");
   assert.equal(toHex(hash160(g)), "751e76e8199196d454941c45d1b3a323f1433bd6");
+});
+
+Deno.test("sha256dSpansInto equals sha256d of the concatenated ranges at every padding boundary and engine", () => {
+  const data = new Uint8Array(1500);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
+  const out = new Uint8Array(40);
+  // Lengths around the one/two-block padding split (55/56), block edges, and the native threshold (512).
+  for (const len of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 300, 511, 512, 513, 1400]) {
+    for (const [cut1, cut2] of [[0, 0], [4, len - 4], [Math.floor(len / 3), Math.floor((2 * len) / 3)]]) {
+      if (cut1 < 0 || cut2 < cut1 || cut2 > len) continue;
+      const start = 17; // ranges inside a larger buffer, as in a raw block
+      const expected = nobleSha256(nobleSha256(data.subarray(start, start + len)));
+      sha256dSpansInto(
+        data,
+        start,
+        start + cut1,
+        start + cut1,
+        start + cut2,
+        start + cut2,
+        start + len,
+        out,
+        5,
+      );
+      assert.equal(toHex(out.subarray(5, 37)), toHex(expected), `len ${len} cuts ${cut1},${cut2}`);
+      assert.equal(toHex(sha256d(data.subarray(start, start + len))), toHex(expected), `sha256d len ${len}`);
+      const parts = [data.subarray(start, start + cut1), data.subarray(start + cut1, start + len)];
+      assert.equal(toHex(sha256dParts(parts)), toHex(expected), `parts len ${len}`);
+    }
+  }
 });
