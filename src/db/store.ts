@@ -37,6 +37,7 @@ import {
 import { type DbState, decodeState, emptyState, encodeState, stateVersion } from "./state.ts";
 import { type BatchSink, UtxoOverlay } from "./utxo_overlay.ts";
 import { SortedBatch } from "./sorted_batch.ts";
+import { ReadCache } from "./read_cache.ts";
 
 /** The log lines the store writes. */
 export interface StoreLog {
@@ -75,6 +76,48 @@ export interface UtxoItem {
   value: number;
   txNum: number;
 }
+
+/** A confirmed history in packed form (Store.historyRows): entry i is txNums[i], heights[i] and the 32 bytes
+ * of txids at i × 32 (internal order). */
+export interface HistoryRows {
+  readonly count: number;
+  readonly txNums: Float64Array;
+  readonly heights: Int32Array;
+  readonly txids: Uint8Array;
+}
+
+/** Unspent outputs in packed form (Store.utxoRows), in chain order. */
+export interface UtxoRows {
+  readonly count: number;
+  readonly txNums: Float64Array;
+  readonly vouts: Int32Array;
+  readonly values: Float64Array;
+  readonly heights: Int32Array;
+  readonly txids: Uint8Array;
+}
+
+const EMPTY_HISTORY: HistoryRows = {
+  count: 0,
+  txNums: new Float64Array(0),
+  heights: new Int32Array(0),
+  txids: new Uint8Array(0),
+};
+const EMPTY_UTXOS: UtxoRows = {
+  count: 0,
+  txNums: new Float64Array(0),
+  vouts: new Int32Array(0),
+  values: new Float64Array(0),
+  heights: new Int32Array(0),
+  txids: new Uint8Array(0),
+};
+
+// readTxids reads neighbouring txids with one system call when they are at most this many records apart (8 KB:
+// copying that much costs about what a seek and a read do) and a run spans at most TXID_RUN_MAX records.
+const TXID_RUN_GAP = 256;
+const TXID_RUN_MAX = 16384;
+/** Default bounds of the read caches (see read_cache.ts). */
+const HISTORY_CACHE_BYTES = 64 << 20;
+const OWNER_CACHE_BYTES = 32 << 20;
 
 /** Everything a flush writes: the new blocks' flat-file records, the LevelDB changes and the new state. */
 export interface FlushUpdate {
@@ -163,6 +206,9 @@ export class Store {
   private txCounts: Float64Array;
   private readonly gate = new Gate();
   private readonly txidScratch = new Uint8Array(TXID_LEN);
+  private readonly txidRun = new Uint8Array(TXID_RUN_MAX * TXID_LEN);
+  private readonly historyCache = new ReadCache<Float64Array>(HISTORY_CACHE_BYTES);
+  private readonly ownerCache = new ReadCache<Float64Array>(OWNER_CACHE_BYTES);
   private closed = false;
 
   private constructor(
@@ -333,79 +379,178 @@ export class Store {
    * Confirmed history of a hashX in chain order. `fromHeight`/`toHeight` are inclusive; `limit` caps the
    * number of items returned.
    */
-  history(
+  async history(
     hashX: Uint8Array,
     opts: { fromHeight?: number; toHeight?: number; limit?: number } = {},
   ): Promise<HistoryItem[]> {
+    const rows = await this.historyRows(hashX, opts);
+    const out: HistoryItem[] = new Array(rows.count);
+    for (let i = 0; i < rows.count; i++) {
+      out[i] = {
+        txHash: rows.txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
+        height: rows.heights[i],
+        txNum: rows.txNums[i],
+      };
+    }
+    return out;
+  }
+
+  /** history() in packed form: no object per entry, and the txids in one buffer (for JSON and status hashing). */
+  historyRows(
+    hashX: Uint8Array,
+    opts: { fromHeight?: number; toHeight?: number; limit?: number } = {},
+  ): Promise<HistoryRows> {
     return this.gate.read(async () => {
-      const out: HistoryItem[] = [];
       const s = this.current;
-      if (hashX.length !== HASHX_LEN || s.height < 0) return out;
+      if (hashX.length !== HASHX_LEN || s.height < 0) return EMPTY_HISTORY;
       const fromHeight = Math.max(0, opts.fromHeight ?? 0);
       const toHeight = Math.min(s.height, opts.toHeight ?? s.height);
       const limit = opts.limit ?? Infinity;
-      if (fromHeight > toHeight || limit <= 0) return out;
+      if (fromHeight > toHeight || limit <= 0) return EMPTY_HISTORY;
       const lo = fromHeight > 0 ? this.txCounts[fromHeight - 1] : 0;
       const hi = this.txCounts[toHeight];
-      const prefix = prefixKey(PREFIX_HISTORY, hashX);
-      const end = prefixEnd(prefix);
-      // The row holding `lo` is the last one whose first tx_num is <= lo.
-      let start = prefix;
-      if (lo > 0) {
-        const before = await this.db.keys({
-          gte: prefix,
-          lte: historyKey(hashX, lo),
-          reverse: true,
-          limit: 1,
-        })
-          .all();
-        if (before.length > 0) start = before[0];
+      const key = keyOf(hashX);
+      let nums = this.historyCache.get(s, key);
+      if (nums === undefined) {
+        const whole = lo === 0 && hi === s.txCount;
+        const scanned = await this.scanHistory(hashX, lo, hi, limit);
+        nums = Float64Array.from(scanned);
+        // Only a complete history is worth keeping: a partial one answers nothing else.
+        if (whole && scanned.length < limit) this.historyCache.set(s, key, nums, 64 + nums.byteLength);
+        return this.packHistory(nums, 0, Math.min(nums.length, limit));
       }
-      const it = this.db.iterator({ gte: start, lt: end });
-      try {
-        let height = -1, blockEnd = 0;
-        scan: while (true) {
-          const rows = await it.nextv(64);
-          if (rows.length === 0) break;
-          for (const [, row] of rows) {
-            for (let off = 0; off < row.length; off += TXNUM_LEN) {
-              const txNum = getTxNum(row, off);
-              if (txNum < lo) continue;
-              if (txNum >= hi) break scan;
-              if (txNum >= blockEnd) {
-                height = this.heightOf(txNum);
-                blockEnd = this.txCounts[height];
-              }
-              out.push({ txHash: this.txidsFile.read(txNum, 1), height, txNum });
-              if (out.length >= limit) break scan;
-            }
-          }
-        }
-      } finally {
-        await it.close();
-      }
-      return out;
+      const start = lowerBound(nums, lo);
+      const end = Math.min(lowerBound(nums, hi), start + Math.min(limit, nums.length));
+      return this.packHistory(nums, start, end);
     });
   }
 
-  /** Unspent outputs of a hashX, in chain order. */
-  utxos(hashX: Uint8Array): Promise<UtxoItem[]> {
-    return this.gate.read(async () => {
-      const out: UtxoItem[] = [];
-      if (hashX.length !== HASHX_LEN) return out;
-      const prefix = prefixKey(PREFIX_OWNER, hashX);
-      const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
-      for (const [key, value] of entries) {
-        const txNum = getTxNum(key, 1 + HASHX_LEN);
-        out.push({
-          txHash: this.txidsFile.read(txNum, 1),
-          vout: getVout(key, 1 + HASHX_LEN + TXNUM_LEN),
-          height: this.heightOf(txNum),
-          value: getValue(value, 0),
-          txNum,
-        });
+  // Tx numbers of hashX's history in [lo, hi), at most `limit` of them.
+  private async scanHistory(hashX: Uint8Array, lo: number, hi: number, limit: number): Promise<number[]> {
+    const out: number[] = [];
+    const prefix = prefixKey(PREFIX_HISTORY, hashX);
+    const end = prefixEnd(prefix);
+    // The row holding `lo` is the last one whose first tx_num is <= lo.
+    let start = prefix;
+    if (lo > 0) {
+      const before = await this.db.keys({ gte: prefix, lte: historyKey(hashX, lo), reverse: true, limit: 1 })
+        .all();
+      if (before.length > 0) start = before[0];
+    }
+    const it = this.db.iterator({ gte: start, lt: end });
+    try {
+      scan: while (true) {
+        const rows = await it.nextv(64);
+        if (rows.length === 0) break;
+        for (const [, row] of rows) {
+          for (let off = 0; off < row.length; off += TXNUM_LEN) {
+            const txNum = getTxNum(row, off);
+            if (txNum < lo) continue;
+            if (txNum >= hi) break scan;
+            out.push(txNum);
+            if (out.length >= limit) break scan;
+          }
+        }
       }
-      return out;
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  private packHistory(nums: Float64Array, start: number, end: number): HistoryRows {
+    const count = Math.max(0, end - start);
+    const txNums = nums.subarray(start, start + count);
+    const heights = new Int32Array(count);
+    let height = -1, blockEnd = 0;
+    for (let i = 0; i < count; i++) {
+      const txNum = txNums[i];
+      if (txNum >= blockEnd) {
+        height = this.heightOf(txNum);
+        blockEnd = this.txCounts[height];
+      }
+      heights[i] = height;
+    }
+    return { count, txNums, txids: this.readTxids(txNums), heights };
+  }
+
+  /**
+   * The txids of ascending tx numbers, 32 bytes each. Neighbours are read together: one read of a run costs
+   * about what the system calls for a single txid cost, so a long history is a few hundred reads, not one
+   * per entry.
+   */
+  readTxids(txNums: ArrayLike<number>): Uint8Array {
+    const n = txNums.length;
+    const out = new Uint8Array(n * TXID_LEN);
+    let i = 0;
+    while (i < n) {
+      const first = txNums[i];
+      let j = i + 1;
+      while (
+        j < n && txNums[j] - txNums[j - 1] <= TXID_RUN_GAP && txNums[j] - first < TXID_RUN_MAX &&
+        txNums[j] >= txNums[j - 1]
+      ) j++;
+      if (j === i + 1) {
+        this.checkTxNum(first);
+        this.txidsFile.readInto(first * TXID_LEN, out.subarray(i * TXID_LEN, j * TXID_LEN));
+      } else {
+        const last = txNums[j - 1];
+        this.checkTxNum(last);
+        const run = this.txidRun.length >= (last - first + 1) * TXID_LEN
+          ? this.txidRun.subarray(0, (last - first + 1) * TXID_LEN)
+          : new Uint8Array((last - first + 1) * TXID_LEN);
+        this.txidsFile.readInto(first * TXID_LEN, run);
+        for (let k = i; k < j; k++) {
+          const at = (txNums[k] - first) * TXID_LEN;
+          out.set(run.subarray(at, at + TXID_LEN), k * TXID_LEN);
+        }
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  /** Unspent outputs of a hashX, in chain order. */
+  async utxos(hashX: Uint8Array): Promise<UtxoItem[]> {
+    const rows = await this.utxoRows(hashX);
+    const out: UtxoItem[] = new Array(rows.count);
+    for (let i = 0; i < rows.count; i++) {
+      out[i] = {
+        txHash: rows.txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
+        vout: rows.vouts[i],
+        height: rows.heights[i],
+        value: rows.values[i],
+        txNum: rows.txNums[i],
+      };
+    }
+    return out;
+  }
+
+  /** utxos() in packed form. */
+  utxoRows(hashX: Uint8Array): Promise<UtxoRows> {
+    return this.gate.read(async () => {
+      if (hashX.length !== HASHX_LEN) return EMPTY_UTXOS;
+      const entries = await this.ownerEntries(hashX);
+      const count = entries.length / 3;
+      const txNums = new Float64Array(count);
+      const vouts = new Int32Array(count);
+      const values = new Float64Array(count);
+      const heights = new Int32Array(count);
+      // 'h' keys sort by tx_num, so the entries ascend and a block's bounds serve all its outputs.
+      let height = -1, blockStart = 0, blockEnd = 0;
+      for (let i = 0; i < count; i++) {
+        const txNum = entries[i * 3];
+        txNums[i] = txNum;
+        vouts[i] = entries[i * 3 + 1];
+        values[i] = entries[i * 3 + 2];
+        if (txNum >= blockEnd || txNum < blockStart) {
+          height = this.heightOf(txNum);
+          blockStart = height > 0 ? this.txCounts[height - 1] : 0;
+          blockEnd = this.txCounts[height];
+        }
+        heights[i] = height;
+      }
+      return { count, txNums, vouts, values, heights, txids: this.readTxids(txNums) };
     });
   }
 
@@ -413,12 +558,31 @@ export class Store {
   balance(hashX: Uint8Array): Promise<number> {
     return this.gate.read(async () => {
       if (hashX.length !== HASHX_LEN) return 0;
-      const prefix = prefixKey(PREFIX_OWNER, hashX);
-      const values = await this.db.values({ gte: prefix, lt: prefixEnd(prefix) }).all();
+      const entries = await this.ownerEntries(hashX);
       let sum = 0;
-      for (const v of values) sum += getValue(v, 0);
+      for (let i = 2; i < entries.length; i += 3) sum += entries[i];
       return sum;
     });
+  }
+
+  // The 'h' entries of a hashX as (tx_num, vout, value) triples, from the cache or one prefix scan. Runs inside
+  // a gated read.
+  private async ownerEntries(hashX: Uint8Array): Promise<Float64Array> {
+    const s = this.current;
+    const key = keyOf(hashX);
+    const cached = this.ownerCache.get(s, key);
+    if (cached !== undefined) return cached;
+    const prefix = prefixKey(PREFIX_OWNER, hashX);
+    const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    const out = new Float64Array(entries.length * 3);
+    for (let i = 0; i < entries.length; i++) {
+      const [k, v] = entries[i];
+      out[i * 3] = getTxNum(k, 1 + HASHX_LEN);
+      out[i * 3 + 1] = getVout(k, 1 + HASHX_LEN + TXNUM_LEN);
+      out[i * 3 + 2] = getValue(v, 0);
+    }
+    this.ownerCache.set(s, key, out, 64 + out.byteLength);
+    return out;
   }
 
   /** The flushed unspent output (txid, vout), e.g. for the mempool to price an input; undefined if spent. */
@@ -735,6 +899,17 @@ export class Store {
     grown.set(this.txCounts);
     this.txCounts = grown;
   }
+}
+
+// Index of the first element >= x in ascending `a`.
+function lowerBound(a: Float64Array, x: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 // LevelDB returns Buffers, whose slice() shares memory; callers get plain, independent Uint8Arrays.

@@ -10,7 +10,7 @@ import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
 import type { Config, Service } from "../config.ts";
 import { DaemonError, formatCoreVersion } from "../daemon/daemon.ts";
-import type { Store } from "../db/store.ts";
+import type { HistoryRows, Store } from "../db/store.ts";
 import type { Log } from "../log.ts";
 import { serverVersionString, VERSION } from "../version.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "./rpc.ts";
@@ -21,6 +21,8 @@ import {
   historyLimit,
   historyTooLarge,
   type MempoolItem,
+  RECENT_BLOCKS,
+  reversedHexes,
   sortedMempool,
   withoutConfirmed,
 } from "./status.ts";
@@ -30,6 +32,7 @@ import {
   DAEMON_ERROR,
   type MethodSpec,
   type MethodTable,
+  RawJson,
   RpcError,
   type SessionContext,
   versionAtLeast,
@@ -38,7 +41,16 @@ import {
 /** The database reads the methods use (the Store provides them). */
 export type MethodStore = Pick<
   Store,
-  "state" | "headers" | "headerAt" | "blockHashAt" | "blockTxids" | "findTx" | "history" | "utxos" | "balance"
+  | "state"
+  | "headers"
+  | "headerAt"
+  | "blockHashAt"
+  | "blockTxids"
+  | "findTx"
+  | "history"
+  | "historyRows"
+  | "utxoRows"
+  | "balance"
 >;
 
 /** The mempool reads the methods use (src/mempool's Mempool provides them). */
@@ -70,6 +82,24 @@ export interface MethodsDeps {
   listening?: () => readonly Pick<Service, "protocol" | "host" | "port">[];
   /** Milliseconds clock for the 60 s caches (tests replace it). */
   now?: () => number;
+}
+
+const NO_ROWS: HistoryRows = {
+  count: 0,
+  txNums: new Float64Array(0),
+  heights: new Int32Array(0),
+  txids: new Uint8Array(0),
+};
+
+// The confirmed entries of the last blocks, the only ones a mempool list can still hold (see withoutConfirmed).
+function recentItems(rows: HistoryRows, tip: number): { txHash: Uint8Array; height: number }[] {
+  const out: { txHash: Uint8Array; height: number }[] = [];
+  let i = rows.count - 1;
+  while (i >= 0 && rows.heights[i] > tip - RECENT_BLOCKS) i--;
+  for (i++; i < rows.count; i++) {
+    out.push({ txHash: rows.txids.subarray(i * 32, i * 32 + 32), height: rows.heights[i] });
+  }
+  return out;
 }
 
 /** ElectrumX's MAX_CHUNK_SIZE: the most headers one blockchain.block.headers call returns. */
@@ -302,10 +332,6 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     return { status: r.status, hasMempool: r.hasMempool, fresh: subscriptions.epoch === epoch };
   }
 
-  function mempoolEntries(hashX: Uint8Array, confirmed: readonly { txHash: Uint8Array; height: number }[]) {
-    return withoutConfirmed(sortedMempool(mempool.history(hashX)), confirmed, store.state.height);
-  }
-
   function mempoolJson(items: MempoolItem[]): { tx_hash: string; height: number; fee: number }[] {
     return items.map((m) => ({ tx_hash: m.txidHex, height: m.hasUnconfirmedParent ? -1 : 0, fee: m.fee }));
   }
@@ -518,20 +544,37 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         toHeight = nonNegativeInteger(toArg);
       }
       const withMempool = toHeight === -1;
-      let confirmed: { txHash: Uint8Array; height: number }[] = [];
+      let rows = NO_ROWS;
       if (withMempool || toHeight > fromHeight) {
-        confirmed = await store.history(hashX, {
+        rows = await store.historyRows(hashX, {
           fromHeight,
           toHeight: withMempool ? undefined : toHeight - 1,
           limit: limit + 1,
         });
       }
-      const pool = withMempool ? mempoolEntries(hashX, confirmed) : [];
-      ctx.addCost(0.1 + confirmed.length * 0.001 + pool.length / 50);
-      if (confirmed.length + pool.length > limit) throw historyTooLarge();
-      const out: unknown[] = confirmed.map((c) => ({ tx_hash: toHexReversed(c.txHash), height: c.height }));
-      for (const item of mempoolJson(pool)) out.push(item);
-      return out;
+      let pool: MempoolItem[] = [];
+      if (withMempool) {
+        pool = mempool.history(hashX);
+        if (pool.length > 0) {
+          const tip = store.state.height;
+          pool = withoutConfirmed(sortedMempool(pool), recentItems(rows, tip), tip);
+        }
+      }
+      ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
+      if (rows.count + pool.length > limit) throw historyTooLarge();
+      // Written out directly: a long history would otherwise be an object per entry plus JSON.stringify.
+      const hex = reversedHexes(rows.txids, rows.count);
+      const parts: string[] = new Array(rows.count + pool.length);
+      for (let i = 0; i < rows.count; i++) {
+        parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
+      }
+      let i = rows.count;
+      for (const m of pool) {
+        parts[i++] = `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
+          JSON.stringify(m.fee)
+        }}`;
+      }
+      return new RawJson(`[${parts.join(",")}]`);
     }),
   );
   m.set(
@@ -547,23 +590,27 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     "blockchain.scripthash.listunspent",
     method(["scripthash"], 1.0, async (ctx, [sh]) => {
       const hashX = scriptHashToHashX(sh);
-      const confirmed = await store.utxos(hashX);
+      const rows = await store.utxoRows(hashX);
       const pending = mempool.utxos(hashX);
-      ctx.addCost((confirmed.length + pending.length) / 50);
-      const out: { tx_hash: string; tx_pos: number; height: number; value: number }[] = [];
+      ctx.addCost((rows.count + pending.length) / 50);
+      const hexes = reversedHexes(rows.txids, rows.count);
+      const parts: string[] = [];
       let seen: Set<string> | undefined;
-      for (const u of confirmed) {
-        if (mempool.isSpent(u.txHash, u.vout)) continue;
-        const hex = toHexReversed(u.txHash);
-        if (pending.length > 0) (seen ??= new Set()).add(`${hex}:${u.vout}`);
-        out.push({ tx_hash: hex, tx_pos: u.vout, height: u.height, value: u.value });
+      for (let i = 0; i < rows.count; i++) {
+        const vout = rows.vouts[i];
+        if (mempool.isSpent(rows.txids.subarray(i * 32, i * 32 + 32), vout)) continue;
+        const hex = hexes.slice(i * 64, i * 64 + 64);
+        if (pending.length > 0) (seen ??= new Set()).add(`${hex}:${vout}`);
+        parts.push(
+          `{"tx_hash":"${hex}","tx_pos":${vout},"height":${rows.heights[i]},"value":${rows.values[i]}}`,
+        );
       }
       for (const u of pending) {
         const hex = toHexReversed(u.txHash);
         if (seen?.has(`${hex}:${u.vout}`)) continue;
-        out.push({ tx_hash: hex, tx_pos: u.vout, height: 0, value: u.value });
+        parts.push(JSON.stringify({ tx_hash: hex, tx_pos: u.vout, height: 0, value: u.value }));
       }
-      return out;
+      return new RawJson(`[${parts.join(",")}]`);
     }),
   );
   m.set(

@@ -8,9 +8,12 @@
 // nodes from a middle level up are cached once; only the nodes on the right edge (which depend on how many
 // leaves the checkpoint has) are recomputed, and those are a chain of ~log2(n) hashes over cached children.
 import { sha256d } from "../chain/hash.ts";
+import { sha256d64 } from "./merkle_hash.ts";
 
 const HASH = 32;
 const HEADER = 80;
+// TxMerkleCache keeps the tree levels from this one up; below it a proof rehashes 2^SUBTREE_DEPTH leaves.
+const SUBTREE_DEPTH = 4;
 
 /** A merkle branch (siblings deepest first, internal byte order) and the root it leads to. */
 export interface MerkleProof {
@@ -29,7 +32,9 @@ export interface HeaderSource {
 function hashPair(buf: Uint8Array, left: Uint8Array, right: Uint8Array): Uint8Array {
   buf.set(left, 0);
   buf.set(right, HASH);
-  return sha256d(buf);
+  const out = new Uint8Array(HASH);
+  sha256d64(buf, 0, out, 0);
+  return out;
 }
 
 /**
@@ -39,14 +44,20 @@ function hashPair(buf: Uint8Array, left: Uint8Array, right: Uint8Array): Uint8Ar
 function reduce(level: Uint8Array, count: number, rounds: number): number {
   for (let r = 0; r < rounds; r++) {
     const parents = (count + 1) >> 1;
-    for (let i = 0; i < parents; i++) {
-      const l = 2 * i * HASH;
-      const right = 2 * i + 1 < count ? l + HASH : l;
-      const pair = new Uint8Array(2 * HASH);
-      pair.set(level.subarray(l, l + HASH), 0);
-      pair.set(level.subarray(right, right + HASH), HASH);
-      level.set(sha256d(pair), i * HASH);
+    // The last node of an odd level is paired with a copy of itself; the level buffer has room for it.
+    if (count & 1) {
+      if (level.length < (count + 1) * HASH) {
+        const pair = new Uint8Array(2 * HASH);
+        pair.set(level.subarray((count - 1) * HASH, count * HASH), 0);
+        pair.set(level.subarray((count - 1) * HASH, count * HASH), HASH);
+        for (let i = 0; i < parents - 1; i++) sha256d64(level, 2 * i * HASH, level, i * HASH);
+        sha256d64(pair, 0, level, (parents - 1) * HASH);
+        count = parents;
+        continue;
+      }
+      level.copyWithin(count * HASH, (count - 1) * HASH, count * HASH);
     }
+    for (let i = 0; i < parents; i++) sha256d64(level, 2 * i * HASH, level, i * HASH);
     count = parents;
   }
   return count;
@@ -75,11 +86,25 @@ export function merkleProof(leaves: Uint8Array, index: number): MerkleProof {
 /** Every level of the tree over `leaves`, bottom first (level 0 is a copy of the leaves), flat. */
 export function merkleLevels(leaves: Uint8Array): Uint8Array[] {
   const levels: Uint8Array[] = [leaves.slice()];
+  let prev = levels[0];
   let count = leaves.length / HASH;
+  const pair = new Uint8Array(2 * HASH);
   while (count > 1) {
-    const next = levels[levels.length - 1].slice();
-    count = reduce(next, count, 1);
-    levels.push(next.slice(0, count * HASH));
+    const parents = (count + 1) >> 1;
+    const next = new Uint8Array(parents * HASH);
+    for (let i = 0; i < parents; i++) {
+      if (2 * i + 1 < count) {
+        sha256d64(prev, 2 * i * HASH, next, i * HASH);
+      } else {
+        const last = prev.subarray(2 * i * HASH, 2 * i * HASH + HASH);
+        pair.set(last, 0);
+        pair.set(last, HASH);
+        sha256d64(pair, 0, next, i * HASH);
+      }
+    }
+    levels.push(next);
+    prev = next;
+    count = parents;
   }
   return levels;
 }
@@ -100,15 +125,17 @@ export function proofFromLevels(levels: Uint8Array[], index: number): MerkleProo
 
 /**
  * Transaction merkle trees of recently asked blocks, keyed by block hash so that a reorg can never serve a
- * stale tree. Wallets verify many transactions of the same recent blocks; a cached tree makes each further
- * proof a few lookups instead of a pass over the whole block.
+ * stale tree. Only the levels from SUBTREE_DEPTH up are kept (about a sixteenth of the txids' bytes, so
+ * thousands of blocks fit): a proof rehashes the 16-leaf subtree around its leaf (15 hashes) and reads the rest
+ * off the cached levels. The first proof of a block hashes the whole tree once.
  */
 export class TxMerkleCache {
   private readonly trees = new Map<string, { levels: Uint8Array[]; bytes: number }>();
   private bytes = 0;
+  private readonly work = new Uint8Array(((1 << SUBTREE_DEPTH) + 1) * HASH);
 
-  /** `maxBytes` bounds the memory of the cached trees (each is about twice its txids). */
-  constructor(private readonly maxBytes = 16 << 20) {}
+  /** `maxBytes` bounds the memory of the cached levels (about n × 4 bytes for a block of n transactions). */
+  constructor(private readonly maxBytes = 32 << 20) {}
 
   /** The proof of position `index` in the block with hash `blockHash` whose txids are `txids`. */
   proof(blockHash: Uint8Array, txids: Uint8Array, index: number): MerkleProof {
@@ -116,27 +143,51 @@ export class TxMerkleCache {
     if (!Number.isInteger(index) || index < 0 || index >= n) {
       throw new RangeError(`leaf index ${index} is outside 0..${n - 1}`);
     }
-    // Tiny blocks are cheaper to hash again than to cache.
-    if (n < 8) return merkleProof(txids, index);
+    // A block no bigger than one subtree costs no more to hash than a cached proof would.
+    if (n <= 1 << SUBTREE_DEPTH) return merkleProof(txids, index);
     const key = String.fromCharCode(...blockHash);
-    let tree = this.trees.get(key);
-    if (tree) {
-      this.trees.delete(key);
-      this.trees.set(key, tree);
-    } else {
+    const upper = this.trees.get(key);
+    if (upper === undefined) {
       const levels = merkleLevels(txids);
+      const kept = levels.slice(SUBTREE_DEPTH);
       let bytes = 0;
-      for (const l of levels) bytes += l.length;
-      tree = { levels, bytes };
-      this.trees.set(key, tree);
+      for (const l of kept) bytes += l.length;
+      this.trees.set(key, { levels: kept, bytes });
       this.bytes += bytes;
       for (const [k, t] of this.trees) {
         if (this.bytes <= this.maxBytes || this.trees.size <= 1) break;
         this.trees.delete(k);
         this.bytes -= t.bytes;
       }
+      return proofFromLevels(levels, index);
     }
-    return proofFromLevels(tree.levels, index);
+    this.trees.delete(key);
+    this.trees.set(key, upper);
+    // The leaf's aligned subtree, hashed up to the first cached level. The subtree starts at an even position on
+    // every level below it, so its odd counts only happen at the block's right edge, where Bitcoin pairs the
+    // last node with itself.
+    const base = (index >> SUBTREE_DEPTH) << SUBTREE_DEPTH;
+    let m = Math.min(n, base + (1 << SUBTREE_DEPTH)) - base;
+    let count = n;
+    let first = base;
+    let pos = index - base;
+    const work = this.work;
+    work.set(txids.subarray(base * HASH, (base + m) * HASH));
+    const branch: Uint8Array[] = [];
+    for (let k = 0; k < SUBTREE_DEPTH; k++) {
+      const sib = first + (pos ^ 1) < count ? pos ^ 1 : pos;
+      branch.push(work.slice(sib * HASH, sib * HASH + HASH));
+      if (m & 1) work.copyWithin(m * HASH, (m - 1) * HASH, m * HASH);
+      const parents = (m + 1) >> 1;
+      for (let i = 0; i < parents; i++) sha256d64(work, 2 * i * HASH, work, i * HASH);
+      m = parents;
+      count = (count + 1) >> 1;
+      first >>= 1;
+      pos >>= 1;
+    }
+    const rest = proofFromLevels(upper.levels, index >> SUBTREE_DEPTH);
+    for (const b of rest.branch) branch.push(b);
+    return { branch, root: rest.root };
   }
 
   /** Number of cached trees. */

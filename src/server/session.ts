@@ -36,7 +36,7 @@ import {
   resultMessage,
   SERVER_BUSY,
 } from "./rpc.ts";
-import { BAD_REQUEST, RpcError, type SessionContext } from "./types.ts";
+import { BAD_REQUEST, RawJson, RpcError, type SessionContext } from "./types.ts";
 
 /** How a session reaches its peer; the listener provides framing (newlines or WebSocket frames). */
 export interface Transport {
@@ -572,7 +572,7 @@ export class Session implements SessionContext {
     if (id === null || this.#closed) return null;
     let json: string;
     try {
-      json = result === undefined ? "null" : JSON.stringify(result);
+      json = result === undefined ? "null" : result instanceof RawJson ? result.json : JSON.stringify(result);
     } catch (e) {
       return this.#failure(id, "result serialization", e);
     }

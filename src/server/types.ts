@@ -16,6 +16,20 @@ export class RpcError extends Error {
   }
 }
 
+/**
+ * A handler result that is already JSON text: the session sends it as it is. For big results built straight
+ * from packed rows (histories, UTXO lists), where an object per entry and JSON.stringify would cost more than
+ * the rest of the request.
+ */
+export class RawJson {
+  constructor(readonly json: string) {}
+
+  /** The value it stands for, so that JSON.stringify of a result containing it still writes the same JSON. */
+  toJSON(): unknown {
+    return JSON.parse(this.json);
+  }
+}
+
 /** What a method handler sees of its session. */
 export interface SessionContext {
   readonly id: number;
