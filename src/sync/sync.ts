@@ -84,6 +84,10 @@ export class SyncLoop {
   // Work that must not overlap applying, flushing or undoing blocks (admin commands), run between steps.
   private tasks: { run: () => Promise<void>; reject: (err: Error) => void }[] = [];
   private finished = false;
+  private taskArrived: PromiseWithResolvers<void> | undefined;
+  // The prefetcher's wait in progress. A task interrupts the loop's waiting, not the wait itself: the next wait
+  // reuses it, so no abandoned waiter piles up per task.
+  private consumerWait: Promise<void> | undefined;
 
   constructor(
     private readonly source: BlockSource,
@@ -119,10 +123,10 @@ export class SyncLoop {
         }
         if (this.prefetcher.caughtUp) {
           await this.reachedTip();
-          await this.prefetcher.waitForNewBlocks();
+          await this.waitUnlessTask(() => this.prefetcher.waitForNewBlocks());
         } else {
           const waitFrom = performance.now();
-          await this.prefetcher.waitForBlocks();
+          await this.waitUnlessTask(() => this.prefetcher.waitForBlocks());
           if (!this.caughtUpOnce) this.fetchWaitMs += performance.now() - waitFrom;
         }
       }
@@ -144,8 +148,7 @@ export class SyncLoop {
     if (this.stopping || this.finished) return Promise.reject(new Error("the sync loop is stopping"));
     return new Promise<T>((resolve, reject) => {
       this.tasks.push({ run: () => fn().then(resolve, reject), reject });
-      // Wakes the loop if it is waiting for blocks.
-      this.prefetcher.pollNow();
+      this.taskArrived?.resolve();
     });
   }
 
@@ -168,6 +171,18 @@ export class SyncLoop {
       this.prefetcher.reset(target + 1);
       return this.processor.height;
     });
+  }
+
+  /** Waits as `wait` does, but returns early when a task is queued. */
+  private async waitUnlessTask(wait: () => Promise<void>): Promise<void> {
+    this.consumerWait ??= wait().finally(() => this.consumerWait = undefined);
+    if (this.tasks.length > 0) return;
+    this.taskArrived = Promise.withResolvers<void>();
+    try {
+      await Promise.race([this.consumerWait, this.taskArrived.promise]);
+    } finally {
+      this.taskArrived = undefined;
+    }
   }
 
   private async runTasks(): Promise<void> {
