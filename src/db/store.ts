@@ -625,7 +625,8 @@ export class Store {
       limit: Math.max(1, maxRows) + 1,
     }).all();
     // The extra row only tells where the next chunk starts.
-    const next = rows.length > maxRows ? copyOf(rows.pop()![0]) : undefined;
+    let next = rows.length > maxRows ? copyOf(rows.pop()![0]) : undefined;
+    let read = rows.length;
     const maxBytes = MAX_MERGED_ROW_TXNUMS * TXNUM_LEN;
     const batch = this.db.batch();
     let written = 0, deleted = 0;
@@ -654,7 +655,14 @@ export class Store {
         finishRun();
         run = { keys: [key], rows: [row], bytes: row.length };
       }
-      finishRun();
+      // A run the chunk boundary cuts is left whole for the next chunk (which starts at its first row), so one
+      // pass merges everything; unless it is the chunk's only run, which must be taken to make progress.
+      if (run && next && sameHashX(run.keys[0], next) && run.keys.length < read) {
+        read -= run.keys.length;
+        next = copyOf(run.keys[0]);
+      } else {
+        finishRun();
+      }
     } catch (err) {
       await batch.close();
       throw err;
@@ -664,7 +672,7 @@ export class Store {
     } else {
       await this.gate.write(() => batch.write({ sync: true }));
     }
-    return { next, rowsRead: rows.length, rowsWritten: written, rowsDeleted: deleted };
+    return { next, rowsRead: read, rowsWritten: written, rowsDeleted: deleted };
   }
 
   /** Closes the database; in-flight reads finish first. */
