@@ -57,6 +57,7 @@ export function formatInfo(info: Row): string {
     ["uptime", str(info.uptime)],
     ["sync state", str(info.sync_state)],
     ["db height", formatCount(num(info.db_height))],
+    ["indexed height", formatCount(num(info.indexed_height))],
     ["daemon height", formatCount(num(info.daemon_height))],
     ["tx count", formatCount(num(info.tx_count))],
     ["flush count", formatCount(num(info.flush_count))],

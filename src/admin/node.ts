@@ -33,8 +33,10 @@ export interface NodeLoop {
   runExclusive<T>(fn: () => Promise<T>): Promise<T>;
 }
 
-/** The processor's memory use. */
+/** The processor's progress and memory use. */
 export interface NodeProcessor {
+  /** Height of the last applied block, flushed or not. */
+  readonly height: number;
   /** Approximate bytes of unflushed data. */
   cacheBytes(): number;
   /** Entries waiting for the next flush. */
@@ -136,6 +138,8 @@ export interface NodeInfo {
   uptime_seconds: number;
   sync_state: SyncPhase;
   db_height: number;
+  /** Height applied so far, including blocks not yet flushed (ahead of db_height during the initial sync). */
+  indexed_height: number;
   daemon_height: number;
   tx_count: number;
   flush_count: number;
@@ -179,6 +183,7 @@ export function nodeInfo(view: NodeView, dbSize: number, now = Date.now()): Node
     uptime_seconds: Math.floor(uptime),
     sync_state: syncPhase(view),
     db_height: s.height,
+    indexed_height: view.processor.height,
     daemon_height: stats.daemonHeight,
     tx_count: s.txCount,
     flush_count: s.flushCount,

@@ -44,7 +44,7 @@ export interface StatusJson extends NodeInfo {
   rss_bytes: number;
   /** Unix ms of this snapshot. */
   time: number;
-  /** Progress samples, oldest first: [unix ms, db height, daemon height]. */
+  /** Progress samples, oldest first: [unix ms, indexed height, daemon height]. */
   history: [number, number, number][];
 }
 
@@ -256,7 +256,7 @@ export class CoulombMetrics {
     if (!v) return;
     const sample: ProgressSample = {
       t: this.#now(),
-      height: v.store.state.height,
+      height: v.processor.height,
       daemonHeight: v.loop.stats.daemonHeight,
       txs: v.loop.stats.txs,
     };

@@ -68,10 +68,11 @@ function chart(history) {
 function render(s) {
   set("version", s.version + " · " + s.network);
   set("sync_state", s.sync_state);
-  const pct = s.daemon_height > 0 ? Math.min(100, Math.max(0, s.db_height / s.daemon_height * 100)) : 0;
+  const pct = s.daemon_height > 0 ? Math.min(100, Math.max(0, s.indexed_height / s.daemon_height * 100)) : 0;
   $("progress").style.width = pct.toFixed(1) + "%";
   set("percent", pct.toFixed(pct >= 99.95 || pct === 0 ? 0 : 2) + "%", pct.toFixed(2));
   set("db_height", count(s.db_height), s.db_height);
+  set("indexed_height", count(s.indexed_height), s.indexed_height);
   set("daemon_height", s.daemon_height < 0 ? "unknown" : count(s.daemon_height), s.daemon_height);
   set("rate", s.blocks_per_sec.toFixed(1) + " blocks/s · " + count(s.txs_per_sec) + " tx/s", s.txs_per_sec);
   set("sessions", count(s.sessions), s.sessions);
@@ -97,7 +98,8 @@ setInterval(() => {
 `;
 
 const TILES: [string, string][] = [
-  ["db_height", "Height"],
+  ["db_height", "Height (flushed)"],
+  ["indexed_height", "Indexed height"],
   ["daemon_height", "Daemon height"],
   ["percent", "Synced"],
   ["rate", "Sync rate (1 min)"],
@@ -125,7 +127,7 @@ export function statusPage(initial: StatusJson | undefined, nonce: string): stri
 <div class="bar"><div id="progress"></div></div>
 <dl>${tiles}</dl>
 <h2>Sync progress</h2>
-<svg id="chart" viewBox="0 0 600 220" role="img" aria-label="database height (solid) and daemon height (dashed) over time"></svg>
+<svg id="chart" viewBox="0 0 600 220" role="img" aria-label="indexed height (solid) and daemon height (dashed) over time"></svg>
 <p class="foot">Updated <span id="updated">–</span> · <a href="/metrics">/metrics</a> · <a href="/status.json">/status.json</a></p>
 <script type="application/json" id="initial">${data}</script>
 <script nonce="${nonce}">${SCRIPT}</script>
