@@ -6,11 +6,12 @@ import { networkByName } from "./src/chain/network.ts";
 import { Daemon } from "./src/daemon/daemon.ts";
 import type { Store } from "./src/db/store.ts";
 import { formatCount, getLog, setupLogging } from "./src/log.ts";
-import type { BlockProcessor } from "./src/sync/processor.ts";
+import type { BlockProcessor, FlushStats } from "./src/sync/processor.ts";
 import { SyncLoop } from "./src/sync/sync.ts";
 import { Mempool } from "./src/mempool/mempool.ts";
 import { MempoolFollower } from "./src/mempool/follower.ts";
 import { createMethods } from "./src/server/methods.ts";
+import type { MethodTable } from "./src/server/types.ts";
 import { Notifier } from "./src/server/notifier.ts";
 import { historyLimit } from "./src/server/status.ts";
 import { SubscriptionIndex } from "./src/server/subscriptions.ts";
@@ -31,6 +32,8 @@ export interface Indexer {
 export interface IndexerHooks {
   /** After every flush at the tip (first on catching up), with the new height. */
   onTip?: (height: number) => void;
+  /** After every flush that wrote something, with what it did and how long it took (ms): metrics. */
+  onFlush?: (stats: FlushStats, ms: number) => void;
 }
 
 /** Opens the database and starts syncing from the daemon; see Indexer. */
@@ -71,6 +74,7 @@ export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Pr
       flushSize: config.flushSize,
       log: getLog("sync"),
       network,
+      onFlush: hooks.onFlush,
     });
   } catch (err) {
     daemon.close();
@@ -110,14 +114,26 @@ export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Pr
 /** The Electrum side of a running Coulomb: listeners, mempool follower and notifier. */
 export interface Serving {
   readonly server: Server;
+  readonly mempool: Mempool;
+  readonly subscriptions: SubscriptionIndex;
   /** Tells the mempool and subscribers about a new tip (call after each flush at the tip). */
   onTip(height: number): void;
   /** Stops listening (answering what was received) and stops following the mempool. */
   stop(): Promise<void>;
 }
 
+/** Hooks into the Electrum side. */
+export interface ServingHooks {
+  /** Wraps the method table before the listeners use it (metrics count calls, errors and latency there). */
+  instrument?: (methods: MethodTable) => MethodTable;
+}
+
 /** Starts the mempool follower, the method table, the notifier and the listeners on top of an indexer. */
-export async function startServing(config: Config, indexer: Indexer): Promise<Serving> {
+export async function startServing(
+  config: Config,
+  indexer: Indexer,
+  hooks: ServingHooks = {},
+): Promise<Serving> {
   const log = getLog("server");
   const network = networkByName(config.net);
   const { store, daemon, processor } = indexer;
@@ -143,7 +159,7 @@ export async function startServing(config: Config, indexer: Indexer): Promise<Se
   await follower.refreshNow().catch((err) => log.warn(`first mempool refresh failed: ${errorText(err)}`));
   // server.features reports the bound addresses, which exist only once the listeners below are up.
   const bound: { server?: Server } = {};
-  const methods = createMethods({
+  const created = createMethods({
     store,
     mempool,
     daemon,
@@ -153,6 +169,7 @@ export async function startServing(config: Config, indexer: Indexer): Promise<Se
     subscriptions,
     listening: () => bound.server?.addresses ?? config.services,
   });
+  const methods = hooks.instrument ? hooks.instrument(created) : created;
   const server = await startServer({ config, methods, log, serverVersion: serverVersionString() });
   bound.server = server;
   const tipHeader = store.headerAt(store.state.height);
@@ -172,6 +189,8 @@ export async function startServing(config: Config, indexer: Indexer): Promise<Se
   };
   return {
     server,
+    mempool,
+    subscriptions,
     onTip,
     async stop() {
       await server.close();
