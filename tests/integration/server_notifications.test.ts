@@ -1,0 +1,156 @@
+// Guarantee: sessions subscribed to thousands of script hashes and to headers, on the wired server following a
+// simnet, get exactly the notifications whose statuses changed (each ending on the status the independent model
+// computes, none for untouched script hashes), under mempool churn, mining, empty blocks and reorgs of depth 1
+// and 6; and one headers notification per new tip. A second session subscribed to a subset (with upper-case
+// script hashes) hears only about its own, echoed as it sent them.
+import assert from "node:assert/strict";
+import { simnet, withTempDir } from "./harness.ts";
+import { LineClient, type Notification } from "./server_client.ts";
+import { type ElectrumModel, hex } from "./server_model.ts";
+import { Settler, startStack } from "./server_stack.ts";
+
+const UNTHROTTLED = { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" };
+
+/** Subscribes `client` to `aliases` (as sent) and checks each reply against the model. */
+async function subscribeAll(
+  client: LineClient,
+  model: ElectrumModel,
+  aliases: Map<string, string>,
+): Promise<void> {
+  const list = [...aliases];
+  const replies = await client.many(list.map(([alias]) => ["blockchain.scripthash.subscribe", [alias]]));
+  list.forEach(([alias, sh], i) => {
+    assert.equal(replies[i].error, undefined, `subscribe ${alias}: ${JSON.stringify(replies[i].error)}`);
+    assert.equal(replies[i].result, model.status(sh), `subscribe status of ${alias}`);
+  });
+}
+
+/** Last status notified per alias among `notes` (script hash notifications only). */
+function lastStatuses(notes: Notification[]): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const n of notes) {
+    if (n.method === "blockchain.scripthash.subscribe") {
+      out.set(n.params[0] as string, n.params[1] as string | null);
+    }
+  }
+  return out;
+}
+
+Deno.test("subscriptions: exactly the changed statuses are notified under churn, mining and reorgs; headers once per tip", async () => {
+  await withTempDir(async (dir) => {
+    const sim = await simnet(`${dir}/sim`, { blocks: 130, seed: "server-notify", txs: 1500 });
+    const node = sim.node;
+    node.addMempoolTraffic(60);
+    const stack = await startStack(sim, `${dir}/db`, UNTHROTTLED);
+    const main = await LineClient.connect(stack.port);
+    const other = await LineClient.connect(stack.port);
+    try {
+      await main.hello(["1.4", "1.6"]);
+      await other.hello("1.4.2");
+      const settler = new Settler(node, main, 2, [other]);
+      let model = await settler.start();
+
+      // main: every script hash there is; other: every 9th, upper-case.
+      const mainSubs = new Map<string, string>();
+      const otherSubs = new Map<string, string>();
+      const subscribeNew = async () => {
+        const fresh = new Map<string, string>();
+        const freshOther = new Map<string, string>();
+        for (const sh of model.scripthashes()) {
+          if (settler.owns(sh) || mainSubs.has(sh)) continue;
+          mainSubs.set(sh, sh);
+          fresh.set(sh, sh);
+          if (mainSubs.size % 9 === 0) {
+            otherSubs.set(sh.toUpperCase(), sh);
+            freshOther.set(sh.toUpperCase(), sh);
+          }
+        }
+        await subscribeAll(main, model, fresh);
+        await subscribeAll(other, model, freshOther);
+      };
+      await subscribeNew();
+      assert.ok(mainSubs.size > 2000, `${mainSubs.size} subscriptions`);
+      let otherMark = settler.markOf(other);
+      const tipHeader = () => hex(node.blockInfo(node.tipHash)!.header);
+
+      const steps: [string, () => void][] = [
+        ["mempool traffic", () => node.addMempoolTraffic(40)],
+        ["a block confirming the mempool", () => node.mine(1)],
+        ["traffic spending fresh outputs", () => node.addMempoolTraffic(50)],
+        ["reorg of depth 1", () => node.reorg(1, { toMempool: 2, doubleSpend: 1 })],
+        ["more traffic", () => node.addMempoolTraffic(30)],
+        ["an empty block", () => node.mine(1, { includeMempool: false })],
+        ["two blocks", () => node.mine(2)],
+        ["traffic before a deep reorg", () => node.addMempoolTraffic(40)],
+        ["reorg of depth 6", () => node.reorg(6, { extraBlocks: 1, toMempool: 4, doubleSpend: 2 })],
+        ["a block after the reorg", () => node.mine(1)],
+      ];
+      let changedSteps = 0;
+      for (const [name, act] of steps) {
+        const before = model;
+        const mark = settler.mark;
+        const tipBefore = tipHeader();
+        act();
+        model = await settler.settle();
+        const notes = main.notifications.slice(mark, settler.mark);
+
+        // Headers: nothing without a new tip; otherwise each tip once, active-chain headers only, ending on the tip.
+        const headers = notes.filter((n) => n.method === "blockchain.headers.subscribe")
+          .map((n) => n.params[0] as { height: number; hex: string });
+        if (tipHeader() === tipBefore) {
+          assert.deepEqual(headers, [], `${name}: no new tip, no headers notification`);
+        } else {
+          assert.ok(headers.length >= 1, `${name}: the new tip is notified`);
+          assert.deepEqual(headers.at(-1), { height: node.height, hex: tipHeader() }, `${name}: last header`);
+          assert.equal(
+            new Set(headers.map((h) => h.hex)).size,
+            headers.length,
+            `${name}: a tip notified twice`,
+          );
+          for (const h of headers) {
+            assert.equal(h.hex, hex(node.blockInfo(node.hashAt(h.height)!)!.header), `${name}: stale header`);
+          }
+        }
+
+        // Script hashes: exactly those whose status changed, each ending on the model's status. The settler's own
+        // script hashes (its barrier payments) are left out.
+        const mine = (notes: Notification[]) =>
+          notes.filter((n) =>
+            n.method !== "blockchain.scripthash.subscribe" || !settler.owns(n.params[0] as string)
+          );
+        const got = lastStatuses(mine(notes));
+        const changed = [...mainSubs.keys()].filter((sh) => before.status(sh) !== model.status(sh));
+        assert.deepEqual([...got.keys()].sort(), changed.sort(), `${name}: notified vs changed`);
+        for (const sh of changed) {
+          assert.equal(got.get(sh), model.status(sh), `${name}: final status of ${sh}`);
+        }
+        if (changed.length > 0) changedSteps++;
+        assert.ok(changed.length < mainSubs.size / 4, `${name}: most subscriptions are untouched`);
+
+        // The other session: the same property on its subset, under the names it used.
+        const otherNotes = mine(other.notifications.slice(otherMark, settler.markOf(other)));
+        otherMark = settler.markOf(other);
+        const otherGot = lastStatuses(otherNotes);
+        const otherChanged = [...otherSubs].filter(([, sh]) => before.status(sh) !== model.status(sh))
+          .map(([alias]) => alias);
+        assert.deepEqual([...otherGot.keys()].sort(), otherChanged.sort(), `${name}: other session`);
+        for (const alias of otherChanged) {
+          assert.equal(otherGot.get(alias), model.status(otherSubs.get(alias)!));
+        }
+        assert.equal(
+          otherNotes.filter((n) => n.method === "blockchain.headers.subscribe").length,
+          0,
+          "the other session never subscribed to headers",
+        );
+
+        await subscribeNew();
+      }
+      assert.ok(changedSteps >= 8, `${changedSteps} steps changed statuses`);
+    } finally {
+      main.close();
+      other.close();
+      await stack.close();
+      await sim.close();
+    }
+  });
+});
