@@ -5,7 +5,15 @@ import { type Config, ConfigError, loadConfig, readEnvironment, redactUrl } from
 import { networkByName } from "./src/chain/network.ts";
 import { Daemon } from "./src/daemon/daemon.ts";
 import type { Store } from "./src/db/store.ts";
-import { formatCount, getLog, setupLogging } from "./src/log.ts";
+import { formatCount, formatDuration, getLog, type Log, setupLogging } from "./src/log.ts";
+import {
+  closeSignalInspector,
+  describeError,
+  PROBE_VARIABLE,
+  readProbeSpec,
+  runSandboxProbe,
+  sandboxAdvice,
+} from "./src/permissions.ts";
 import type { BlockProcessor, FlushStats } from "./src/sync/processor.ts";
 import { SyncLoop } from "./src/sync/sync.ts";
 import { Mempool } from "./src/mempool/mempool.ts";
@@ -228,6 +236,52 @@ export async function main(argv: string[], env: Record<string, string | undefine
   }
   await setupLogging(config.logLevel);
   const log = getLog("main");
+  if (config.ignoredVariables.length > 0) {
+    log.warn(`ignoring ElectrumX settings Coulomb does not use: ${config.ignoredVariables.join(", ")}`);
+  }
+  const probe = env[PROBE_VARIABLE];
+  if (probe) await runSandboxProbe(probe, getLog("sandbox"));
+  let indexer: Indexer | undefined;
+  let serving: Serving | undefined;
+  // SIGHUP: a new TLS certificate for new connections (the banner file is read on every request anyway);
+  // SIGUSR1 or SIGUSR2: a status summary in the log (SIGUSR2 is the safer one: on SIGUSR1 the Deno runtime also
+  // opens a debugger, which closeSignalInspector shuts again). None touches open sessions. They are caught from
+  // here on, so that one sent while the daemon is still warming up does not kill the process (their default).
+  let reloading = Promise.resolve();
+  const onHup = () => {
+    reloading = reloading.then(() => reloadTls(config, serving, log));
+  };
+  const onStatus = (sig: Deno.Signal) => () => {
+    if (sig === "SIGUSR1") closeSignalInspector((m) => log.warn(m));
+    const lines = indexer
+      ? statusLines(indexer, serving)
+      : ["status: starting (opening the database, asking the daemon)"];
+    for (const line of lines) log.info(line);
+  };
+  const onUsr1 = onStatus("SIGUSR1");
+  const onUsr2 = onStatus("SIGUSR2");
+  Deno.addSignalListener("SIGHUP", onHup);
+  Deno.addSignalListener("SIGUSR1", onUsr1);
+  Deno.addSignalListener("SIGUSR2", onUsr2);
+  try {
+    return await runIndexerAndServer(config, log, {
+      started: (i) => indexer = i,
+      serving: (s) => serving = s,
+    });
+  } finally {
+    Deno.removeSignalListener("SIGHUP", onHup);
+    Deno.removeSignalListener("SIGUSR1", onUsr1);
+    Deno.removeSignalListener("SIGUSR2", onUsr2);
+    await reloading;
+  }
+}
+
+/** Runs the indexer, and the server once caught up, until SIGTERM/SIGINT or a fatal error; the exit code. */
+async function runIndexerAndServer(
+  config: Config,
+  log: Log,
+  report: { started(indexer: Indexer): void; serving(serving: Serving): void },
+): Promise<number> {
   let indexer: Indexer;
   let serving: Serving | undefined;
   let startingServer: Promise<void> | undefined;
@@ -236,24 +290,19 @@ export async function main(argv: string[], env: Record<string, string | undefine
     // The first tip: the database is current, so clients can be served from now on.
     startingServer ??= startServing(config, indexer).then((s) => {
       serving = s;
+      report.serving(s);
     }).catch((err) => {
-      log.error(`cannot serve: ${errorText(err)}`);
+      logFatal(log, "cannot serve", err);
       void indexer.stop();
     });
   };
   try {
     indexer = await startIndexer(config, { onTip });
   } catch (err) {
-    if (err instanceof Deno.errors.NotCapable) {
-      log.error(`cannot start: the sandbox denied an operation: ${err.message}`);
-      log.error(
-        "run Coulomb through `deno task start`/`deno task sync` (they compute the flags from the configuration)",
-      );
-    } else {
-      log.error(`cannot start: ${errorText(err)}`);
-    }
+    logFatal(log, "cannot start", err);
     return 1;
   }
+  report.started(indexer);
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
   let signalled = false;
   const onSignal = () => {
@@ -276,15 +325,75 @@ export async function main(argv: string[], env: Record<string, string | undefine
   } catch (err) {
     await startingServer;
     await serving?.stop().catch(() => {});
-    log.error(`stopped: ${errorText(err)}`);
+    logFatal(log, "stopped", err);
     return 1;
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
   }
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/** Re-reads SSL_CERTFILE/SSL_KEYFILE into the ssl/wss listeners; on any problem the current pair stays. */
+async function reloadTls(config: Config, serving: Serving | undefined, log: Log): Promise<void> {
+  if (!config.services.some((s) => s.protocol === "ssl" || s.protocol === "wss")) {
+    log.info("SIGHUP: no ssl or wss service, no certificate to reload (the banner is read on every request)");
+    return;
+  }
+  if (!serving) {
+    log.info("SIGHUP: not serving yet; the certificate is read when serving starts");
+    return;
+  }
+  log.info(`SIGHUP: reloading the TLS certificate from ${config.sslCertfile} and ${config.sslKeyfile}`);
+  try {
+    const [cert, key] = await Promise.all([
+      Deno.readTextFile(config.sslCertfile!),
+      Deno.readTextFile(config.sslKeyfile!),
+    ]);
+    await serving.server.reloadTls(cert, key);
+  } catch (err) {
+    log.error(`SIGHUP: keeping the current TLS certificate: ${errorText(err)}`);
+  }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args, readEnvironment()));
+/** The SIGUSR1 summary: one screen of where the indexer, the server and the process stand. */
+export function statusLines(indexer: Indexer, serving: Serving | undefined): string[] {
+  const { loop, processor, store } = indexer;
+  const mb = (bytes: number) => `${formatCount(Math.round(bytes / (1024 * 1024)))} MB`;
+  const daemon = loop.stats.daemonHeight < 0 ? "unknown" : String(loop.stats.daemonHeight);
+  const sync = loop.stats.caughtUp ? "caught up" : "catching up";
+  const cache = `${mb(processor.cacheBytes())} in ${formatCount(processor.pendingEntries())} entries`;
+  const lines = [
+    `status: height ${processor.height} (flushed ${store.state.height}), daemon height ${daemon}, ${sync}`,
+    `status: cache ${cache}, ${processor.unflushedBlocks} unflushed blocks`,
+  ];
+  if (serving) {
+    const { subscriptions: subs, mempool } = serving;
+    const sessions = serving.server.sessions().length;
+    lines.push(
+      `status: sessions ${sessions}, subscriptions ${formatCount(subs.count)} (${
+        formatCount(subs.hashXCount)
+      } script hashes)`,
+      `status: mempool ${formatCount(mempool.size)} txs, ${formatCount(mempool.vsizeTotal)} vbytes, ` +
+        `${mempool.pendingCount} waiting for prevouts`,
+    );
+  } else {
+    lines.push("status: not serving yet (the server starts once the database has caught up)");
+  }
+  const mem = Deno.memoryUsage();
+  const uptime = formatDuration(performance.now() / 1000);
+  lines.push(`status: memory rss ${mb(mem.rss)}, heap ${mb(mem.heapUsed)}; uptime ${uptime}`);
+  return lines;
+}
+
+function errorText(err: unknown): string {
+  return describeError(err);
+}
+
+function logFatal(log: Log, what: string, err: unknown): void {
+  log.error(`${what}: ${errorText(err)}`);
+  const advice = sandboxAdvice(err);
+  if (advice) log.error(advice);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args, { ...readEnvironment(), [PROBE_VARIABLE]: readProbeSpec() }));
+}
