@@ -17,6 +17,7 @@ RSS, the database size and where the time went (fetch-wait, parse+hash, process,
   --json           print the result as JSON
   --verbose        show every log line of simnet and the indexer
   --cpu-prof DIR   run the indexer under deno's --cpu-prof, writing the profile into DIR
+  --main FILE      run FILE instead of main.ts (e.g. a patched copy, to compare)
 
 deno task bench query [options]   the Electrum server under a wallet mix: see deno task bench query --help`;
 
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
         json: { type: "boolean", default: false },
         verbose: { type: "boolean", default: false },
         "cpu-prof": { type: "string" },
+        main: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -78,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
       verbose: values.verbose,
       say: (line) => console.error(line),
       denoFlags: prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`],
+      mainPath: values.main,
     });
     console.log(values.json ? JSON.stringify(result, null, 2) : formatResult(result));
     if (values.keep) console.error(`database kept in ${result.dbDir}`);

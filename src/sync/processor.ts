@@ -3,9 +3,6 @@
 // an output created and spent between two flushes never reaches the disk. flush() hands it all to the Store
 // as one atomic commit. The hot loop allocates nothing per input or output: hashXs are computed straight into
 // the block's undo buffer and every table is keyed by bytes.
-import { parseBlock } from "../chain/block.ts";
-import { isUnspendable } from "../chain/script.ts";
-import { isCoinbase } from "../chain/tx.ts";
 import { toHexReversed } from "../chain/hex.ts";
 import { DbError } from "../db/errors.ts";
 import {
@@ -32,7 +29,18 @@ import type { UtxoOverlay } from "../db/utxo_overlay.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import type { RawBlock } from "./prefetch.ts";
 import type { ProcessorTiming } from "./sync.ts";
-import { hashXInto } from "./hashx.ts";
+import { type BlockParser, InlineParser, WorkerParser, type WorkerParserOptions } from "./block_parser.ts";
+import {
+  getOutputValue,
+  getU32,
+  OUTPUT_UNSPENDABLE,
+  RECORD_HASH,
+  RECORD_HEADER,
+  RECORD_INPUT_LEN,
+  RECORD_OUTPUT_LEN,
+  RECORD_TX_LEN,
+  RECORD_TXS,
+} from "./block_record.ts";
 import { HashXSet, HistoryCache } from "./history_cache.ts";
 import { UtxoCache } from "./utxo_cache.ts";
 
@@ -88,6 +96,11 @@ export interface ProcessorOptions {
   now?: () => number;
   /** Called after each successful flush with what it did and how long it took (ms); for metrics. */
   onFlush?: (stats: FlushStats, ms: number) => void;
+  /**
+   * Parse and hash blocks in a Worker, ahead of applying them (see block_parser.ts). The owner must call
+   * close() when done: a live Worker keeps the process running.
+   */
+  parseWorker?: boolean | WorkerParserOptions;
 }
 
 /** What one flush did. */
@@ -153,6 +166,7 @@ export class BlockProcessor {
   private spentBuf: Uint8Array = new Uint8Array(UNDO_SPENT_LEN * 256);
   private createdBuf: Uint8Array = new Uint8Array(UNDO_CREATED_LEN * 256);
   private readonly hashXScratch = new Uint8Array(HASHX_LEN);
+  private readonly parser: BlockParser;
 
   constructor(private readonly store: Store, private readonly opts: ProcessorOptions) {
     const s = store.state;
@@ -175,6 +189,13 @@ export class BlockProcessor {
     this.lastFlushAt = this.now();
     this.cache.clear(s.txCount);
     this.overlay = store.newUtxoOverlay();
+    const pw = opts.parseWorker;
+    this.parser = pw ? new WorkerParser(pw === true ? {} : pw) : new InlineParser();
+  }
+
+  /** Stops the parse Worker, if any; the processor must not be used afterwards. */
+  close(): void {
+    this.parser.close();
   }
 
   /** Height of the last applied block, flushed or not (-1 when empty). */
@@ -207,7 +228,16 @@ export class BlockProcessor {
    */
   advance(blocks: RawBlock[]): void {
     this.checkUsable();
-    for (const b of blocks) this.advanceOne(b);
+    const parser = this.parser;
+    const waitBefore = parser.waitMs, workerBefore = parser.workerMs;
+    const raws = new Array<Uint8Array>(blocks.length);
+    for (let i = 0; i < blocks.length; i++) raws[i] = blocks[i].raw;
+    try {
+      parser.forEach(raws, (i, rec, off) => this.advanceOne(blocks[i], rec, off));
+    } finally {
+      this.timing.parseMs += parser.waitMs - waitBefore;
+      this.timing.workerParseMs = (this.timing.workerParseMs ?? 0) + parser.workerMs - workerBefore;
+    }
   }
 
   /** hashXs whose history changed (flushed or not) since the previous call, each once. */
@@ -310,31 +340,29 @@ export class BlockProcessor {
     }
   }
 
-  private advanceOne(b: RawBlock): void {
+  private advanceOne(b: RawBlock, rec: Uint8Array, off: number): void {
+    const applyStart = performance.now();
     if (b.height !== this.tipHeight + 1) {
       throw new SyncError("bad-height", `got block ${b.height} but the next height is ${this.tipHeight + 1}`);
     }
-    const parseStart = performance.now();
-    const block = parseBlock(b.raw);
-    const applyStart = performance.now();
-    this.timing.parseMs += applyStart - parseStart;
-    if (!sameBytes(block.hash, b.hash)) {
+    const hashAt = off + RECORD_HASH, headerAt = off + RECORD_HEADER;
+    if (!sameBytesAt(rec, hashAt, b.hash, 0, 32)) {
       throw new SyncError(
         "hash-mismatch",
-        `block ${b.height} hashes to ${toHexReversed(block.hash)}, not the ${
+        `block ${b.height} hashes to ${toHexReversed(rec.subarray(hashAt, hashAt + 32))}, not the ${
           toHexReversed(b.hash)
         } asked for`,
       );
     }
-    if (this.tip !== undefined && !sameBytes(block.header.prevHash, this.tip)) {
+    if (this.tip !== undefined && !sameBytesAt(rec, headerAt + 4, this.tip, 0, 32)) {
       throw new ChainMismatchError(b.height);
     }
-    if (!isCoinbase(block.txs[0])) {
+    if (!startsWithCoinbase(rec, off)) {
       throw new SyncError("bad-block", `block ${b.height} does not start with a coinbase transaction`);
     }
     // From here on a failure leaves a half-applied block in memory.
     try {
-      this.applyBlock(b.height, block.txs, block.headerBytes, block.hash);
+      this.applyBlock(b.height, rec, off);
     } catch (err) {
       this.broken = err as Error;
       throw err;
@@ -343,60 +371,60 @@ export class BlockProcessor {
     }
   }
 
-  private applyBlock(
-    height: number,
-    txs: ReturnType<typeof parseBlock>["txs"],
-    header: Uint8Array,
-    hash: Uint8Array,
-  ): void {
+  // Applies a block record (block_record.ts): tx_nums, spends, new outputs, history, undo.
+  private applyBlock(height: number, rec: Uint8Array, off: number): void {
     const cache = this.cache, overlay = this.overlay, history = this.history;
     const scratch = this.hashXScratch;
     let spentLen = 0, createdLen = 0;
     const unresolved: number[] = [];
-    for (let i = 0; i < txs.length; i++) {
-      const tx = txs[i];
-      const txNum = cache.addTx(tx.txid);
-      if (i > 0) {
-        const inputs = tx.inputs;
-        for (let j = 0; j < inputs.length; j++) {
-          const input = inputs[j];
+    const txCount = getU32(rec, off + 4);
+    let p = off + RECORD_TXS;
+    for (let i = 0; i < txCount; i++) {
+      const txidAt = p;
+      const nIn = getU32(rec, p + 32), nOut = getU32(rec, p + 36);
+      const txNum = cache.addTxAt(rec, txidAt);
+      p += RECORD_TX_LEN;
+      if (i === 0) {
+        p += nIn * RECORD_INPUT_LEN; // the coinbase spends nothing
+      } else {
+        for (let j = 0; j < nIn; j++, p += RECORD_INPUT_LEN) {
+          const vout = getU32(rec, p + 32);
           if ((spentLen + UNDO_SPENT_LEN) > this.spentBuf.length) this.spentBuf = grow(this.spentBuf);
           const sb = this.spentBuf;
-          const e = cache.spend(input.prevTxid, input.prevVout);
+          const e = cache.spendAt(rec, p, vout);
           if (e >= 0) {
             this.hits++;
             const slab = cache.hashXSlab;
             for (let k = 0, from = e * HASHX_LEN; k < HASHX_LEN; k++) sb[spentLen + k] = slab[from + k];
             putTxNum(sb, spentLen + HASHX_LEN, cache.txNumOf(e));
-            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, input.prevVout);
+            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
             putValue(sb, spentLen + HASHX_LEN + TXNUM_LEN + 3, cache.valueOf(e));
           } else {
-            const spentTxNum = overlay.spend(input.prevTxid, input.prevVout, scratch, 0);
+            const prevTxid = rec.subarray(p, p + 32);
+            const spentTxNum = overlay.spend(prevTxid, vout, scratch, 0);
             if (spentTxNum < 0) {
               throw new SyncError(
                 "missing-output",
-                `block ${height} transaction ${toHexReversed(tx.txid)} spends ` +
-                  `${toHexReversed(input.prevTxid)}:${input.prevVout}, which is not an unspent output; ` +
+                `block ${height} transaction ${toHexReversed(rec.subarray(txidAt, txidAt + 32))} spends ` +
+                  `${toHexReversed(prevTxid)}:${vout}, which is not an unspent output; ` +
                   "the daemon served inconsistent data",
               );
             }
             sb.set(scratch, spentLen);
             putTxNum(sb, spentLen + HASHX_LEN, spentTxNum);
-            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, input.prevVout);
+            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
             unresolved.push(spentLen);
           }
           history.add(sb, spentLen, txNum);
           spentLen += UNDO_SPENT_LEN;
         }
       }
-      const outputs = tx.outputs;
-      for (let vout = 0; vout < outputs.length; vout++) {
-        const out = outputs[vout];
-        if (isUnspendable(out.script)) continue;
+      for (let vout = 0; vout < nOut; vout++, p += RECORD_OUTPUT_LEN) {
+        if (rec[p + 19] & OUTPUT_UNSPENDABLE) continue;
         if ((createdLen + UNDO_CREATED_LEN) > this.createdBuf.length) this.createdBuf = grow(this.createdBuf);
         const cb = this.createdBuf;
-        hashXInto(out.script, cb, createdLen);
-        cache.addOutput(txNum, vout, cb, createdLen, out.value);
+        for (let k = 0; k < HASHX_LEN; k++) cb[createdLen + k] = rec[p + 8 + k];
+        cache.addOutput(txNum, vout, cb, createdLen, getOutputValue(rec, p));
         history.add(cb, createdLen, txNum);
         putTxNum(cb, createdLen + HASHX_LEN, txNum);
         putVout(cb, createdLen + HASHX_LEN + TXNUM_LEN, vout);
@@ -411,9 +439,10 @@ export class BlockProcessor {
     });
     // Only the newest reorgLimit blocks can ever need their undo record.
     if (this.undo.length > this.opts.reorgLimit) this.undo.shift();
-    this.appendHeader(header);
+    const hash = rec.slice(off + RECORD_HASH, off + RECORD_HASH + 32);
+    this.appendHeader(rec.subarray(off + RECORD_HEADER, off + RECORD_HEADER + 80));
     this.blockHashes.push(hash);
-    this.txCount += txs.length;
+    this.txCount += txCount;
     this.txCounts.push(this.txCount);
     this.tipHeight = height;
     this.tip = hash;
@@ -599,8 +628,19 @@ function grow(buf: Uint8Array): Uint8Array {
   return out;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+function sameBytesAt(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number, n: number): boolean {
+  if (a.length < aOff + n || b.length < bOff + n) return false;
+  for (let i = 0; i < n; i++) if (a[aOff + i] !== b[bOff + i]) return false;
+  return true;
+}
+
+// True when the record's first transaction has a single input spending the null outpoint.
+function startsWithCoinbase(rec: Uint8Array, off: number): boolean {
+  if (getU32(rec, off + 4) === 0) return false;
+  const tx = off + RECORD_TXS;
+  if (getU32(rec, tx + 32) !== 1) return false;
+  const input = tx + RECORD_TX_LEN;
+  if (getU32(rec, input + 32) !== 0xffffffff) return false;
+  for (let i = 0; i < 32; i++) if (rec[input + i] !== 0) return false;
   return true;
 }

@@ -36,6 +36,8 @@ export interface ProcessorTiming {
   applyMs: number;
   /** Writing flushes. */
   flushMs: number;
+  /** Parsing done in a Worker meanwhile (not on the loop's thread; parseMs is then mostly waiting for it). */
+  workerParseMs?: number;
 }
 
 /** The log lines the sync loop writes. */
@@ -294,6 +296,7 @@ export class SyncLoop {
       parts.push(`parse+hash=${s(t.parseMs)}s`, `process=${s(t.applyMs)}s`, `flush=${s(t.flushMs)}s`);
       const other = wall * 1000 - this.fetchWaitMs - t.parseMs - t.applyMs - t.flushMs;
       parts.push(`other=${s(Math.max(0, other))}s`);
+      if (t.workerParseMs) parts.push(`worker-parse=${s(t.workerParseMs)}s`);
     }
     return `sync profile: ${parts.join(" ")}`;
   }

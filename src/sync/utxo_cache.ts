@@ -71,10 +71,16 @@ export class UtxoCache {
 
   /** Records the next transaction's txid; returns its tx_num. */
   addTx(txid: Uint8Array): number {
+    return this.addTxAt(txid, 0);
+  }
+
+  /** Records the next transaction's txid, `buf[off..off+32]`; returns its tx_num. */
+  addTxAt(buf: Uint8Array, off: number): number {
     if ((this.txCount + 1) * TXID > this.txids.length) {
       this.txids = grow(this.txids, (this.txCount + 1) * TXID);
     }
-    this.txids.set(txid, this.txCount * TXID);
+    const txids = this.txids;
+    for (let k = 0, o = this.txCount * TXID; k < TXID; k++) txids[o + k] = buf[off + k];
     return this.baseTxNum + this.txCount++;
   }
 
@@ -102,14 +108,19 @@ export class UtxoCache {
    * clear), else -1. Read it with txNumOf / valueOf / hashXOf.
    */
   spend(txid: Uint8Array, vout: number): number {
+    return this.spendAt(txid, 0, vout);
+  }
+
+  /** spend() for the txid at `buf[off..off+32]`. */
+  spendAt(buf: Uint8Array, off: number, vout: number): number {
     const table = this.table, mask = this.mask, txids = this.txids, vouts = this.vouts, txIdx = this.txIdx;
-    let i = this.hash(txid, 0, vout) & mask;
+    let i = this.hash(buf, off, vout) & mask;
     while (true) {
       const slot = table[i];
       if (slot === EMPTY) return -1;
       if (slot > 0) {
         const e = slot - 1;
-        if (vouts[e] === vout && sameTxid(txids, txIdx[e] * TXID, txid)) {
+        if (vouts[e] === vout && sameTxid(txids, txIdx[e] * TXID, buf, off)) {
           table[i] = TOMBSTONE;
           this.liveCount--;
           return e;
@@ -228,7 +239,7 @@ function grow(buf: Uint8Array, atLeast: number): Uint8Array {
   return out;
 }
 
-function sameTxid(slab: Uint8Array, off: number, txid: Uint8Array): boolean {
-  for (let i = 0; i < TXID; i++) if (slab[off + i] !== txid[i]) return false;
+function sameTxid(slab: Uint8Array, off: number, txid: Uint8Array, txidOff: number): boolean {
+  for (let i = 0; i < TXID; i++) if (slab[off + i] !== txid[txidOff + i]) return false;
   return true;
 }

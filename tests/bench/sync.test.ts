@@ -13,7 +13,9 @@ Deno.test("parseProfileLine reads the sync loop's profile line and ignores other
     process: 20.29,
     flush: 34.63,
     other: 0.02,
+    workerParse: undefined,
   });
+  assert.equal(parseProfileLine(line + " worker-parse=12.89s")?.workerParse, 12.89);
   // A processor without timing leaves the split out.
   const bare = parseProfileLine("sync profile: blocks=3 txs=4 wall=1.00s fetch-wait=0.50s");
   assert.equal(bare?.parse, undefined);
