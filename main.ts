@@ -25,6 +25,10 @@ import { historyLimit } from "./src/server/status.ts";
 import { SubscriptionIndex } from "./src/server/subscriptions.ts";
 import { type Server, startServer } from "./src/server/listeners.ts";
 import { serverVersionString } from "./src/version.ts";
+import { runRpcCli } from "./src/admin/cli.ts";
+import { nodeView } from "./src/admin/node.ts";
+import { type Operations, startOperations } from "./src/admin/operate.ts";
+import { CoulombMetrics } from "./src/metrics/coulomb.ts";
 
 /** A running indexer: `done` settles when it stops (rejects on a fatal error); `stop` flushes and closes. */
 export interface Indexer {
@@ -213,8 +217,17 @@ export function prefetchBytes(cacheMb: number): number {
   return Math.min(256, Math.max(16, Math.floor(cacheMb / 10))) * 1024 * 1024;
 }
 
-/** Runs the indexer until SIGTERM/SIGINT; returns the process exit code. */
+/** Runs the indexer until SIGTERM/SIGINT (or `rpc ...`: the admin CLI); returns the process exit code. */
 export async function main(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  // `coulomb rpc COMMAND`: talk to a running server; needs no configuration beyond where its admin RPC listens.
+  if (argv[0] === "rpc") {
+    return await runRpcCli(argv.slice(1), {
+      env,
+      stdout: (t) => console.log(t),
+      stderr: (t) => console.error(t),
+    });
+  }
+  const startedAt = Date.now();
   let config: Config;
   try {
     const loaded = loadConfig(env, argv);
@@ -264,7 +277,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
   Deno.addSignalListener("SIGUSR1", onUsr1);
   Deno.addSignalListener("SIGUSR2", onUsr2);
   try {
-    return await runIndexerAndServer(config, log, {
+    return await runIndexerAndServer(config, log, startedAt, {
       started: (i) => indexer = i,
       serving: (s) => serving = s,
     });
@@ -280,15 +293,19 @@ export async function main(argv: string[], env: Record<string, string | undefine
 async function runIndexerAndServer(
   config: Config,
   log: Log,
+  startedAt: number,
   report: { started(indexer: Indexer): void; serving(serving: Serving): void },
 ): Promise<number> {
+  const metrics = config.metrics ? new CoulombMetrics() : undefined;
   let indexer: Indexer;
   let serving: Serving | undefined;
   let startingServer: Promise<void> | undefined;
   const onTip = (height: number) => {
     if (serving) return serving.onTip(height);
     // The first tip: the database is current, so clients can be served from now on.
-    startingServer ??= startServing(config, indexer).then((s) => {
+    startingServer ??= startServing(config, indexer, {
+      instrument: metrics && ((methods) => metrics.instrument(methods)),
+    }).then((s) => {
       serving = s;
       report.serving(s);
     }).catch((err) => {
@@ -297,7 +314,10 @@ async function runIndexerAndServer(
     });
   };
   try {
-    indexer = await startIndexer(config, { onTip });
+    indexer = await startIndexer(config, {
+      onTip,
+      onFlush: metrics && ((stats, ms) => metrics.observeFlush(stats, ms)),
+    });
   } catch (err) {
     logFatal(log, "cannot start", err);
     return 1;
@@ -316,6 +336,27 @@ async function runIndexerAndServer(
     })();
   };
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  // The admin RPC and metrics run from now on, during the initial sync too; `stop` takes the SIGTERM path.
+  let ops: Operations;
+  try {
+    ops = startOperations(
+      config,
+      nodeView(config, indexer, {
+        network: networkByName(config.net),
+        startedAt,
+        serving: () => serving,
+        stopping: () => signalled,
+        setLogLevel: (level) => setupLogging(level),
+        requestStop: onSignal,
+      }),
+      metrics,
+    );
+  } catch (err) {
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+    logFatal(log, "cannot start", err);
+    await indexer.stop().catch(() => {});
+    return 1;
+  }
   try {
     await indexer.done;
     if (startingServer) await startingServer;
@@ -329,6 +370,7 @@ async function runIndexerAndServer(
     return 1;
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+    await ops.close();
   }
 }
 
@@ -395,5 +437,9 @@ function logFatal(log: Log, what: string, err: unknown): void {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args, { ...readEnvironment(), [PROBE_VARIABLE]: readProbeSpec() }));
+  // `rpc` reads SERVICES alone (for the admin port), so the CLI needs no other environment access.
+  const env = Deno.args[0] === "rpc"
+    ? readEnvironment(["SERVICES"])
+    : { ...readEnvironment(), [PROBE_VARIABLE]: readProbeSpec() };
+  Deno.exit(await main(Deno.args, env));
 }

@@ -7,52 +7,56 @@ import { type Stack, startStack } from "../admin/stack.ts";
 
 const CANDIDATES = ["chromium", "chromium-browser", "google-chrome"];
 
-async function which(name: string): Promise<string | undefined> {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
-    try {
-      const path = `${dir}/${name}`;
-      if ((await Deno.stat(path)).isFile) return path;
-    } catch {
-      // not in this directory
-    }
+/** True when `cmd` can be started (found on PATH); asks the OS, not the file system, so no read permission. */
+async function runnable(cmd: string, probeArgs: string[]): Promise<boolean> {
+  try {
+    await new Deno.Command(cmd, { args: probeArgs, stdout: "null", stderr: "null", stdin: "null" }).output();
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
   }
-  return undefined;
 }
 
-async function run(cmd: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", stdin: "null" }).output();
+async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped", stdin: "null" })
+    .output();
   return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
 }
 
-/** The Chromium binary, installing Debian's package first when none is found. */
+/** The Chromium command, installing Debian's package first when none is found. */
 async function chromium(): Promise<string> {
   for (const name of CANDIDATES) {
-    const found = await which(name);
-    if (found) return found;
+    if (await runnable(name, ["--version"])) return name;
   }
-  const aptGet = await which("apt-get");
-  if (!aptGet) {
+  if (!(await runnable("apt-get", ["--version"]))) {
     throw new Error(
       "the status page test needs headless Chromium and neither Chromium nor apt-get is available: " +
         "install Chromium (e.g. `apt-get install -y chromium`) and run the tests again",
     );
   }
   const asRoot = Deno.uid() === 0;
-  const sudo = asRoot ? undefined : await which("sudo");
-  if (!asRoot && !sudo) {
+  if (!asRoot && !(await runnable("sudo", ["--version"]))) {
     throw new Error("installing chromium needs root or sudo; install it and run the tests again");
   }
-  const apt = (args: string[]) => sudo ? run(sudo, ["-n", aptGet, ...args]) : run(aptGet, args);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const apt = (args: string[]) =>
+    asRoot
+      ? run("apt-get", args, env)
+      : run("sudo", ["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args]);
   let r = await apt(["install", "-y", "chromium"]);
   if (r.code !== 0) {
     await apt(["update"]);
     r = await apt(["install", "-y", "chromium"]);
   }
-  const found = await which("chromium");
-  if (r.code !== 0 || !found) {
+  if (r.code !== 0 || !(await runnable("chromium", ["--version"]))) {
     throw new Error(`could not install chromium with apt-get (exit ${r.code}): ${r.err.slice(-2000)}`);
   }
-  return found;
+  return "chromium";
 }
 
 /** The DOM after the page's script ran, as Chromium dumps it. */
