@@ -1,6 +1,6 @@
 // simnet's Core RPC methods, end to end over real HTTP: every result is checked against values computed
 // independently from the raw bytes (parsed with src/chain, addresses with bitcoinjs-lib) or against
-// bitcoind's own JSON output in /work/shared/testdata.
+// bitcoind's own JSON output in tests/testdata.
 import assert from "node:assert/strict";
 import * as bitcoin from "bitcoinjs-lib";
 import {
@@ -27,7 +27,7 @@ import {
   wtxid,
 } from "../../src/chain/tx.ts";
 
-const TESTDATA = Deno.env.get("COULOMB_TESTDATA") ?? "/work/shared/testdata";
+const TESTDATA = new URL("../testdata", import.meta.url).pathname;
 const readJson = (path: string) => JSON.parse(Deno.readTextFileSync(`${TESTDATA}/${path}`));
 
 // ---------------------------------------------------------------------------------------------------
