@@ -116,6 +116,9 @@ export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Pr
     stop() {
       stopping ??= (async () => {
         loop.stop();
+        // A fetch retrying against an absent daemon would otherwise hold the final flush back until the
+        // daemon returns; the blocks it was fetching are simply fetched again on the next start.
+        daemon.close();
         await done;
       })();
       return stopping;
@@ -186,13 +189,18 @@ export async function startServing(
   bound.server = server;
   const tipHeader = store.headerAt(store.state.height);
   if (tipHeader) notifier.onNewTip(store.state.height, tipHeader);
+  // What the catch-up touched concerns no subscriber (there were none); only later tips matter.
+  processor.takeTouched();
 
   // Notifications for one tip go out in order: the header first, then the mempool refresh that drops the
   // transactions the block confirmed, then the statuses of everything the block touched.
   let chain = Promise.resolve();
+  let stopping = false;
   const onTip = (height: number) => {
     const touched = processor.takeTouched();
+    if (stopping) return;
     chain = chain.then(async () => {
+      if (stopping) return;
       const header = store.headerAt(height);
       if (header) notifier.onNewTip(height, header);
       await follower.refreshNow().catch((err) => log.warn(`mempool refresh failed: ${errorText(err)}`));
@@ -205,6 +213,7 @@ export async function startServing(
     subscriptions,
     onTip,
     async stop() {
+      stopping = true;
       await server.close();
       await follower.stop();
       await chain;
@@ -330,6 +339,8 @@ async function runIndexerAndServer(
     signalled = true;
     log.info("shutting down: closing sessions and finishing the current flush");
     void (async () => {
+      // Nothing waits on bitcoind from here on: an absent daemon must not hold the shutdown back.
+      indexer.daemon.close();
       await startingServer;
       await serving?.stop();
       await indexer.stop();

@@ -169,12 +169,7 @@ Deno.test("SIGTERM during a daemon outage flushes what was applied and exits 0 o
   await withTempDir((dir) => sigtermDuringOutage(dir, true));
 });
 
-// KNOWN FAILURE, ignored so the suite stays green: SyncLoop.run() awaits prefetcher.stop(), which waits for the
-// block fetch in flight, and the Daemon client retries that fetch forever; nothing closes the client until the
-// loop has returned. So SIGTERM (and a second SIGTERM) is ignored until the daemon comes back. Remove `ignore`
-// once stopping also aborts the daemon client's retries.
 Deno.test({
   name: "SIGTERM while the daemon stays unreachable flushes what was applied and exits 0",
-  ignore: true,
   fn: () => withTempDir((dir) => sigtermDuringOutage(dir, false)),
 });
