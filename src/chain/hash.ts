@@ -88,6 +88,23 @@ const IV = Int32Array.from([
   0x5be0cd19,
 ]);
 
+/** Extends the first 16 words of a message schedule to all 64, in place. */
+function expandSchedule(w: Int32Array): void {
+  for (let i = 16; i < 64; i++) {
+    const w15 = w[i - 15], w2 = w[i - 2];
+    const s0 = ((w15 >>> 7) | (w15 << 25)) ^ ((w15 >>> 18) | (w15 << 14)) ^ (w15 >>> 3);
+    const s1 = ((w2 >>> 17) | (w2 << 15)) ^ ((w2 >>> 19) | (w2 << 13)) ^ (w2 >>> 10);
+    w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+  }
+}
+
+// The schedule of the padding block after a 64-byte message (0x80, zeros, bit length 512) never changes:
+// merkle nodes hash exactly 64 bytes, so precomputing it saves a quarter of each node's work.
+const PAD64_SCHEDULE = new Int32Array(64);
+PAD64_SCHEDULE[0] = 0x80000000 | 0;
+PAD64_SCHEDULE[15] = 512;
+expandSchedule(PAD64_SCHEDULE);
+
 /**
  * An allocation-free SHA-256: the state, message schedule and partial block are reused for every message,
  * so a hash costs its compressions and nothing else. Synchronous and single-threaded, so one per module is
@@ -182,19 +199,29 @@ class Sha256Engine {
     }
   }
 
+  /** Hashes one 64-byte block at `d[o]` into the state (the message so far must be whole blocks). */
+  block(d: Uint8Array, o: number): void {
+    this.load(d, o);
+    this.compress();
+  }
+
+  /** Compresses the padding block of a message of exactly 64 bytes (its schedule is precomputed). */
+  padAfter64(): void {
+    this.rounds(PAD64_SCHEDULE);
+  }
+
   private load(d: Uint8Array, o: number): void {
     const w = this.w;
     for (let i = 0; i < 16; i++, o += 4) w[i] = (d[o] << 24) | (d[o + 1] << 16) | (d[o + 2] << 8) | d[o + 3];
   }
 
   private compress(): void {
-    const w = this.w, s = this.state, k = SHA256_K;
-    for (let i = 16; i < 64; i++) {
-      const w15 = w[i - 15], w2 = w[i - 2];
-      const s0 = ((w15 >>> 7) | (w15 << 25)) ^ ((w15 >>> 18) | (w15 << 14)) ^ (w15 >>> 3);
-      const s1 = ((w2 >>> 17) | (w2 << 15)) ^ ((w2 >>> 19) | (w2 << 13)) ^ (w2 >>> 10);
-      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-    }
+    expandSchedule(this.w);
+    this.rounds(this.w);
+  }
+
+  private rounds(w: Int32Array): void {
+    const s = this.state, k = SHA256_K;
     let a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
     for (let i = 0; i < 64; i++) {
       const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
@@ -288,6 +315,44 @@ export function sha256dParts(parts: Uint8Array[]): Uint8Array {
   engine.digestInto(out, 0);
   return out;
 }
+
+/**
+ * Writes sha256d(src[srcOff .. srcOff+64]) — a merkle node from its two children — to dst[dstOff ..]. `dst`
+ * may overlap the input: the input is read completely before anything is written.
+ */
+export function sha256d64(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
+  engine.begin();
+  engine.block(src, srcOff);
+  engine.padAfter64();
+  engine.rehashDigest();
+  engine.digestInto(dst, dstOff);
+}
+
+/** Writes the first `len` bytes of sha256(data[start..end)) into `out` at `off` (hashX: len 11). */
+export function sha256Into(
+  data: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+  off: number,
+  len = 32,
+): void {
+  if (end - start >= NATIVE_THRESHOLD) {
+    const d = createHash("sha256").update(data.subarray(start, end)).digest();
+    for (let i = 0; i < len; i++) out[off + i] = d[i];
+    return;
+  }
+  engine.begin();
+  engine.feed(data, start, end);
+  engine.finish();
+  if (len === 32) {
+    engine.digestInto(out, off);
+  } else {
+    engine.digestInto(scratch, 0);
+    for (let i = 0; i < len; i++) out[off + i] = scratch[i];
+  }
+}
+const scratch = new Uint8Array(32);
 
 /** RIPEMD-160 of SHA-256, the 20-byte hash inside P2PKH, P2SH and P2WPKH scripts. */
 export function hash160(data: Uint8Array): Uint8Array {

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
-import { hash160, sha256, sha256d, sha256dParts, sha256dSpansInto } from "../../src/chain/hash.ts";
+import {
+  hash160,
+  sha256,
+  sha256d,
+  sha256d64,
+  sha256dParts,
+  sha256dSpansInto,
+  sha256Into,
+} from "../../src/chain/hash.ts";
 import { fromHex, toHex, toHexReversed } from "../../src/chain/hex.ts";
 
 const GENESIS_HEADER =
@@ -73,4 +81,29 @@ Deno.test("sha256dSpansInto equals sha256d of the concatenated ranges at every p
       assert.equal(toHex(sha256dParts(parts)), toHex(expected), `parts len ${len}`);
     }
   }
+});
+
+Deno.test("sha256Into writes sha256 or its prefix at an offset, across block and native boundaries", () => {
+  for (const n of [0, 1, 22, 25, 34, 55, 56, 63, 64, 65, 119, 120, 511, 512, 2000]) {
+    const data = new Uint8Array(n + 6).map((_, i) => (i * 37 + n) & 0xff);
+    const want = sha256(data.subarray(3, 3 + n));
+    const out = new Uint8Array(40).fill(0xee);
+    sha256Into(data, 3, 3 + n, out, 4);
+    assert.deepEqual(out.subarray(4, 36), want, `length ${n}`);
+    assert.equal(out[3], 0xee);
+    assert.equal(out[36], 0xee);
+    const x = new Uint8Array(11);
+    sha256Into(data, 3, 3 + n, x, 0, 11);
+    assert.deepEqual(x, want.subarray(0, 11));
+  }
+});
+
+Deno.test("sha256d64 is sha256d of 64 bytes, also when writing over its own input", () => {
+  const buf = new Uint8Array(128).map((_, i) => (i * 91 + 7) & 0xff);
+  const want = sha256d(buf.subarray(32, 96));
+  const out = new Uint8Array(32);
+  sha256d64(buf, 32, out, 0);
+  assert.deepEqual(out, want);
+  sha256d64(buf, 32, buf, 40);
+  assert.deepEqual(buf.subarray(40, 72), want);
 });
