@@ -20,7 +20,10 @@ and peak RSS per scenario, and the latency of one large history.
   --blocks N           blocks in the chain (default 2100)
   --seed S             chain seed (default "bench"; shares bench sync's cached chain)
   --dir DIR            chain cache and the synced database, reused across runs (default .bench)
-  --scenarios LIST     SESSIONSxINFLIGHT,... (default 16x1,16x16,1000x1)
+  --scenarios LIST     SESSIONSxINFLIGHT[@RATE],... (default 16x1,16x16,1000x1,1000x1@10); @RATE paces each
+                       session at RATE requests/s, latency counted from the scheduled send time
+  --mix LIST           NAME=WEIGHT,... of history, balance, listunspent, header, merkle (default the wallet
+                       mix above: history=40,balance=20,listunspent=20,header=10,merkle=10)
   --duration S         measured seconds per scenario (default 10)
   --warmup S           unmeasured seconds before each (default 3)
   --client-workers N   load generator Workers (default 2)
@@ -29,6 +32,7 @@ and peak RSS per scenario, and the latency of one large history.
   --history N          size of the single large history to time (default 50000)
   --server-env K=V     extra environment for the server (repeatable), e.g. to compare settings
   --cpu-prof DIR       run the server under deno's --cpu-prof, writing profiles into DIR
+  --deno-flag F        extra deno run flag for the server (repeatable), e.g. --v8-flags=--trace-gc
   --fresh              delete the database and sync again
   --json               print the result as JSON
   --verbose            show every log line of simnet and the server`;
@@ -38,6 +42,8 @@ export interface ScenarioResult {
   name: string;
   sessions: number;
   inflight: number;
+  /** Requests/s each session was paced at; 0 = as fast as replies came back. */
+  ratePerSession: number;
   seconds: number;
   replies: number;
   errors: number;
@@ -67,6 +73,8 @@ export interface HistoryResult {
 
 /** Everything `bench query` measured. */
 export interface QueryBenchResult {
+  /** Methods and their shares of the requests. */
+  mix: [string, number][];
   machine: { cpus: number; model: string };
   chain: { height: number; txs: number; seed: string; dbBytes: number; syncSeconds?: number };
   pool: {
@@ -86,7 +94,8 @@ interface Options {
   blocks: number;
   seed: string;
   dir: string;
-  scenarios: { sessions: number; inflight: number }[];
+  scenarios: { sessions: number; inflight: number; rate: number }[];
+  mix: [string, number][];
   durationMs: number;
   warmupMs: number;
   clientWorkers: number;
@@ -95,6 +104,7 @@ interface Options {
   history: number;
   serverEnv: Record<string, string>;
   cpuProf?: string;
+  denoFlags: string[];
   fresh: boolean;
   json: boolean;
   verbose: boolean;
@@ -214,6 +224,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       "run",
       "-A",
       ...(o.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProf}`] : []),
+      ...o.denoFlags,
       `${repoRoot}main.ts`,
     ],
     {
@@ -351,16 +362,37 @@ function prng(seed: number): () => number {
   };
 }
 
-const MIX: [string, number][] = [
-  ["blockchain.scripthash.get_history", 0.4],
-  ["blockchain.scripthash.get_balance", 0.2],
-  ["blockchain.scripthash.listunspent", 0.2],
-  ["blockchain.block.header", 0.1],
-  ["blockchain.transaction.get_merkle", 0.1],
-];
+/** Short names of the methods a mix may hold. */
+const METHODS: Record<string, string> = {
+  history: "blockchain.scripthash.get_history",
+  balance: "blockchain.scripthash.get_balance",
+  listunspent: "blockchain.scripthash.listunspent",
+  header: "blockchain.block.header",
+  merkle: "blockchain.transaction.get_merkle",
+};
+/** The issue's wallet mix. */
+const DEFAULT_MIX = "history=40,balance=20,listunspent=20,header=10,merkle=10";
+
+/** Parses NAME=WEIGHT,... into [method, share] pairs whose shares add up to 1. */
+function parseMix(text: string): [string, number][] {
+  const out: [string, number][] = [];
+  for (const part of text.split(",")) {
+    const [name, weight] = part.trim().split("=");
+    const w = Number(weight);
+    if (!(name in METHODS) || !(w > 0)) {
+      throw new Error(
+        `--mix: '${part}' is not NAME=WEIGHT with NAME one of ${Object.keys(METHODS).join(", ")}`,
+      );
+    }
+    out.push([METHODS[name], w]);
+  }
+  const total = out.reduce((a, [, w]) => a + w, 0);
+  return out.map(([m, w]) => [m, w / total]);
+}
 
 /** Encodes `count` request lines drawn from the mix. */
 function buildLines(
+  mix: [string, number][],
   count: number,
   scriptHashes: string[],
   txs: { txid: string; height: number }[],
@@ -371,8 +403,8 @@ function buildLines(
   for (let i = 0; i < count; i++) {
     const u = rand();
     let acc = 0;
-    let method = MIX[MIX.length - 1][0];
-    for (const [m, w] of MIX) {
+    let method = mix[mix.length - 1][0];
+    for (const [m, w] of mix) {
       acc += w;
       if (u < acc) {
         method = m;
@@ -426,9 +458,10 @@ async function runScenario(
   simPid: number,
   sessions: number,
   inflight: number,
+  rate: number,
   load: { lines: Uint8Array; offsets: Uint32Array },
 ): Promise<ScenarioResult> {
-  const name = `${sessions} session${sessions === 1 ? "" : "s"} × ${inflight} in flight`;
+  const name = `${sessions} × ${inflight}${rate > 0 ? ` paced ${sessions * rate}/s` : ""}`;
   const nWorkers = Math.max(1, Math.min(o.clientWorkers, sessions));
   const workers: Worker[] = [];
   const replies: Promise<WorkerReply>[] = [];
@@ -458,6 +491,7 @@ async function runScenario(
         lines: load.lines,
         offsets: load.offsets,
         firstLine: Math.floor((lineCount * w) / nWorkers),
+        ratePerSession: rate,
       } satisfies SetupMessage,
     );
     const r = await ready.promise;
@@ -518,6 +552,7 @@ async function runScenario(
     name,
     sessions,
     inflight,
+    ratePerSession: rate,
     seconds,
     replies: count,
     errors,
@@ -647,14 +682,18 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
       }; left out ${excludedLarge} over ${o.maxHistory} ` +
         `and ${excludedEmpty} empty), ${txs.length} txids; large history: ${big?.n} entries`,
     );
-    const load = buildLines(200_000, pool, txs, sim.height);
+    const load = buildLines(o.mix, 200_000, pool, txs, sim.height);
 
     const scenarios: ScenarioResult[] = [];
     for (const sc of o.scenarios) {
       await stop(server.child);
       server = await startServer(o, sim.url, dbDir);
-      say(`running ${sc.sessions}x${sc.inflight} for ${o.warmupMs / 1000} + ${o.durationMs / 1000} s`);
-      const r = await runScenario(o, server, sim.child.proc.pid, sc.sessions, sc.inflight, load);
+      say(
+        `running ${sc.sessions}x${sc.inflight}${sc.rate > 0 ? `@${sc.rate}` : ""} for ${
+          o.warmupMs / 1000
+        } + ${o.durationMs / 1000} s`,
+      );
+      const r = await runScenario(o, server, sim.child.proc.pid, sc.sessions, sc.inflight, sc.rate, load);
       say(
         `  ${Math.round(r.requestsPerSecond)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${
           r.p99Ms.toFixed(2)
@@ -671,6 +710,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
     server = undefined;
     const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
     return {
+      mix: o.mix,
       machine: {
         cpus: navigator.hardwareConcurrency,
         model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown",
@@ -709,12 +749,12 @@ export function formatQueryResult(r: QueryBenchResult): string {
     `chain        height ${r.chain.height}, ~${r.chain.txs} txs (seed ${r.chain.seed}), database ${
       mb(r.chain.dbBytes)
     }`,
-    `mix          get_history 40%, get_balance 20%, listunspent 20%, block.header 10%, get_merkle 10%`,
+    `mix          ${r.mix.map(([m, w]) => `${m.split(".").pop()} ${Math.round(w * 100)}%`).join(", ")}`,
     `pool         ${r.pool.scriptHashes} script hashes (history mean ${
       r.pool.historyMean.toFixed(1)
     }, p99 ${r.pool.historyP99}; ${r.pool.excludedLarge} larger ones left out), ${r.pool.txids} txids`,
     "",
-    `${"scenario".padEnd(30)}${pad("req/s", 9)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${
+    `${"sessions × in flight".padEnd(30)}${pad("req/s", 9)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${
       pad("server CPU", 12)
     }${pad("peak RSS", 10)}${pad("client CPU", 12)}${pad("other", 7)}${pad("errors", 8)}`,
   ];
@@ -751,8 +791,9 @@ function parseOptions(argv: string[]): Options | "help" {
       blocks: { type: "string", default: "2100" },
       seed: { type: "string", default: "bench" },
       dir: { type: "string", default: ".bench" },
-      scenarios: { type: "string", default: "16x1,16x16,1000x1" },
+      scenarios: { type: "string", default: "16x1,16x16,1000x1,1000x1@10" },
       duration: { type: "string", default: "10" },
+      mix: { type: "string", default: DEFAULT_MIX },
       warmup: { type: "string", default: "3" },
       "client-workers": { type: "string", default: "2" },
       pool: { type: "string", default: "20000" },
@@ -760,6 +801,7 @@ function parseOptions(argv: string[]): Options | "help" {
       history: { type: "string", default: "50000" },
       "server-env": { type: "string", multiple: true, default: [] },
       "cpu-prof": { type: "string" },
+      "deno-flag": { type: "string", multiple: true, default: [] },
       fresh: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       verbose: { type: "boolean", default: false },
@@ -776,11 +818,11 @@ function parseOptions(argv: string[]): Options | "help" {
     return n;
   };
   const scenarios = values.scenarios.split(",").map((s) => {
-    const m = /^(\d+)x(\d+)$/.exec(s.trim());
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
-      throw new Error(`--scenarios: '${s}' is not SESSIONSxINFLIGHT, e.g. 16x1`);
+    const m = /^(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$/.exec(s.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1 || (m[3] !== undefined && Number(m[3]) <= 0)) {
+      throw new Error(`--scenarios: '${s}' is not SESSIONSxINFLIGHT[@RATE], e.g. 16x1 or 1000x1@10`);
     }
-    return { sessions: Number(m[1]), inflight: Number(m[2]) };
+    return { sessions: Number(m[1]), inflight: Number(m[2]), rate: m[3] === undefined ? 0 : Number(m[3]) };
   });
   const serverEnv: Record<string, string> = {};
   for (const kv of values["server-env"]) {
@@ -794,6 +836,7 @@ function parseOptions(argv: string[]): Options | "help" {
     seed: values.seed,
     dir: values.dir,
     scenarios,
+    mix: parseMix(values.mix),
     durationMs: int("duration", values.duration, 0.1) * 1000,
     warmupMs: int("warmup", values.warmup, 0) * 1000,
     clientWorkers: int("client-workers", values["client-workers"], 1),
@@ -802,6 +845,7 @@ function parseOptions(argv: string[]): Options | "help" {
     history: int("history", values.history, 1),
     serverEnv,
     cpuProf: values["cpu-prof"],
+    denoFlags: values["deno-flag"],
     fresh: values.fresh,
     json: values.json,
     verbose: values.verbose,

@@ -18,6 +18,12 @@ export interface SetupMessage {
   offsets: Uint32Array;
   /** Where this worker's sessions start reading the line list, so workers do not ask the same things. */
   firstLine: number;
+  /**
+   * Requests per second each session sends, on a fixed schedule; 0 sends the next one as soon as a reply comes
+   * back. When paced, latency counts from the scheduled time, so a server that falls behind is not flattered
+   * by the client waiting for it (no coordinated omission).
+   */
+  ratePerSession: number;
 }
 
 /** Starts the load: `warmupMs` unmeasured, then `durationMs` measured. */
@@ -46,6 +52,8 @@ export type WorkerReply =
   };
 
 const NEWLINE = 0x0a;
+// Consecutive sessions start this many lines apart in the request list (a prime: they never line up).
+const SESSION_STRIDE = 7919;
 // Every reply line starts `{"jsonrpc":"2.0","` and continues with `result` or `error`: byte 18 tells them apart.
 const KIND_OFFSET = 18;
 const ERROR_BYTE = 0x65; // 'e'
@@ -59,6 +67,12 @@ interface Client {
   head: number;
   tail: number;
   mask: number;
+  /** Paced sessions: the scheduled time of the next send, sends owed, and the pending timer. */
+  next: number;
+  owed: number;
+  timer: ReturnType<typeof setTimeout> | 0;
+  /** Writes in order (paced sends come from timers and from the read loop). */
+  writing: Promise<void>;
 }
 
 let setup: SetupMessage | undefined;
@@ -107,11 +121,15 @@ async function connectAll(s: SetupMessage): Promise<number> {
         await readLine(conn);
         return {
           conn,
-          cursor: (s.firstLine + j * 7919) % lineCount,
+          cursor: (s.firstLine + j * SESSION_STRIDE) % lineCount,
           sent: new Float64Array(ringSize),
           head: 0,
           tail: 0,
           mask: ringSize - 1,
+          next: 0,
+          owed: 0,
+          timer: 0,
+          writing: Promise.resolve(),
         };
       })());
     }
@@ -138,6 +156,11 @@ function run(msg: RunMessage): void {
   measureFrom = now + msg.warmupMs;
   measureTo = measureFrom + msg.durationMs;
   running = true;
+  if (setup!.ratePerSession > 0) {
+    // Random phases, so that the sessions' schedules do not line up into bursts.
+    const interval = 1000 / setup!.ratePerSession;
+    for (const c of clients) c.next = now + Math.random() * interval;
+  }
   const loops = clients.map((c) => drive(c));
   setTimeout(() => {
     running = false;
@@ -153,6 +176,7 @@ function run(msg: RunMessage): void {
       } satisfies WorkerReply,
     );
     for (const c of clients) {
+      clearTimeout(c.timer);
       try {
         c.conn.close();
       } catch {
@@ -169,8 +193,10 @@ async function drive(c: Client): Promise<void> {
   const buf = new Uint8Array(1 << 16);
   // Bytes still to skip in the current reply line before its kind byte; -1 once it has been looked at.
   let kindIn = KIND_OFFSET;
+  const pace = s.ratePerSession > 0 ? 1000 / s.ratePerSession : 0;
   try {
-    await send(c, s.inflight);
+    if (pace > 0) owe(c, s.inflight, pace);
+    else await send(c, s.inflight);
     for (;;) {
       const n = await c.conn.read(buf);
       if (n === null) break;
@@ -205,7 +231,9 @@ async function drive(c: Client): Promise<void> {
         kindIn = KIND_OFFSET;
       }
       if (!running) return;
-      if (done > 0) await send(c, done);
+      if (done === 0) continue;
+      if (pace > 0) owe(c, done, pace);
+      else await send(c, done);
     }
   } catch {
     if (!running) return;
@@ -213,12 +241,45 @@ async function drive(c: Client): Promise<void> {
   if (running) lost++;
 }
 
+// Paced sending: `count` more requests are due, each at the next free slot of the session's schedule. Those
+// whose time has come go out now (stamped with their scheduled time); a timer sends the rest.
+function owe(c: Client, count: number, pace: number): void {
+  c.owed += count;
+  if (c.timer === 0) pay(c, pace);
+}
+
+function pay(c: Client, pace: number): void {
+  if (!running) return;
+  const now = performance.now();
+  let due = 0;
+  while (c.owed > 0 && c.next <= now) {
+    c.sent[c.tail++ & c.mask] = c.next;
+    c.next += pace;
+    c.owed--;
+    due++;
+  }
+  if (due > 0) {
+    const n = due;
+    c.writing = c.writing.then(() => writeLines(c, n)).catch(() => {});
+  }
+  if (c.owed > 0) {
+    c.timer = setTimeout(() => {
+      c.timer = 0;
+      pay(c, pace);
+    }, Math.max(0, c.next - now));
+  }
+}
+
 // Sends the session's next `count` request lines in one write (two when the list wraps around).
 async function send(c: Client, count: number): Promise<void> {
-  const s = setup!;
-  const lineCount = s.offsets.length - 1;
   const now = performance.now();
   for (let i = 0; i < count; i++) c.sent[c.tail++ & c.mask] = now;
+  await writeLines(c, count);
+}
+
+async function writeLines(c: Client, count: number): Promise<void> {
+  const s = setup!;
+  const lineCount = s.offsets.length - 1;
   let from = c.cursor;
   let left = count;
   while (left > 0) {

@@ -4,9 +4,12 @@
 // were read under; the first access under a new state (after a flush or a reorg) empties the cache, so a
 // stale answer is impossible by construction.
 
-/** A byte-bounded LRU map from key to value, valid for one database state at a time. */
+/**
+ * A byte-bounded map from key to value, valid for one database state at a time. Eviction is "second chance"
+ * (CLOCK), close to least-recently-used but without reordering anything on a hit: a hit only sets a flag.
+ */
 export class ReadCache<V> {
-  readonly #map = new Map<string, { value: V; bytes: number }>();
+  readonly #map = new Map<string, { value: V; bytes: number; used: boolean }>();
   #bytes = 0;
   #state: object | undefined;
   hits = 0;
@@ -28,13 +31,11 @@ export class ReadCache<V> {
       return undefined;
     }
     this.hits++;
-    // Re-inserted so that Map order is least recently used first.
-    this.#map.delete(key);
-    this.#map.set(key, e);
+    e.used = true;
     return e.value;
   }
 
-  /** Caches `value` (about `bytes` bytes of memory) for `key` under `state`, evicting the least recently used. */
+  /** Caches `value` (about `bytes` bytes of memory) for `key` under `state`, evicting entries not used lately. */
   set(state: object, key: string, value: V, bytes: number): void {
     if (state !== this.#state) this.#reset(state);
     if (bytes > this.maxBytes / 8) return;
@@ -43,13 +44,20 @@ export class ReadCache<V> {
       this.#bytes -= old.bytes;
       this.#map.delete(key);
     }
-    this.#map.set(key, { value, bytes });
+    this.#map.set(key, { value, bytes, used: false });
     this.#bytes += bytes;
-    if (this.#bytes <= this.maxBytes) return;
+    // Oldest first; an entry used since it was last looked at goes to the back once (the Map keeps insertion
+    // order), so every entry is passed over at most once and the loop ends.
     for (const [k, e] of this.#map) {
-      this.#map.delete(k);
-      this.#bytes -= e.bytes;
       if (this.#bytes <= this.maxBytes) break;
+      if (k === key) continue;
+      this.#map.delete(k);
+      if (e.used) {
+        e.used = false;
+        this.#map.set(k, e);
+      } else {
+        this.#bytes -= e.bytes;
+      }
     }
   }
 

@@ -118,6 +118,7 @@ const TXID_RUN_MAX = 16384;
 /** Default bounds of the read caches (see read_cache.ts). */
 const HISTORY_CACHE_BYTES = 64 << 20;
 const OWNER_CACHE_BYTES = 32 << 20;
+const BLOCK_HASH_CACHE_BYTES = 8 << 20;
 
 /** Everything a flush writes: the new blocks' flat-file records, the LevelDB changes and the new state. */
 export interface FlushUpdate {
@@ -207,8 +208,9 @@ export class Store {
   private readonly gate = new Gate();
   private readonly txidScratch = new Uint8Array(TXID_LEN);
   private readonly txidRun = new Uint8Array(TXID_RUN_MAX * TXID_LEN);
-  private readonly historyCache = new ReadCache<Float64Array>(HISTORY_CACHE_BYTES);
-  private readonly ownerCache = new ReadCache<Float64Array>(OWNER_CACHE_BYTES);
+  private readonly historyCache = new ReadCache<HistoryRows>(HISTORY_CACHE_BYTES);
+  private readonly ownerCache = new ReadCache<UtxoRows>(OWNER_CACHE_BYTES);
+  private readonly blockHashCache = new ReadCache<Uint8Array>(BLOCK_HASH_CACHE_BYTES);
   private closed = false;
 
   private constructor(
@@ -322,15 +324,31 @@ export class Store {
 
   /** The block hash at `height` (internal order), or undefined above the tip. */
   blockHashAt(height: number): Uint8Array | undefined {
-    if (height === this.current.height) return this.current.tipHash.slice();
+    const s = this.current;
+    if (height === s.height) return s.tipHash.slice();
+    const key = String(height);
+    const cached = this.blockHashCache.get(s, key);
+    if (cached !== undefined) return cached.slice();
     const h = this.headerAt(height);
-    return h && sha256d(h);
+    if (h === undefined) return undefined;
+    const hash = sha256d(h);
+    this.blockHashCache.set(s, key, hash, 64);
+    return hash.slice();
   }
 
   /** The txid (internal order) of `txNum`; throws DbError "not-found" beyond the flushed tx count. */
   txHash(txNum: number): Uint8Array {
     this.checkTxNum(txNum);
     return this.txidsFile.read(txNum, 1);
+  }
+
+  /** The txids (internal order, 32 bytes each) of tx numbers `first .. first+count-1`; DbError "not-found" past
+   * the flushed tx count. */
+  txidRange(first: number, count: number): Uint8Array {
+    if (count <= 0) return new Uint8Array(0);
+    this.checkTxNum(first);
+    this.checkTxNum(first + count - 1);
+    return this.txidsFile.read(first, count);
   }
 
   /** Height of the block holding `txNum` and its index in that block. */
@@ -384,10 +402,12 @@ export class Store {
     opts: { fromHeight?: number; toHeight?: number; limit?: number } = {},
   ): Promise<HistoryItem[]> {
     const rows = await this.historyRows(hashX, opts);
+    // A copy: rows may be the cache's own.
+    const txids = rows.txids.slice();
     const out: HistoryItem[] = new Array(rows.count);
     for (let i = 0; i < rows.count; i++) {
       out[i] = {
-        txHash: rows.txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
+        txHash: txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
         height: rows.heights[i],
         txNum: rows.txNums[i],
       };
@@ -395,7 +415,10 @@ export class Store {
     return out;
   }
 
-  /** history() in packed form: no object per entry, and the txids in one buffer (for JSON and status hashing). */
+  /**
+   * history() in packed form: no object per entry, and the txids in one buffer (for JSON and status hashing).
+   * The result may be shared with the cache: read it, never write to it.
+   */
   historyRows(
     hashX: Uint8Array,
     opts: { fromHeight?: number; toHeight?: number; limit?: number } = {},
@@ -410,19 +433,39 @@ export class Store {
       const lo = fromHeight > 0 ? this.txCounts[fromHeight - 1] : 0;
       const hi = this.txCounts[toHeight];
       const key = keyOf(hashX);
-      let nums = this.historyCache.get(s, key);
-      if (nums === undefined) {
+      const cached = this.historyCache.get(s, key);
+      if (cached === undefined) {
         const whole = lo === 0 && hi === s.txCount;
         const scanned = await this.scanHistory(hashX, lo, hi, limit);
-        nums = Float64Array.from(scanned);
+        const rows = this.packHistory(Float64Array.from(scanned));
         // Only a complete history is worth keeping: a partial one answers nothing else.
-        if (whole && scanned.length < limit) this.historyCache.set(s, key, nums, 64 + nums.byteLength);
-        return this.packHistory(nums, 0, Math.min(nums.length, limit));
+        if (whole && scanned.length < limit) this.historyCache.set(s, key, rows, 64 + rows.count * 44);
+        return rows;
       }
-      const start = lowerBound(nums, lo);
-      const end = Math.min(lowerBound(nums, hi), start + Math.min(limit, nums.length));
-      return this.packHistory(nums, start, end);
+      const start = lo === 0 ? 0 : lowerBound(cached.txNums, lo);
+      const stop = hi === s.txCount ? cached.count : lowerBound(cached.txNums, hi);
+      const end = Math.min(stop, start + limit);
+      if (start === 0 && end === cached.count) return cached;
+      return {
+        count: end - start,
+        txNums: cached.txNums.subarray(start, end),
+        heights: cached.heights.subarray(start, end),
+        txids: cached.txids.subarray(start * TXID_LEN, end * TXID_LEN),
+      };
     });
+  }
+
+  /**
+   * The whole confirmed history of a hashX when the cache holds it, else undefined; never touches the database,
+   * so a caller can answer without awaiting. Shared with the cache: read it, never write to it.
+   */
+  cachedHistory(hashX: Uint8Array): HistoryRows | undefined {
+    return hashX.length === HASHX_LEN ? this.historyCache.get(this.current, keyOf(hashX)) : undefined;
+  }
+
+  /** The unspent outputs of a hashX when the cache holds them, else undefined (see cachedHistory). */
+  cachedUtxos(hashX: Uint8Array): UtxoRows | undefined {
+    return hashX.length === HASHX_LEN ? this.ownerCache.get(this.current, keyOf(hashX)) : undefined;
   }
 
   // Tx numbers of hashX's history in [lo, hi), at most `limit` of them.
@@ -458,9 +501,8 @@ export class Store {
     return out;
   }
 
-  private packHistory(nums: Float64Array, start: number, end: number): HistoryRows {
-    const count = Math.max(0, end - start);
-    const txNums = nums.subarray(start, start + count);
+  private packHistory(txNums: Float64Array): HistoryRows {
+    const count = txNums.length;
     const heights = new Int32Array(count);
     let height = -1, blockEnd = 0;
     for (let i = 0; i < count; i++) {
@@ -513,10 +555,12 @@ export class Store {
   /** Unspent outputs of a hashX, in chain order. */
   async utxos(hashX: Uint8Array): Promise<UtxoItem[]> {
     const rows = await this.utxoRows(hashX);
+    // A copy: rows may be the cache's own.
+    const txids = rows.txids.slice();
     const out: UtxoItem[] = new Array(rows.count);
     for (let i = 0; i < rows.count; i++) {
       out[i] = {
-        txHash: rows.txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
+        txHash: txids.subarray(i * TXID_LEN, i * TXID_LEN + TXID_LEN),
         vout: rows.vouts[i],
         height: rows.heights[i],
         value: rows.values[i],
@@ -526,63 +570,55 @@ export class Store {
     return out;
   }
 
-  /** utxos() in packed form. */
+  /** utxos() in packed form. The result may be shared with the cache: read it, never write to it. */
   utxoRows(hashX: Uint8Array): Promise<UtxoRows> {
-    return this.gate.read(async () => {
-      if (hashX.length !== HASHX_LEN) return EMPTY_UTXOS;
-      const entries = await this.ownerEntries(hashX);
-      const count = entries.length / 3;
-      const txNums = new Float64Array(count);
-      const vouts = new Int32Array(count);
-      const values = new Float64Array(count);
-      const heights = new Int32Array(count);
-      // 'h' keys sort by tx_num, so the entries ascend and a block's bounds serve all its outputs.
-      let height = -1, blockStart = 0, blockEnd = 0;
-      for (let i = 0; i < count; i++) {
-        const txNum = entries[i * 3];
-        txNums[i] = txNum;
-        vouts[i] = entries[i * 3 + 1];
-        values[i] = entries[i * 3 + 2];
-        if (txNum >= blockEnd || txNum < blockStart) {
-          height = this.heightOf(txNum);
-          blockStart = height > 0 ? this.txCounts[height - 1] : 0;
-          blockEnd = this.txCounts[height];
-        }
-        heights[i] = height;
-      }
-      return { count, txNums, vouts, values, heights, txids: this.readTxids(txNums) };
-    });
+    return this.gate.read(() =>
+      hashX.length !== HASHX_LEN ? Promise.resolve(EMPTY_UTXOS) : this.ownerRows(hashX)
+    );
   }
 
   /** Confirmed balance of a hashX in satoshis. */
   balance(hashX: Uint8Array): Promise<number> {
     return this.gate.read(async () => {
       if (hashX.length !== HASHX_LEN) return 0;
-      const entries = await this.ownerEntries(hashX);
+      const rows = await this.ownerRows(hashX);
       let sum = 0;
-      for (let i = 2; i < entries.length; i += 3) sum += entries[i];
+      for (let i = 0; i < rows.count; i++) sum += rows.values[i];
       return sum;
     });
   }
 
-  // The 'h' entries of a hashX as (tx_num, vout, value) triples, from the cache or one prefix scan. Runs inside
-  // a gated read.
-  private async ownerEntries(hashX: Uint8Array): Promise<Float64Array> {
+  // The unspent outputs of a hashX from the cache or one prefix scan of its 'h' keys. Runs inside a gated read.
+  private async ownerRows(hashX: Uint8Array): Promise<UtxoRows> {
     const s = this.current;
     const key = keyOf(hashX);
     const cached = this.ownerCache.get(s, key);
     if (cached !== undefined) return cached;
     const prefix = prefixKey(PREFIX_OWNER, hashX);
     const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
-    const out = new Float64Array(entries.length * 3);
-    for (let i = 0; i < entries.length; i++) {
+    const count = entries.length;
+    const txNums = new Float64Array(count);
+    const vouts = new Int32Array(count);
+    const values = new Float64Array(count);
+    const heights = new Int32Array(count);
+    // 'h' keys sort by tx_num, so the entries ascend and a block's bounds serve all its outputs.
+    let height = -1, blockStart = 0, blockEnd = 0;
+    for (let i = 0; i < count; i++) {
       const [k, v] = entries[i];
-      out[i * 3] = getTxNum(k, 1 + HASHX_LEN);
-      out[i * 3 + 1] = getVout(k, 1 + HASHX_LEN + TXNUM_LEN);
-      out[i * 3 + 2] = getValue(v, 0);
+      const txNum = getTxNum(k, 1 + HASHX_LEN);
+      txNums[i] = txNum;
+      vouts[i] = getVout(k, 1 + HASHX_LEN + TXNUM_LEN);
+      values[i] = getValue(v, 0);
+      if (txNum >= blockEnd || txNum < blockStart) {
+        height = this.heightOf(txNum);
+        blockStart = height > 0 ? this.txCounts[height - 1] : 0;
+        blockEnd = this.txCounts[height];
+      }
+      heights[i] = height;
     }
-    this.ownerCache.set(s, key, out, 64 + out.byteLength);
-    return out;
+    const rows = { count, txNums, vouts, values, heights, txids: this.readTxids(txNums) };
+    this.ownerCache.set(s, key, rows, 64 + count * 56);
+    return rows;
   }
 
   /** The flushed unspent output (txid, vout), e.g. for the mempool to price an input; undefined if spent. */
@@ -933,10 +969,9 @@ function sameHashX(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function keyOf(hashX: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < HASHX_LEN; i++) s += String.fromCharCode(hashX[i]);
-  return s;
+// One call rather than a concatenation: a flat string hashes and compares faster as a Map key.
+function keyOf(h: Uint8Array): string {
+  return String.fromCharCode(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]);
 }
 
 function newerFormat(dir: string, version: number): DbError {

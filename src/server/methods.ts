@@ -10,7 +10,7 @@ import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
 import type { Config, Service } from "../config.ts";
 import { DaemonError, formatCoreVersion } from "../daemon/daemon.ts";
-import type { HistoryRows, Store } from "../db/store.ts";
+import type { HistoryRows, Store, UtxoRows } from "../db/store.ts";
 import type { Log } from "../log.ts";
 import { serverVersionString, VERSION } from "../version.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "./rpc.ts";
@@ -46,10 +46,14 @@ export type MethodStore = Pick<
   | "headerAt"
   | "blockHashAt"
   | "blockTxids"
+  | "txNumsOfBlock"
+  | "txidRange"
   | "findTx"
   | "history"
   | "historyRows"
+  | "cachedHistory"
   | "utxoRows"
+  | "cachedUtxos"
   | "balance"
 >;
 
@@ -90,6 +94,12 @@ const NO_ROWS: HistoryRows = {
   heights: new Int32Array(0),
   txids: new Uint8Array(0),
 };
+
+function sumValues(rows: UtxoRows): number {
+  let sum = 0;
+  for (let i = 0; i < rows.count; i++) sum += rows.values[i];
+  return sum;
+}
 
 // The confirmed entries of the last blocks, the only ones a mempool list can still hold (see withoutConfirmed).
 function recentItems(rows: HistoryRows, tip: number): { txHash: Uint8Array; height: number }[] {
@@ -153,16 +163,35 @@ export function nonNegativeInteger(v: unknown): number {
   throw new RpcError(BAD_REQUEST, `${shown} should be a non-negative integer`);
 }
 
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+const HEX_DIGIT = new Uint8Array(128);
+for (let i = 0; i < 16; i++) {
+  HEX_DIGIT["0123456789abcdef".charCodeAt(i)] = i;
+  HEX_DIGIT["0123456789ABCDEF".charCodeAt(i)] = i;
+}
+
+// The first `len` bytes, in internal order, of a 64-digit display-order hash (whose last digits hold them).
+function internalBytes(v: string, len: number): Uint8Array {
+  const out = new Uint8Array(len);
+  for (let i = 0; i < len; i++) {
+    const at = 62 - 2 * i;
+    out[i] = (HEX_DIGIT[v.charCodeAt(at)] << 4) | HEX_DIGIT[v.charCodeAt(at + 1)];
+  }
+  return out;
+}
+
 function hash32(v: unknown): Uint8Array | undefined {
-  if (typeof v !== "string" || v.length !== 64 || !isHex(v)) return undefined;
-  return fromHex(v).reverse();
+  if (typeof v !== "string" || !HEX64.test(v)) return undefined;
+  return internalBytes(v, 32);
 }
 
 /** The hashX of a client's script hash (64 hex digits, display order); RpcError 1 otherwise. */
 export function scriptHashToHashX(v: unknown): Uint8Array {
-  const h = hash32(v);
-  if (!h) throw new RpcError(BAD_REQUEST, `${pyStr(v)} is not a valid script hash`);
-  return h.slice(0, HASHX_LEN);
+  // Every request about a script hash starts here: only the 11 bytes a hashX keeps are decoded.
+  if (typeof v !== "string" || !HEX64.test(v)) {
+    throw new RpcError(BAD_REQUEST, `${pyStr(v)} is not a valid script hash`);
+  }
+  return internalBytes(v, HASHX_LEN);
 }
 
 /** A txid in internal order from 64 hex digits (display order); RpcError 1 otherwise. */
@@ -429,6 +458,57 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     }
   }
 
+  // get_history's reply from confirmed rows plus, with `withMempool`, the mempool's entries. Written out
+  // directly: a long history would otherwise be an object per entry plus JSON.stringify.
+  function historyReply(ctx: SessionContext, hashX: Uint8Array, rows: HistoryRows, withMempool: boolean) {
+    let pool: MempoolItem[] = [];
+    if (withMempool) {
+      pool = mempool.history(hashX);
+      if (pool.length > 0) {
+        const tip = store.state.height;
+        pool = withoutConfirmed(sortedMempool(pool), recentItems(rows, tip), tip);
+      }
+    }
+    ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
+    if (rows.count + pool.length > limit) throw historyTooLarge();
+    const hex = reversedHexes(rows.txids, rows.count);
+    const parts: string[] = new Array(rows.count + pool.length);
+    for (let i = 0; i < rows.count; i++) {
+      parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
+    }
+    let i = rows.count;
+    for (const m of pool) {
+      parts[i++] = `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
+        JSON.stringify(m.fee)
+      }}`;
+    }
+    return new RawJson(`[${parts.join(",")}]`);
+  }
+
+  // listunspent's reply: confirmed outputs the mempool does not spend, then the mempool's own.
+  function utxoReply(ctx: SessionContext, hashX: Uint8Array, rows: UtxoRows) {
+    const pending = mempool.utxos(hashX);
+    ctx.addCost((rows.count + pending.length) / 50);
+    const hexes = reversedHexes(rows.txids, rows.count);
+    const parts: string[] = [];
+    let seen: Set<string> | undefined;
+    for (let i = 0; i < rows.count; i++) {
+      const vout = rows.vouts[i];
+      if (mempool.isSpent(rows.txids.subarray(i * 32, i * 32 + 32), vout)) continue;
+      const hex = hexes.slice(i * 64, i * 64 + 64);
+      if (pending.length > 0) (seen ??= new Set()).add(`${hex}:${vout}`);
+      parts.push(
+        `{"tx_hash":"${hex}","tx_pos":${vout},"height":${rows.heights[i]},"value":${rows.values[i]}}`,
+      );
+    }
+    for (const u of pending) {
+      const hex = toHexReversed(u.txHash);
+      if (seen?.has(`${hex}:${u.vout}`)) continue;
+      parts.push(JSON.stringify({ tx_hash: hex, tx_pos: u.vout, height: 0, value: u.value }));
+    }
+    return new RawJson(`[${parts.join(",")}]`);
+  }
+
   const m = new Map<string, MethodSpec>();
 
   // ---- server.* ----
@@ -528,15 +608,18 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   // ---- script hashes ----
   m.set(
     "blockchain.scripthash.get_balance",
-    method(["scripthash"], 1.0, async (_ctx, [sh]) => {
+    method(["scripthash"], 1.0, (_ctx, [sh]) => {
       const hashX = scriptHashToHashX(sh);
-      const confirmed = await store.balance(hashX);
-      return { confirmed, unconfirmed: mempool.balanceDelta(hashX) };
+      const reply = (confirmed: number) => ({ confirmed, unconfirmed: mempool.balanceDelta(hashX) });
+      // A cached answer needs no await, so the reply goes out in the same turn as the request came in.
+      const cached = store.cachedUtxos(hashX);
+      if (cached !== undefined) return reply(sumValues(cached));
+      return store.balance(hashX).then(reply);
     }),
   );
   m.set(
     "blockchain.scripthash.get_history",
-    method(["scripthash", "?from_height", "?to_height"], 0.35, async (ctx, [sh, fromArg, toArg]) => {
+    method(["scripthash", "?from_height", "?to_height"], 0.35, (ctx, [sh, fromArg, toArg]) => {
       const hashX = scriptHashToHashX(sh);
       const fromHeight = nonNegativeInteger(fromArg ?? 0);
       let toHeight = -1;
@@ -544,37 +627,16 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         toHeight = nonNegativeInteger(toArg);
       }
       const withMempool = toHeight === -1;
-      let rows = NO_ROWS;
-      if (withMempool || toHeight > fromHeight) {
-        rows = await store.historyRows(hashX, {
-          fromHeight,
-          toHeight: withMempool ? undefined : toHeight - 1,
-          limit: limit + 1,
-        });
+      if (!withMempool && toHeight <= fromHeight) return historyReply(ctx, hashX, NO_ROWS, false);
+      if (withMempool && fromHeight === 0) {
+        const cached = store.cachedHistory(hashX);
+        if (cached !== undefined) return historyReply(ctx, hashX, cached, true);
       }
-      let pool: MempoolItem[] = [];
-      if (withMempool) {
-        pool = mempool.history(hashX);
-        if (pool.length > 0) {
-          const tip = store.state.height;
-          pool = withoutConfirmed(sortedMempool(pool), recentItems(rows, tip), tip);
-        }
-      }
-      ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
-      if (rows.count + pool.length > limit) throw historyTooLarge();
-      // Written out directly: a long history would otherwise be an object per entry plus JSON.stringify.
-      const hex = reversedHexes(rows.txids, rows.count);
-      const parts: string[] = new Array(rows.count + pool.length);
-      for (let i = 0; i < rows.count; i++) {
-        parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
-      }
-      let i = rows.count;
-      for (const m of pool) {
-        parts[i++] = `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
-          JSON.stringify(m.fee)
-        }}`;
-      }
-      return new RawJson(`[${parts.join(",")}]`);
+      return store.historyRows(hashX, {
+        fromHeight,
+        toHeight: withMempool ? undefined : toHeight - 1,
+        limit: limit + 1,
+      }).then((rows) => historyReply(ctx, hashX, rows, withMempool));
     }),
   );
   m.set(
@@ -588,29 +650,11 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   );
   m.set(
     "blockchain.scripthash.listunspent",
-    method(["scripthash"], 1.0, async (ctx, [sh]) => {
+    method(["scripthash"], 1.0, (ctx, [sh]) => {
       const hashX = scriptHashToHashX(sh);
-      const rows = await store.utxoRows(hashX);
-      const pending = mempool.utxos(hashX);
-      ctx.addCost((rows.count + pending.length) / 50);
-      const hexes = reversedHexes(rows.txids, rows.count);
-      const parts: string[] = [];
-      let seen: Set<string> | undefined;
-      for (let i = 0; i < rows.count; i++) {
-        const vout = rows.vouts[i];
-        if (mempool.isSpent(rows.txids.subarray(i * 32, i * 32 + 32), vout)) continue;
-        const hex = hexes.slice(i * 64, i * 64 + 64);
-        if (pending.length > 0) (seen ??= new Set()).add(`${hex}:${vout}`);
-        parts.push(
-          `{"tx_hash":"${hex}","tx_pos":${vout},"height":${rows.heights[i]},"value":${rows.values[i]}}`,
-        );
-      }
-      for (const u of pending) {
-        const hex = toHexReversed(u.txHash);
-        if (seen?.has(`${hex}:${u.vout}`)) continue;
-        parts.push(JSON.stringify({ tx_hash: hex, tx_pos: u.vout, height: 0, value: u.value }));
-      }
-      return new RawJson(`[${parts.join(",")}]`);
+      const cached = store.cachedUtxos(hashX);
+      if (cached !== undefined) return utxoReply(ctx, hashX, cached);
+      return store.utxoRows(hashX).then((rows) => utxoReply(ctx, hashX, rows));
     }),
   );
   m.set(
@@ -716,27 +760,22 @@ export function createMethods(deps: MethodsDeps): MethodTable {
       if (height > store.state.height) {
         throw new RpcError(BAD_REQUEST, `height ${commas(height)} out of range`);
       }
-      const txids = store.blockTxids(height);
-      const n = txids.length / 32;
-      ctx.addCost(merkleCost(n));
-      let pos = -1;
-      for (let i = 0; i < n && pos < 0; i++) {
-        let same = true;
-        for (let b = 0; b < 32; b++) {
-          if (txids[i * 32 + b] !== txid[b]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) pos = i;
-      }
-      if (pos < 0) {
+      const { first, count } = store.txNumsOfBlock(height);
+      ctx.addCost(merkleCost(count));
+      const found = txMerkle.find(
+        store.blockHashAt(height)!,
+        txid,
+        count,
+        (from, n) => store.txidRange(first + from, n),
+        () => store.blockTxids(height),
+      );
+      if (found === undefined) {
         throw new RpcError(
           BAD_REQUEST,
           `tx ${toHexReversed(txid)} not in block at height ${commas(height)}`,
         );
       }
-      const proof = txMerkle.proof(store.blockHashAt(height)!, txids, pos);
+      const { proof, index: pos } = found;
       return { block_height: height, merkle: proof.branch.map(toHexReversed), pos };
     }),
   );

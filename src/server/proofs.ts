@@ -13,7 +13,7 @@ import { sha256d64 } from "./merkle_hash.ts";
 const HASH = 32;
 const HEADER = 80;
 // TxMerkleCache keeps the tree levels from this one up; below it a proof rehashes 2^SUBTREE_DEPTH leaves.
-const SUBTREE_DEPTH = 4;
+const SUBTREE_DEPTH = 3;
 
 /** A merkle branch (siblings deepest first, internal byte order) and the root it leads to. */
 export interface MerkleProof {
@@ -123,18 +123,28 @@ export function proofFromLevels(levels: Uint8Array[], index: number): MerkleProo
   return { branch, root: levels[levels.length - 1].slice(0, HASH) };
 }
 
+/** What TxMerkleCache keeps of one block. */
+interface CachedTree {
+  /** The tree levels from SUBTREE_DEPTH up. */
+  levels: Uint8Array[];
+  /** The first 4 bytes of every txid, to find a transaction without reading the block's txids. */
+  prefixes: Int32Array;
+  bytes: number;
+}
+
 /**
  * Transaction merkle trees of recently asked blocks, keyed by block hash so that a reorg can never serve a
- * stale tree. Only the levels from SUBTREE_DEPTH up are kept (about a sixteenth of the txids' bytes, so
- * thousands of blocks fit): a proof rehashes the 16-leaf subtree around its leaf (15 hashes) and reads the rest
- * off the cached levels. The first proof of a block hashes the whole tree once.
+ * stale tree. Only the levels from SUBTREE_DEPTH up are kept, plus a 4-byte prefix of every txid (together
+ * about 12 bytes per transaction, so thousands of blocks fit): a proof reads and rehashes the 8 leaves around
+ * its transaction and takes the rest of the branch from the cached levels. The first proof of a block reads
+ * all its txids and hashes the whole tree once.
  */
 export class TxMerkleCache {
-  private readonly trees = new Map<string, { levels: Uint8Array[]; bytes: number }>();
+  private readonly trees = new Map<string, CachedTree>();
   private bytes = 0;
   private readonly work = new Uint8Array(((1 << SUBTREE_DEPTH) + 1) * HASH);
 
-  /** `maxBytes` bounds the memory of the cached levels (about n × 4 bytes for a block of n transactions). */
+  /** `maxBytes` bounds the memory of what is cached (about 12 bytes per transaction of each cached block). */
   constructor(private readonly maxBytes = 32 << 20) {}
 
   /** The proof of position `index` in the block with hash `blockHash` whose txids are `txids`. */
@@ -146,33 +156,89 @@ export class TxMerkleCache {
     // A block no bigger than one subtree costs no more to hash than a cached proof would.
     if (n <= 1 << SUBTREE_DEPTH) return merkleProof(txids, index);
     const key = String.fromCharCode(...blockHash);
-    const upper = this.trees.get(key);
-    if (upper === undefined) {
-      const levels = merkleLevels(txids);
-      const kept = levels.slice(SUBTREE_DEPTH);
-      let bytes = 0;
-      for (const l of kept) bytes += l.length;
-      this.trees.set(key, { levels: kept, bytes });
-      this.bytes += bytes;
-      for (const [k, t] of this.trees) {
-        if (this.bytes <= this.maxBytes || this.trees.size <= 1) break;
-        this.trees.delete(k);
-        this.bytes -= t.bytes;
-      }
-      return proofFromLevels(levels, index);
-    }
-    this.trees.delete(key);
-    this.trees.set(key, upper);
-    // The leaf's aligned subtree, hashed up to the first cached level. The subtree starts at an even position on
-    // every level below it, so its odd counts only happen at the block's right edge, where Bitcoin pairs the
-    // last node with itself.
+    const tree = this.trees.get(key);
+    if (tree === undefined) return proofFromLevels(this.insert(key, txids), index);
+    this.touch(key, tree);
     const base = (index >> SUBTREE_DEPTH) << SUBTREE_DEPTH;
-    let m = Math.min(n, base + (1 << SUBTREE_DEPTH)) - base;
+    const end = Math.min(n, base + (1 << SUBTREE_DEPTH));
+    return this.fromSubtree(tree, n, txids.subarray(base * HASH, end * HASH), index);
+  }
+
+  /**
+   * Finds `txid` among the `n` transactions of the block `blockHash` and proves it; undefined when the block
+   * does not hold it. `leaves(from, count)` reads txids of the block, `all()` all of them: a cached block
+   * needs only the few leaves around the transaction.
+   */
+  find(
+    blockHash: Uint8Array,
+    txid: Uint8Array,
+    n: number,
+    leaves: (from: number, count: number) => Uint8Array,
+    all: () => Uint8Array,
+  ): { index: number; proof: MerkleProof } | undefined {
+    const key = String.fromCharCode(...blockHash);
+    const tree = n > 1 << SUBTREE_DEPTH ? this.trees.get(key) : undefined;
+    if (tree === undefined) {
+      const txids = all();
+      const index = indexOf(txids, txid);
+      if (index < 0) return undefined;
+      return { index, proof: this.proof(blockHash, txids, index) };
+    }
+    this.touch(key, tree);
+    const prefix = prefixOf(txid, 0);
+    const prefixes = tree.prefixes;
+    for (let i = 0; i < n; i++) {
+      if (prefixes[i] !== prefix) continue;
+      const base = (i >> SUBTREE_DEPTH) << SUBTREE_DEPTH;
+      const sub = leaves(base, Math.min(n, base + (1 << SUBTREE_DEPTH)) - base);
+      if (indexOf(sub.subarray((i - base) * HASH, (i - base + 1) * HASH), txid) === 0) {
+        return { index: i, proof: this.fromSubtree(tree, n, sub, i) };
+      }
+    }
+    return undefined;
+  }
+
+  /** Number of cached trees. */
+  get size(): number {
+    return this.trees.size;
+  }
+
+  // Hashes the whole tree, caches its upper levels and the txid prefixes, and returns every level.
+  private insert(key: string, txids: Uint8Array): Uint8Array[] {
+    const levels = merkleLevels(txids);
+    const n = txids.length / HASH;
+    const prefixes = new Int32Array(n);
+    for (let i = 0; i < n; i++) prefixes[i] = prefixOf(txids, i * HASH);
+    const kept = levels.slice(SUBTREE_DEPTH);
+    let bytes = prefixes.byteLength;
+    for (const l of kept) bytes += l.length;
+    this.trees.set(key, { levels: kept, prefixes, bytes });
+    this.bytes += bytes;
+    for (const [k, t] of this.trees) {
+      if (this.bytes <= this.maxBytes || this.trees.size <= 1) break;
+      this.trees.delete(k);
+      this.bytes -= t.bytes;
+    }
+    return levels;
+  }
+
+  private touch(key: string, tree: CachedTree): void {
+    this.trees.delete(key);
+    this.trees.set(key, tree);
+  }
+
+  // The proof of `index` from the leaves of its aligned subtree (`sub`, starting at the subtree's first leaf)
+  // hashed up to the first cached level, then the cached levels. The subtree starts at an even position on every
+  // level below it, so its odd counts only happen at the block's right edge, where Bitcoin pairs the last node
+  // with itself.
+  private fromSubtree(tree: CachedTree, n: number, sub: Uint8Array, index: number): MerkleProof {
+    const base = (index >> SUBTREE_DEPTH) << SUBTREE_DEPTH;
+    let m = sub.length / HASH;
     let count = n;
     let first = base;
     let pos = index - base;
     const work = this.work;
-    work.set(txids.subarray(base * HASH, (base + m) * HASH));
+    work.set(sub);
     const branch: Uint8Array[] = [];
     for (let k = 0; k < SUBTREE_DEPTH; k++) {
       const sib = first + (pos ^ 1) < count ? pos ^ 1 : pos;
@@ -185,15 +251,28 @@ export class TxMerkleCache {
       first >>= 1;
       pos >>= 1;
     }
-    const rest = proofFromLevels(upper.levels, index >> SUBTREE_DEPTH);
+    const rest = proofFromLevels(tree.levels, index >> SUBTREE_DEPTH);
     for (const b of rest.branch) branch.push(b);
     return { branch, root: rest.root };
   }
+}
 
-  /** Number of cached trees. */
-  get size(): number {
-    return this.trees.size;
+function prefixOf(bytes: Uint8Array, off: number): number {
+  return bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
+}
+
+// Position of the 32-byte `txid` among concatenated txids, or -1.
+function indexOf(txids: Uint8Array, txid: Uint8Array): number {
+  const n = txids.length / HASH;
+  const t0 = txid[0];
+  for (let i = 0; i < n; i++) {
+    const o = i * HASH;
+    if (txids[o] !== t0) continue;
+    let k = 1;
+    while (k < HASH && txids[o + k] === txid[k]) k++;
+    if (k === HASH) return i;
   }
+  return -1;
 }
 
 /** One cached level of complete header-tree nodes. */

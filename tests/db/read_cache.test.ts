@@ -34,3 +34,16 @@ Deno.test("the read cache refuses a value bigger than an eighth of it and replac
   assert.equal(c.bytes, 60);
   assert.equal(c.size, 1);
 });
+
+Deno.test("the read cache evicts exactly enough when every entry was used lately", () => {
+  const c = new ReadCache<number>(80);
+  const s = {};
+  for (let i = 0; i < 8; i++) c.set(s, `k${i}`, i, 10);
+  for (let i = 0; i < 8; i++) assert.equal(c.get(s, `k${i}`), i);
+  c.set(s, "new", 8, 10);
+  assert.equal(c.size, 8);
+  assert.equal(c.bytes, 80);
+  assert.equal(c.get(s, "new"), 8);
+  // All had a second chance, so the oldest went: k0.
+  assert.equal(c.get(s, "k0"), undefined);
+});

@@ -54,3 +54,50 @@ Deno.test("TxMerkleCache: proofs from cached upper levels equal a full recomputa
     }
   }
 });
+
+Deno.test("TxMerkleCache.find: reads only the leaves around a transaction of a cached block", () => {
+  const cache = new TxMerkleCache();
+  const n = 300;
+  const list: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) list.push(sha256d(Uint8Array.of(7, i & 255, i >> 8)));
+  // Two txids sharing their first 4 bytes: the prefix index narrows, the full compare decides.
+  list[200] = list[100].slice();
+  list[200][31] ^= 1;
+  const flat = new Uint8Array(n * 32);
+  list.forEach((h, i) => flat.set(h, i * 32));
+  const block = sha256d(Uint8Array.of(1, 2, 3));
+  const root = merkleRoot(list);
+  let allCalls = 0;
+  const leafCounts: number[] = [];
+  const leaves = (from: number, count: number) => {
+    leafCounts.push(count);
+    return flat.slice(from * 32, (from + count) * 32);
+  };
+  const all = () => {
+    allCalls++;
+    return flat.slice();
+  };
+  for (const i of [0, 100, 200, 7, 8, 299, 296, 150]) {
+    const got = cache.find(block, list[i], n, leaves, all);
+    assert.ok(got, `leaf ${i} found`);
+    assert.equal(got.index, i);
+    assert.deepEqual(got.proof.root, root);
+    assert.deepEqual(got.proof.branch, merkleBranch(list, i));
+  }
+  assert.equal(allCalls, 1);
+  assert.ok(leafCounts.every((c) => c <= 8), `leaf reads ${leafCounts}`);
+  // Not in the block: neither a foreign txid nor one that only shares a prefix.
+  const foreign = sha256d(Uint8Array.of(99));
+  const lookalike = list[5].slice();
+  lookalike[20] ^= 0x40;
+  assert.equal(cache.find(block, foreign, n, leaves, all), undefined);
+  assert.equal(cache.find(block, lookalike, n, leaves, all), undefined);
+  // An uncached block reads everything once; a small one is never cached.
+  const other = sha256d(Uint8Array.of(4));
+  assert.equal(cache.find(other, foreign, n, leaves, all), undefined);
+  assert.equal(allCalls, 2);
+  const small = flat.slice(0, 5 * 32);
+  const got = cache.find(sha256d(Uint8Array.of(5)), list[3], 5, leaves, () => small);
+  assert.equal(got?.index, 3);
+  assert.deepEqual(got?.proof.branch, merkleBranch(list.slice(0, 5), 3));
+});
