@@ -18,6 +18,8 @@ RSS, the database size and where the time went (fetch-wait, parse+hash, process,
   --verbose        show every log line of simnet and the indexer
   --cpu-prof DIR   run the indexer under deno's --cpu-prof, writing the profile into DIR
   --main FILE      run FILE instead of main.ts (e.g. a patched copy, to compare)
+  --rss-trace FILE write the indexer's RSS every 20 ms (seconds, MB, last log line) to FILE
+  --env K=V        extra environment for the indexer (repeatable), e.g. FLUSH_SIZE=2000000
 
 deno task bench query [options]   the Electrum server under a wallet mix: see deno task bench query --help`;
 
@@ -44,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
         verbose: { type: "boolean", default: false },
         "cpu-prof": { type: "string" },
         main: { type: "string" },
+        "rss-trace": { type: "string" },
+        env: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -68,7 +72,18 @@ async function main(argv: string[]): Promise<number> {
     values.blocks,
   );
   if (txs === undefined || cacheMb === undefined || blocks === undefined) return 2;
+  const env: Record<string, string> = {};
+  for (const kv of values.env ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) {
+      console.error(`bench: --env wants NAME=VALUE, got '${kv}'`);
+      return 2;
+    }
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
   const prof = values["cpu-prof"];
+  const trace: string[] = [];
+  const traceFile = values["rss-trace"];
   try {
     const result = await runSyncBench({
       txs,
@@ -81,7 +96,12 @@ async function main(argv: string[]): Promise<number> {
       say: (line) => console.error(line),
       denoFlags: prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`],
       mainPath: values.main,
+      env,
+      onRssSample: traceFile === undefined
+        ? undefined
+        : (at, rss, line) => trace.push(`${at.toFixed(2)}\t${Math.round(rss / 1048576)}\t${line}`),
     });
+    if (traceFile !== undefined) await Deno.writeTextFile(traceFile, trace.join("\n") + "\n");
     console.log(values.json ? JSON.stringify(result, null, 2) : formatResult(result));
     if (values.keep) console.error(`database kept in ${result.dbDir}`);
     return 0;

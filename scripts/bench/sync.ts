@@ -27,6 +27,8 @@ export interface SyncBenchOptions {
   denoFlags?: string[];
   /** The indexer's entry point (default: the repository's main.ts), e.g. a patched copy to compare. */
   mainPath?: string;
+  /** Receives every RSS sample: seconds since start, RSS bytes, the indexer's last log line. */
+  onRssSample?: (at: number, rss: number, line: string) => void;
 }
 
 /** The `sync profile:` line's figures, in seconds (and counts). */
@@ -54,7 +56,7 @@ export interface SyncBenchResult {
   txPerSecond: number;
   /** The indexer's VmHWM when it caught up. */
   peakRssBytes: number;
-  /** The highest VmRSS seen by sampling every 100 ms: when (seconds after start) and the log line before it. */
+  /** The highest VmRSS seen by sampling every 20 ms: when (seconds after start) and the log line before it. */
   peakSample: { rss: number; at: number; line: string };
   indexerCpuSeconds: number;
   simnetCpuSeconds: number;
@@ -194,12 +196,16 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
     const peak = { rss: 0, at: 0, line: "" };
     const sampler = setInterval(() => {
       const f = readProcFigures(child.proc.pid);
-      if (f && f.rssBytes > peak.rss) {
+      if (f === undefined) return;
+      const at = (performance.now() - started) / 1000;
+      const line = child.lines.at(-1) ?? "";
+      opts.onRssSample?.(at, f.rssBytes, line);
+      if (f.rssBytes > peak.rss) {
         peak.rss = f.rssBytes;
-        peak.at = (performance.now() - started) / 1000;
-        peak.line = child.lines.at(-1) ?? "";
+        peak.at = at;
+        peak.line = line;
       }
-    }, 100);
+    }, 20);
     const died = child.exited.then((s) => failed("the indexer", s, child.lines));
     const done = await Promise.race([caughtUp.promise, died]);
     const prof = await Promise.race([profile.promise, died]);
