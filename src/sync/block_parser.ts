@@ -81,6 +81,8 @@ export interface BlockParser {
   readonly waitMs: number;
   /** Milliseconds a worker spent parsing (0 without one). */
   readonly workerMs: number;
+  /** Resolves once parsing can start: true when a worker runs it, false when it stays on this thread. */
+  ready(): Promise<boolean>;
   /** Stops the worker, if any. */
   close(): void;
 }
@@ -112,6 +114,10 @@ export class InlineParser implements BlockParser {
     return 0;
   }
 
+  ready(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
   close(): void {}
 }
 
@@ -123,6 +129,10 @@ export interface WorkerParserOptions {
   slotBytes?: number;
   /** Longest wait for one record before the worker is declared stuck (default 60 s). */
   timeoutMs?: number;
+  /** The worker's module (tests); default parse_worker.ts. */
+  moduleUrl?: URL;
+  /** Told once when the worker cannot run (e.g. no read permission for its module) and parsing stays here. */
+  warn?: (message: string) => void;
 }
 
 /** Parses in a Worker, `slots` blocks ahead of the caller. Call close() when done, or the process stays up. */
@@ -135,7 +145,8 @@ export class WorkerParser implements BlockParser {
   private readonly slotBytes: number;
   private readonly timeoutMs: number;
   private readonly inline = new InlineParser();
-  private ready = false;
+  private readonly started: Promise<boolean>;
+  private failure: string | undefined;
   private closed = false;
   waitMs = 0;
   /** Blocks whose record did not fit a slot and were parsed on this thread. */
@@ -151,9 +162,28 @@ export class WorkerParser implements BlockParser {
     this.control = new Int32Array(control);
     this.busy = new Float64Array(busy);
     this.slots = new Uint8Array(slots);
-    this.worker = new Worker(new URL("./parse_worker.ts", import.meta.url), { type: "module" });
+    this.worker = new Worker(opts.moduleUrl ?? new URL("./parse_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    const started = Promise.withResolvers<boolean>();
+    this.started = started.promise;
+    this.worker.onmessage = () => started.resolve(true);
+    // A worker that cannot load (typically: no read permission for its modules) must not take the process
+    // down: parsing stays on this thread.
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      if (this.failure === undefined) {
+        this.failure = String(e.message).split("\n")[0];
+        opts.warn?.(`the parse worker cannot run (${this.failure}); parsing blocks on the main thread`);
+      }
+      started.resolve(false);
+    };
     const init: ParserInit = { type: "init", control, busy, slots, slotBytes: this.slotBytes };
     this.worker.postMessage(init);
+  }
+
+  ready(): Promise<boolean> {
+    return this.started;
   }
 
   get workerMs(): number {
@@ -162,8 +192,17 @@ export class WorkerParser implements BlockParser {
 
   forEach(raws: readonly Uint8Array[], apply: ApplyRecord): void {
     if (this.closed) throw new ParserError("parser-closed", "the block parser was closed");
+    // Until the worker has started (or if it never does), parse here rather than block on it.
+    if (this.failure !== undefined || Atomics.load(this.control, 0) === 0) {
+      const before = this.inline.waitMs;
+      try {
+        this.inline.forEach(raws, apply);
+      } finally {
+        this.waitMs += this.inline.waitMs - before;
+      }
+      return;
+    }
     const started = performance.now();
-    this.awaitReady();
     this.drain();
     const n = raws.length, slots = this.slotCount;
     let next = 0;
@@ -232,13 +271,5 @@ export class WorkerParser implements BlockParser {
       if (Atomics.load(this.control, slotState(s)) === SLOT_WORKING) this.await(s);
       Atomics.store(this.control, slotState(s), SLOT_FREE);
     }
-  }
-
-  private awaitReady(): void {
-    if (this.ready) return;
-    if (Atomics.wait(this.control, 0, 0, this.timeoutMs) === "timed-out" && this.control[0] === 0) {
-      throw new ParserError("parse-worker-stuck", "the parse worker did not start; restart Coulomb");
-    }
-    this.ready = true;
   }
 }

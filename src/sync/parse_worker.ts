@@ -20,7 +20,10 @@ let slots: Uint8Array | undefined;
 let slotBytes = 0;
 
 // Typed by hand: the worker lib's globals would clash with the window lib the rest of the code is checked with.
-const scope = self as unknown as { onmessage: ((e: MessageEvent<ParserInit | ParseJob>) => void) | null };
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent<ParserInit | ParseJob>) => void) | null;
+  postMessage(message: unknown): void;
+};
 
 scope.onmessage = (e) => {
   const msg = e.data;
@@ -31,6 +34,7 @@ scope.onmessage = (e) => {
     slotBytes = msg.slotBytes;
     Atomics.store(control, 0, 1);
     Atomics.notify(control, 0);
+    scope.postMessage("ready");
     return;
   }
   if (control === undefined || slots === undefined || busy === undefined) return;

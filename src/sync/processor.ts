@@ -190,7 +190,17 @@ export class BlockProcessor {
     this.cache.clear(s.txCount);
     this.overlay = store.newUtxoOverlay();
     const pw = opts.parseWorker;
-    this.parser = pw ? new WorkerParser(pw === true ? {} : pw) : new InlineParser();
+    this.parser = pw
+      ? new WorkerParser({ warn: (m) => opts.log.warn(m), ...(pw === true ? {} : pw) })
+      : new InlineParser();
+  }
+
+  /**
+   * Resolves once the parse Worker (if asked for) is running: true, or false when parsing stays on this thread
+   * (no worker asked for, or it could not start — that is logged). Blocks are processed correctly either way.
+   */
+  ready(): Promise<boolean> {
+    return this.parser.ready();
   }
 
   /** Stops the parse Worker, if any; the processor must not be used afterwards. */

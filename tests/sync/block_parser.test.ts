@@ -68,7 +68,7 @@ Deno.test("a block record carries exactly what parseBlock finds, and refuses to 
   }
 });
 
-Deno.test("the worker parser hands over the same records in order, falls back for big ones, and reports bad blocks like parseBlock", () => {
+Deno.test("the worker parser hands over the same records in order, falls back for big ones, and reports bad blocks like parseBlock", async () => {
   const raws = FIXTURES.map((n) => blockFixture(n).raw);
   const chain = SynthChain.create(3);
   chain.extend(30);
@@ -81,6 +81,7 @@ Deno.test("the worker parser hands over the same records in order, falls back fo
   const sizes = raws.map((r) => -encodeBlockRecord(r, new Uint8Array(0), 0, 0));
   const worker = new WorkerParser({ slots: 3, slotBytes: Math.max(...sizes) - 1, timeoutMs: 20_000 });
   try {
+    assert.equal(await worker.ready(), true);
     const seen: number[] = [];
     worker.forEach(blocks, (i, rec, off) => {
       seen.push(i);
@@ -135,6 +136,7 @@ Deno.test("a processor parsing in a worker indexes exactly what the inline one d
       parseWorker,
     });
     try {
+      assert.equal(await p.ready(), parseWorker !== false);
       p.advance(chain.blocks.slice(0, 33).map(raw));
       await p.flush();
       p.advance(chain.blocks.slice(33).map(raw));
@@ -151,5 +153,28 @@ Deno.test("a processor parsing in a worker indexes exactly what the inline one d
       await store.close();
       await Deno.remove(dir, { recursive: true });
     }
+  }
+});
+
+Deno.test("a worker that cannot start leaves parsing on this thread, says so once, and takes nothing down", async () => {
+  const warnings: string[] = [];
+  const worker = new WorkerParser({
+    moduleUrl: new URL("./no_such_worker_module.ts", import.meta.url),
+    warn: (m) => warnings.push(m),
+  });
+  try {
+    assert.equal(await worker.ready(), false);
+    const raws = FIXTURES.map((n) => blockFixture(n).raw);
+    const seen: number[] = [];
+    worker.forEach(raws, (i, rec, off) => {
+      seen.push(i);
+      assertRecordMatches(raws[i], rec, off);
+    });
+    assert.deepEqual(seen, [0, 1]);
+    assert.equal(worker.workerMs, 0);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /parse worker cannot run .*parsing blocks on the main thread/);
+  } finally {
+    worker.close();
   }
 });
