@@ -8,7 +8,7 @@
 // nodes from a middle level up are cached once; only the nodes on the right edge (which depend on how many
 // leaves the checkpoint has) are recomputed, and those are a chain of ~log2(n) hashes over cached children.
 import { sha256d } from "../chain/hash.ts";
-import { sha256d64 } from "./merkle_hash.ts";
+import { sha256d64 } from "../chain/hash.ts";
 
 const HASH = 32;
 const HEADER = 80;

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { sha256d } from "../../src/chain/hash.ts";
+import { sha256d, sha256d64 } from "../../src/chain/hash.ts";
 import { merkleBranch, merkleRoot, rootFromBranch } from "../../src/chain/merkle.ts";
-import { sha256d64 } from "../../src/server/merkle_hash.ts";
 import { merkleProof, TxMerkleCache } from "../../src/server/proofs.ts";
 
 Deno.test("sha256d64 equals sha256d on 64-byte inputs, at any offset, also in place", () => {
