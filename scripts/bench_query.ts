@@ -55,6 +55,8 @@ export interface ScenarioResult {
   maxMs: number;
   /** Server CPU over the measured window, in cores (1.0 = one core busy all the time). */
   serverCores: number;
+  /** The part of serverCores spent in the kernel (socket reads and writes, mostly). */
+  serverSystemCores: number;
   serverPeakRssBytes: number;
   clientCores: number;
   /** Busy cores not accounted for by the server and the load generator (simnet, other processes). */
@@ -438,6 +440,17 @@ function buildLines(
 
 // ---- measuring ----------------------------------------------------------------------------------------
 
+/** System (kernel) CPU seconds of a process, from /proc/<pid>/stat; 0 when unavailable. */
+function systemSeconds(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Fields after the command name: stime is the 15th field of the whole line.
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[15 - 3]) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** Busy and total jiffies of the whole machine, from /proc/stat. */
 function machineTicks(): { busy: number; total: number } {
   const first = Deno.readTextFileSync("/proc/stat").split("\n")[0];
@@ -502,6 +515,7 @@ async function runScenario(
   const measure = () => ({
     at: performance.now(),
     server: readProcFigures(server.pid),
+    serverSystem: systemSeconds(server.pid),
     self: readProcFigures(Deno.pid),
     sim: readProcFigures(simPid),
     machine: machineTicks(),
@@ -542,6 +556,7 @@ async function runScenario(
   const cpu = (a?: { cpuSeconds: number }, b?: { cpuSeconds: number }) =>
     a && b ? (b.cpuSeconds - a.cpuSeconds) / wall : 0;
   const serverCores = cpu(before.server, after.server);
+  const serverSystemCores = (after.serverSystem - before.serverSystem) / wall;
   const clientCores = cpu(before.self, after.self);
   const simCores = cpu(before.sim, after.sim);
   const cpus = navigator.hardwareConcurrency;
@@ -563,6 +578,7 @@ async function runScenario(
     p99Ms: percentile(lat, 0.99),
     maxMs: lat.length ? lat[lat.length - 1] : NaN,
     serverCores,
+    serverSystemCores,
     serverPeakRssBytes: after.server?.peakRssBytes ?? 0,
     clientCores,
     otherCores: Math.max(0, busyCores - serverCores - clientCores - simCores) + simCores,
@@ -698,9 +714,9 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         `  ${Math.round(r.requestsPerSecond)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${
           r.p99Ms.toFixed(2)
         } ms, ` +
-          `server ${r.serverCores.toFixed(2)} cores, client ${r.clientCores.toFixed(2)}, other ${
-            r.otherCores.toFixed(2)
-          }`,
+          `server ${r.serverCores.toFixed(2)} cores (${r.serverSystemCores.toFixed(2)} system), client ${
+            r.clientCores.toFixed(2)
+          }, other ${r.otherCores.toFixed(2)}`,
       );
       scenarios.push(r);
     }

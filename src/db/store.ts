@@ -116,7 +116,7 @@ const EMPTY_UTXOS: UtxoRows = {
 const TXID_RUN_GAP = 256;
 const TXID_RUN_MAX = 16384;
 /** Default bounds of the read caches (see read_cache.ts). */
-const HISTORY_CACHE_BYTES = 64 << 20;
+const HISTORY_CACHE_BYTES = 48 << 20;
 const OWNER_CACHE_BYTES = 32 << 20;
 const BLOCK_HASH_CACHE_BYTES = 8 << 20;
 
@@ -544,7 +544,8 @@ export class Store {
         this.txidsFile.readInto(first * TXID_LEN, run);
         for (let k = i; k < j; k++) {
           const at = (txNums[k] - first) * TXID_LEN;
-          out.set(run.subarray(at, at + TXID_LEN), k * TXID_LEN);
+          const to = k * TXID_LEN;
+          for (let b = 0; b < TXID_LEN; b++) out[to + b] = run[at + b];
         }
       }
       i = j;

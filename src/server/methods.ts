@@ -10,6 +10,7 @@ import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
 import type { Config, Service } from "../config.ts";
 import { DaemonError, formatCoreVersion } from "../daemon/daemon.ts";
+import { ReadCache } from "../db/read_cache.ts";
 import type { HistoryRows, Store, UtxoRows } from "../db/store.ts";
 import type { Log } from "../log.ts";
 import { serverVersionString, VERSION } from "../version.ts";
@@ -95,6 +96,11 @@ const NO_ROWS: HistoryRows = {
   txids: new Uint8Array(0),
 };
 
+// Map key of a hashX.
+function hashXKey(h: Uint8Array): string {
+  return String.fromCharCode(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]);
+}
+
 function sumValues(rows: UtxoRows): number {
   let sum = 0;
   for (let i = 0; i < rows.count; i++) sum += rows.values[i];
@@ -111,6 +117,8 @@ function recentItems(rows: HistoryRows, tip: number): { txHash: Uint8Array; heig
   }
   return out;
 }
+
+const HISTORY_JSON_CACHE_CHARS = 48 << 20;
 
 /** ElectrumX's MAX_CHUNK_SIZE: the most headers one blockchain.block.headers call returns. */
 export const MAX_CHUNK_SIZE = 2016;
@@ -300,6 +308,8 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   const limit = historyLimit(config.maxSend);
   const headerProofs = new HeaderProofs(store);
   const txMerkle = new TxMerkleCache();
+  // get_history's confirmed entries as JSON text, for whole histories the store has cached; bound by characters.
+  const historyJson = new ReadCache<string>(HISTORY_JSON_CACHE_CHARS);
   const genesisHex = toHexReversed(deps.network.genesisHash);
   const networkInfo = new TimedCache(
     () => daemon.call<NetworkInfo>("getnetworkinfo").catch((e) => Promise.reject(daemonError(e))),
@@ -460,7 +470,13 @@ export function createMethods(deps: MethodsDeps): MethodTable {
 
   // get_history's reply from confirmed rows plus, with `withMempool`, the mempool's entries. Written out
   // directly: a long history would otherwise be an object per entry plus JSON.stringify.
-  function historyReply(ctx: SessionContext, hashX: Uint8Array, rows: HistoryRows, withMempool: boolean) {
+  function historyReply(
+    ctx: SessionContext,
+    hashX: Uint8Array,
+    rows: HistoryRows,
+    withMempool: boolean,
+    whole = false,
+  ) {
     let pool: MempoolItem[] = [];
     if (withMempool) {
       pool = mempool.history(hashX);
@@ -471,16 +487,26 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     }
     ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
     if (rows.count + pool.length > limit) throw historyTooLarge();
-    const hex = reversedHexes(rows.txids, rows.count);
-    const parts: string[] = new Array(rows.count + pool.length);
-    for (let i = 0; i < rows.count; i++) {
-      parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
+    // The confirmed part of a whole history is kept as text: the same answer again is then one concatenation.
+    const key = whole ? hashXKey(hashX) : "";
+    let confirmed = whole ? historyJson.get(store.state, key) : undefined;
+    if (confirmed === undefined) {
+      const hex = reversedHexes(rows.txids, rows.count);
+      const parts: string[] = new Array(rows.count);
+      for (let i = 0; i < rows.count; i++) {
+        parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
+      }
+      confirmed = parts.join(",");
+      if (whole) historyJson.set(store.state, key, confirmed, 64 + confirmed.length);
     }
-    let i = rows.count;
+    if (pool.length === 0) return new RawJson(`[${confirmed}]`);
+    const parts: string[] = rows.count > 0 ? [confirmed] : [];
     for (const m of pool) {
-      parts[i++] = `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
-        JSON.stringify(m.fee)
-      }}`;
+      parts.push(
+        `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
+          JSON.stringify(m.fee)
+        }}`,
+      );
     }
     return new RawJson(`[${parts.join(",")}]`);
   }
@@ -630,7 +656,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
       if (!withMempool && toHeight <= fromHeight) return historyReply(ctx, hashX, NO_ROWS, false);
       if (withMempool && fromHeight === 0) {
         const cached = store.cachedHistory(hashX);
-        if (cached !== undefined) return historyReply(ctx, hashX, cached, true);
+        if (cached !== undefined) return historyReply(ctx, hashX, cached, true, true);
       }
       return store.historyRows(hashX, {
         fromHeight,
