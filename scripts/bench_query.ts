@@ -27,6 +27,8 @@ and peak RSS per scenario, and the latency of one large history.
   --duration S         measured seconds per scenario (default 10)
   --warmup S           unmeasured seconds before each (default 3)
   --client-workers N   load generator Workers (default 2)
+  --mempool N          transactions simnet puts into its mempool before the server starts (default 5000), so
+                       that answers merge the mempool as on a live network
   --pool N             script hashes probed for the mix (default 20000)
   --max-history N      script hashes with longer histories are left out of the mix (default 1000)
   --history N          size of the single large history to time (default 50000)
@@ -34,6 +36,7 @@ and peak RSS per scenario, and the latency of one large history.
   --cpu-prof DIR       run the server under deno's --cpu-prof, writing profiles into DIR
   --deno-flag F        extra deno run flag for the server (repeatable), e.g. --v8-flags=--trace-gc
   --fresh              delete the database and sync again
+  --save-requests F    also write the mix's request lines to F (to drive the server with another client)
   --json               print the result as JSON
   --verbose            show every log line of simnet and the server`;
 
@@ -66,6 +69,7 @@ export interface ScenarioResult {
 
 /** The single large history's timings. */
 export interface HistoryResult {
+  scriptHash: string;
   entries: number;
   replyBytes: number;
   coldMs: number;
@@ -78,7 +82,14 @@ export interface QueryBenchResult {
   /** Methods and their shares of the requests. */
   mix: [string, number][];
   machine: { cpus: number; model: string };
-  chain: { height: number; txs: number; seed: string; dbBytes: number; syncSeconds?: number };
+  chain: {
+    height: number;
+    txs: number;
+    seed: string;
+    dbBytes: number;
+    syncSeconds?: number;
+    mempool: number;
+  };
   pool: {
     scriptHashes: number;
     excludedLarge: number;
@@ -102,6 +113,7 @@ interface Options {
   warmupMs: number;
   clientWorkers: number;
   pool: number;
+  mempool: number;
   maxHistory: number;
   history: number;
   serverEnv: Record<string, string>;
@@ -109,6 +121,7 @@ interface Options {
   denoFlags: string[];
   fresh: boolean;
   json: boolean;
+  saveRequests?: string;
   verbose: boolean;
 }
 
@@ -198,6 +211,19 @@ async function startSimnet(o: Options): Promise<{ child: Child; url: string; hei
   );
   const r = await Promise.race([ready.promise, died("simnet", child)]);
   return { child, ...r };
+}
+
+/** One JSON-RPC call to simnet with its cookie. */
+async function simnetCall<T>(o: Options, url: string, method: string, params: unknown[]): Promise<T> {
+  const cookie = (await Deno.readTextFile(`${o.dir}/query-simnet/.cookie`)).trim();
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Basic ${btoa(cookie)}`, "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "1.0", id: 1, method, params }),
+  });
+  const body = await res.json();
+  if (body.error) throw new Error(`simnet ${method}: ${body.error.message}`);
+  return body.result as T;
 }
 
 interface ServerChild {
@@ -609,6 +635,7 @@ async function timeHistory(port: number, scriptHash: string, repeats: number): P
     for (let i = 0; i < repeats; i++) warm.push((await ask()).ms);
     warm.sort((a, b) => a - b);
     return {
+      scriptHash,
       entries: parsed.result.length,
       replyBytes: cold.reply.length + 1,
       coldMs: cold.ms,
@@ -634,6 +661,10 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
   try {
     say(`starting simnet (${o.blocks} blocks, ~${o.txs} txs, seed ${o.seed})`);
     sim = await startSimnet(o);
+    if (o.mempool > 0) {
+      const added = await simnetCall<string[]>(o, sim.url, "simnet_addtraffic", [o.mempool]);
+      say(`simnet mempool: ${added.length} transactions`);
+    }
     say(`simnet at height ${sim.height}; starting the server on ${dbDir} (syncs first if behind)`);
     server = await startServer(o, sim.url, dbDir);
     const syncSeconds = server.syncSeconds;
@@ -699,6 +730,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         `and ${excludedEmpty} empty), ${txs.length} txids; large history: ${big?.n} entries`,
     );
     const load = buildLines(o.mix, 200_000, pool, txs, sim.height);
+    if (o.saveRequests) await Deno.writeFile(o.saveRequests, load.lines);
 
     const scenarios: ScenarioResult[] = [];
     for (const sc of o.scenarios) {
@@ -737,6 +769,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         seed: o.seed,
         dbBytes: await diskUsage(dbDir),
         syncSeconds,
+        mempool: o.mempool,
       },
       pool: {
         scriptHashes: pool.length,
@@ -764,7 +797,7 @@ export function formatQueryResult(r: QueryBenchResult): string {
     `machine      ${r.machine.cpus} × ${r.machine.model}`,
     `chain        height ${r.chain.height}, ~${r.chain.txs} txs (seed ${r.chain.seed}), database ${
       mb(r.chain.dbBytes)
-    }`,
+    }, mempool ${r.chain.mempool} txs`,
     `mix          ${r.mix.map(([m, w]) => `${m.split(".").pop()} ${Math.round(w * 100)}%`).join(", ")}`,
     `pool         ${r.pool.scriptHashes} script hashes (history mean ${
       r.pool.historyMean.toFixed(1)
@@ -813,6 +846,7 @@ function parseOptions(argv: string[]): Options | "help" {
       warmup: { type: "string", default: "3" },
       "client-workers": { type: "string", default: "2" },
       pool: { type: "string", default: "20000" },
+      mempool: { type: "string", default: "5000" },
       "max-history": { type: "string", default: "1000" },
       history: { type: "string", default: "50000" },
       "server-env": { type: "string", multiple: true, default: [] },
@@ -820,6 +854,7 @@ function parseOptions(argv: string[]): Options | "help" {
       "deno-flag": { type: "string", multiple: true, default: [] },
       fresh: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      "save-requests": { type: "string" },
       verbose: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
@@ -857,6 +892,7 @@ function parseOptions(argv: string[]): Options | "help" {
     warmupMs: int("warmup", values.warmup, 0) * 1000,
     clientWorkers: int("client-workers", values["client-workers"], 1),
     pool: int("pool", values.pool, 1),
+    mempool: int("mempool", values.mempool, 0),
     maxHistory: int("max-history", values["max-history"], 1),
     history: int("history", values.history, 1),
     serverEnv,
@@ -864,6 +900,7 @@ function parseOptions(argv: string[]): Options | "help" {
     denoFlags: values["deno-flag"],
     fresh: values.fresh,
     json: values.json,
+    saveRequests: values["save-requests"],
     verbose: values.verbose,
   };
 }

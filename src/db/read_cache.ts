@@ -77,3 +77,179 @@ export class ReadCache<V> {
     this.#state = state;
   }
 }
+
+/**
+ * A byte-bounded cache keyed by hashXs (the first `keyLength` bytes of the key given), valid for one database
+ * state at a time, with CLOCK eviction like ReadCache. Every scripthash request looks things up here, so it
+ * avoids what a Map with string keys costs per lookup (building the key string, hashing it: about a
+ * microsecond): keys live in one byte array, an open-addressing table (linear probing, backward-shift
+ * deletion) maps them to entries, and the hashX's own first bytes, being a hash already, index the table.
+ */
+export class HashXCache<V> {
+  readonly #keyLength: number;
+  readonly #capacity: number;
+  readonly #keys: Uint8Array;
+  readonly #values: (V | undefined)[];
+  readonly #sizes: Float64Array;
+  readonly #live: Uint8Array;
+  readonly #used: Uint8Array;
+  /** Entry index + 1 per table slot; 0 = empty. */
+  readonly #slots: Int32Array;
+  readonly #slotOf: Int32Array;
+  readonly #mask: number;
+  readonly #free: Int32Array;
+  #freeCount = 0;
+  #count = 0;
+  #bytes = 0;
+  #hand = 0;
+  #state: object | undefined;
+  hits = 0;
+  misses = 0;
+
+  /** At most `maxEntries` entries and `maxBytes` of the sizes given to set() (one value: an eighth of it). */
+  constructor(readonly maxBytes: number, maxEntries = 1 << 16, keyLength = 11) {
+    this.#keyLength = keyLength;
+    this.#capacity = Math.max(1, maxEntries);
+    this.#keys = new Uint8Array(this.#capacity * keyLength);
+    this.#values = new Array(this.#capacity).fill(undefined);
+    this.#sizes = new Float64Array(this.#capacity);
+    this.#live = new Uint8Array(this.#capacity);
+    this.#used = new Uint8Array(this.#capacity);
+    let tableSize = 2;
+    while (tableSize < this.#capacity * 2) tableSize *= 2;
+    this.#slots = new Int32Array(tableSize);
+    this.#slotOf = new Int32Array(this.#capacity);
+    this.#mask = tableSize - 1;
+    this.#free = new Int32Array(this.#capacity);
+    this.#reset(undefined);
+  }
+
+  /** The value cached for `key` under `state`, or undefined. */
+  get(state: object, key: Uint8Array): V | undefined {
+    if (state !== this.#state) {
+      this.#reset(state);
+      this.misses++;
+      return undefined;
+    }
+    const e = this.#find(key);
+    if (e < 0) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    this.#used[e] = 1;
+    return this.#values[e];
+  }
+
+  /** Caches `value` (about `bytes` bytes) for `key` under `state`, evicting entries not used lately. */
+  set(state: object, key: Uint8Array, value: V, bytes: number): void {
+    if (state !== this.#state) this.#reset(state);
+    if (bytes > this.maxBytes / 8) return;
+    const old = this.#find(key);
+    if (old >= 0) this.#remove(old);
+    while (this.#count >= this.#capacity || (this.#count > 0 && this.#bytes + bytes > this.maxBytes)) {
+      this.#evictOne();
+    }
+    const e = this.#free[--this.#freeCount];
+    this.#keys.set(key.subarray(0, this.#keyLength), e * this.#keyLength);
+    this.#values[e] = value;
+    this.#sizes[e] = bytes;
+    this.#live[e] = 1;
+    this.#used[e] = 0;
+    let slot = this.#home(this.#keys, e * this.#keyLength);
+    while (this.#slots[slot] !== 0) slot = (slot + 1) & this.#mask;
+    this.#slots[slot] = e + 1;
+    this.#slotOf[e] = slot;
+    this.#count++;
+    this.#bytes += bytes;
+  }
+
+  /** Number of cached values. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** Bytes accounted to cached values. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  // The table slot a key hashes to: its first four bytes, mixed (hashXs are uniform already; other keys may not be).
+  #home(bytes: Uint8Array, off: number): number {
+    const x = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
+    return (Math.imul(x, 0x9e3779b1) >>> 8) & this.#mask;
+  }
+
+  #find(key: Uint8Array): number {
+    const len = this.#keyLength;
+    const keys = this.#keys;
+    let slot = this.#home(key, 0);
+    for (;;) {
+      const s = this.#slots[slot];
+      if (s === 0) return -1;
+      const e = s - 1;
+      const at = e * len;
+      let k = 0;
+      while (k < len && keys[at + k] === key[k]) k++;
+      if (k === len) return e;
+      slot = (slot + 1) & this.#mask;
+    }
+  }
+
+  #evictOne(): void {
+    for (;;) {
+      const e = this.#hand;
+      this.#hand = (this.#hand + 1) % this.#capacity;
+      if (this.#live[e] === 0) continue;
+      if (this.#used[e] === 1) {
+        this.#used[e] = 0;
+        continue;
+      }
+      this.#remove(e);
+      return;
+    }
+  }
+
+  #remove(e: number): void {
+    const mask = this.#mask;
+    const slots = this.#slots;
+    let hole = this.#slotOf[e];
+    slots[hole] = 0;
+    // Backward shift: later entries of the probe run move into the hole unless they hash between it and them.
+    let j = hole;
+    for (;;) {
+      j = (j + 1) & mask;
+      const s = slots[j];
+      if (s === 0) break;
+      const home = this.#home(this.#keys, (s - 1) * this.#keyLength);
+      const stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (stays) continue;
+      slots[hole] = s;
+      this.#slotOf[s - 1] = hole;
+      slots[j] = 0;
+      hole = j;
+    }
+    this.#values[e] = undefined;
+    this.#live[e] = 0;
+    this.#used[e] = 0;
+    this.#bytes -= this.#sizes[e];
+    this.#sizes[e] = 0;
+    this.#count--;
+    this.#free[this.#freeCount++] = e;
+  }
+
+  #reset(state: object | undefined): void {
+    this.#state = state;
+    if (this.#count === 0 && this.#freeCount === this.#capacity) return;
+    this.#slots.fill(0);
+    this.#values.fill(undefined);
+    this.#live.fill(0);
+    this.#used.fill(0);
+    this.#sizes.fill(0);
+    for (let i = 0; i < this.#capacity; i++) this.#free[i] = this.#capacity - 1 - i;
+    this.#freeCount = this.#capacity;
+    this.#count = 0;
+    this.#bytes = 0;
+    this.#hand = 0;
+  }
+}

@@ -37,7 +37,7 @@ import {
 import { type DbState, decodeState, emptyState, encodeState, stateVersion } from "./state.ts";
 import { type BatchSink, UtxoOverlay } from "./utxo_overlay.ts";
 import { SortedBatch } from "./sorted_batch.ts";
-import { ReadCache } from "./read_cache.ts";
+import { HashXCache, ReadCache } from "./read_cache.ts";
 
 /** The log lines the store writes. */
 export interface StoreLog {
@@ -119,6 +119,8 @@ const TXID_RUN_MAX = 16384;
 const HISTORY_CACHE_BYTES = 48 << 20;
 const OWNER_CACHE_BYTES = 32 << 20;
 const BLOCK_HASH_CACHE_BYTES = 8 << 20;
+/** Most script hashes each of the history and UTXO caches holds. */
+const CACHE_ENTRIES = 1 << 18;
 
 /** Everything a flush writes: the new blocks' flat-file records, the LevelDB changes and the new state. */
 export interface FlushUpdate {
@@ -208,8 +210,8 @@ export class Store {
   private readonly gate = new Gate();
   private readonly txidScratch = new Uint8Array(TXID_LEN);
   private readonly txidRun = new Uint8Array(TXID_RUN_MAX * TXID_LEN);
-  private readonly historyCache = new ReadCache<HistoryRows>(HISTORY_CACHE_BYTES);
-  private readonly ownerCache = new ReadCache<UtxoRows>(OWNER_CACHE_BYTES);
+  private readonly historyCache = new HashXCache<HistoryRows>(HISTORY_CACHE_BYTES, CACHE_ENTRIES);
+  private readonly ownerCache = new HashXCache<UtxoRows>(OWNER_CACHE_BYTES, CACHE_ENTRIES);
   private readonly blockHashCache = new ReadCache<Uint8Array>(BLOCK_HASH_CACHE_BYTES);
   private closed = false;
 
@@ -432,14 +434,13 @@ export class Store {
       if (fromHeight > toHeight || limit <= 0) return EMPTY_HISTORY;
       const lo = fromHeight > 0 ? this.txCounts[fromHeight - 1] : 0;
       const hi = this.txCounts[toHeight];
-      const key = keyOf(hashX);
-      const cached = this.historyCache.get(s, key);
+      const cached = this.historyCache.get(s, hashX);
       if (cached === undefined) {
         const whole = lo === 0 && hi === s.txCount;
         const scanned = await this.scanHistory(hashX, lo, hi, limit);
         const rows = this.packHistory(Float64Array.from(scanned));
         // Only a complete history is worth keeping: a partial one answers nothing else.
-        if (whole && scanned.length < limit) this.historyCache.set(s, key, rows, 64 + rows.count * 44);
+        if (whole && scanned.length < limit) this.historyCache.set(s, hashX, rows, 64 + rows.count * 44);
         return rows;
       }
       const start = lo === 0 ? 0 : lowerBound(cached.txNums, lo);
@@ -460,12 +461,12 @@ export class Store {
    * so a caller can answer without awaiting. Shared with the cache: read it, never write to it.
    */
   cachedHistory(hashX: Uint8Array): HistoryRows | undefined {
-    return hashX.length === HASHX_LEN ? this.historyCache.get(this.current, keyOf(hashX)) : undefined;
+    return hashX.length === HASHX_LEN ? this.historyCache.get(this.current, hashX) : undefined;
   }
 
   /** The unspent outputs of a hashX when the cache holds them, else undefined (see cachedHistory). */
   cachedUtxos(hashX: Uint8Array): UtxoRows | undefined {
-    return hashX.length === HASHX_LEN ? this.ownerCache.get(this.current, keyOf(hashX)) : undefined;
+    return hashX.length === HASHX_LEN ? this.ownerCache.get(this.current, hashX) : undefined;
   }
 
   // Tx numbers of hashX's history in [lo, hi), at most `limit` of them.
@@ -592,8 +593,7 @@ export class Store {
   // The unspent outputs of a hashX from the cache or one prefix scan of its 'h' keys. Runs inside a gated read.
   private async ownerRows(hashX: Uint8Array): Promise<UtxoRows> {
     const s = this.current;
-    const key = keyOf(hashX);
-    const cached = this.ownerCache.get(s, key);
+    const cached = this.ownerCache.get(s, hashX);
     if (cached !== undefined) return cached;
     const prefix = prefixKey(PREFIX_OWNER, hashX);
     const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
@@ -618,7 +618,7 @@ export class Store {
       heights[i] = height;
     }
     const rows = { count, txNums, vouts, values, heights, txids: this.readTxids(txNums) };
-    this.ownerCache.set(s, key, rows, 64 + count * 56);
+    this.ownerCache.set(s, hashX, rows, 64 + count * 56);
     return rows;
   }
 

@@ -10,7 +10,7 @@ import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
 import type { Config, Service } from "../config.ts";
 import { DaemonError, formatCoreVersion } from "../daemon/daemon.ts";
-import { ReadCache } from "../db/read_cache.ts";
+import { HashXCache } from "../db/read_cache.ts";
 import type { HistoryRows, Store, UtxoRows } from "../db/store.ts";
 import type { Log } from "../log.ts";
 import { serverVersionString, VERSION } from "../version.ts";
@@ -95,11 +95,6 @@ const NO_ROWS: HistoryRows = {
   heights: new Int32Array(0),
   txids: new Uint8Array(0),
 };
-
-// Map key of a hashX.
-function hashXKey(h: Uint8Array): string {
-  return String.fromCharCode(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]);
-}
 
 function sumValues(rows: UtxoRows): number {
   let sum = 0;
@@ -309,7 +304,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   const headerProofs = new HeaderProofs(store);
   const txMerkle = new TxMerkleCache();
   // get_history's confirmed entries as JSON text, for whole histories the store has cached; bound by characters.
-  const historyJson = new ReadCache<string>(HISTORY_JSON_CACHE_CHARS);
+  const historyJson = new HashXCache<string>(HISTORY_JSON_CACHE_CHARS, 1 << 17);
   const genesisHex = toHexReversed(deps.network.genesisHash);
   const networkInfo = new TimedCache(
     () => daemon.call<NetworkInfo>("getnetworkinfo").catch((e) => Promise.reject(daemonError(e))),
@@ -488,8 +483,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
     if (rows.count + pool.length > limit) throw historyTooLarge();
     // The confirmed part of a whole history is kept as text: the same answer again is then one concatenation.
-    const key = whole ? hashXKey(hashX) : "";
-    let confirmed = whole ? historyJson.get(store.state, key) : undefined;
+    let confirmed = whole ? historyJson.get(store.state, hashX) : undefined;
     if (confirmed === undefined) {
       const hex = reversedHexes(rows.txids, rows.count);
       const parts: string[] = new Array(rows.count);
@@ -497,7 +491,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         parts[i] = `{"tx_hash":"${hex.slice(i * 64, i * 64 + 64)}","height":${rows.heights[i]}}`;
       }
       confirmed = parts.join(",");
-      if (whole) historyJson.set(store.state, key, confirmed, 64 + confirmed.length);
+      if (whole) historyJson.set(store.state, hashX, confirmed, 64 + confirmed.length);
     }
     if (pool.length === 0) return new RawJson(`[${confirmed}]`);
     const parts: string[] = rows.count > 0 ? [confirmed] : [];
