@@ -127,24 +127,26 @@ export function proofFromLevels(levels: Uint8Array[], index: number): MerkleProo
 interface CachedTree {
   /** The tree levels from SUBTREE_DEPTH up. */
   levels: Uint8Array[];
-  /** The first 4 bytes of every txid, to find a transaction without reading the block's txids. */
+  /** The first 4 bytes of every txid, sorted, to find a transaction without reading the block's txids... */
   prefixes: Int32Array;
+  /** ...and the block position of each. */
+  order: Int32Array;
   bytes: number;
 }
 
 /**
  * Transaction merkle trees of recently asked blocks, keyed by block hash so that a reorg can never serve a
- * stale tree. Only the levels from SUBTREE_DEPTH up are kept, plus a 4-byte prefix of every txid (together
- * about 12 bytes per transaction, so thousands of blocks fit): a proof reads and rehashes the 8 leaves around
- * its transaction and takes the rest of the branch from the cached levels. The first proof of a block reads
- * all its txids and hashes the whole tree once.
+ * stale tree. Only the levels from SUBTREE_DEPTH up are kept, plus a sorted 4-byte prefix of every txid
+ * (together about 16 bytes per transaction, so thousands of blocks fit): a proof reads and rehashes the 8
+ * leaves around its transaction and takes the rest of the branch from the cached levels. The first proof of a
+ * block reads all its txids and hashes the whole tree once.
  */
 export class TxMerkleCache {
   private readonly trees = new Map<string, CachedTree>();
   private bytes = 0;
   private readonly work = new Uint8Array(((1 << SUBTREE_DEPTH) + 1) * HASH);
 
-  /** `maxBytes` bounds the memory of what is cached (about 12 bytes per transaction of each cached block). */
+  /** `maxBytes` bounds the memory of what is cached (about 16 bytes per transaction of each cached block). */
   constructor(private readonly maxBytes = 32 << 20) {}
 
   /** The proof of position `index` in the block with hash `blockHash` whose txids are `txids`. */
@@ -187,8 +189,14 @@ export class TxMerkleCache {
     this.touch(key, tree);
     const prefix = prefixOf(txid, 0);
     const prefixes = tree.prefixes;
-    for (let i = 0; i < n; i++) {
-      if (prefixes[i] !== prefix) continue;
+    let lo = 0, hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (prefixes[mid] < prefix) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let at = lo; at < n && prefixes[at] === prefix; at++) {
+      const i = tree.order[at];
       const base = (i >> SUBTREE_DEPTH) << SUBTREE_DEPTH;
       const sub = leaves(base, Math.min(n, base + (1 << SUBTREE_DEPTH)) - base);
       if (indexOf(sub.subarray((i - base) * HASH, (i - base + 1) * HASH), txid) === 0) {
@@ -207,12 +215,17 @@ export class TxMerkleCache {
   private insert(key: string, txids: Uint8Array): Uint8Array[] {
     const levels = merkleLevels(txids);
     const n = txids.length / HASH;
+    const unsorted = new Int32Array(n);
+    for (let i = 0; i < n; i++) unsorted[i] = prefixOf(txids, i * HASH);
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => unsorted[a] - unsorted[b]);
     const prefixes = new Int32Array(n);
-    for (let i = 0; i < n; i++) prefixes[i] = prefixOf(txids, i * HASH);
+    for (let i = 0; i < n; i++) prefixes[i] = unsorted[order[i]];
     const kept = levels.slice(SUBTREE_DEPTH);
-    let bytes = prefixes.byteLength;
+    let bytes = prefixes.byteLength + order.byteLength;
     for (const l of kept) bytes += l.length;
-    this.trees.set(key, { levels: kept, prefixes, bytes });
+    this.trees.set(key, { levels: kept, prefixes, order, bytes });
     this.bytes += bytes;
     for (const [k, t] of this.trees) {
       if (this.bytes <= this.maxBytes || this.trees.size <= 1) break;
@@ -251,9 +264,16 @@ export class TxMerkleCache {
       first >>= 1;
       pos >>= 1;
     }
-    const rest = proofFromLevels(tree.levels, index >> SUBTREE_DEPTH);
-    for (const b of rest.branch) branch.push(b);
-    return { branch, root: rest.root };
+    // The cached levels never change, so views of them serve as well as copies.
+    let p = index >> SUBTREE_DEPTH;
+    const levels = tree.levels;
+    for (let k = 0; k < levels.length - 1; k++) {
+      const level = levels[k];
+      const sib = (p ^ 1) < level.length / HASH ? p ^ 1 : p;
+      branch.push(level.subarray(sib * HASH, sib * HASH + HASH));
+      p >>= 1;
+    }
+    return { branch, root: levels[levels.length - 1].subarray(0, HASH) };
   }
 }
 
