@@ -153,6 +153,8 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       simReady.promise,
       sim.exited.then((s) => failed("simnet", s, sim.lines)),
     ]);
+    // simnet's CPU from here on only: generating or loading the chain is not serving it.
+    const simCpuAtReady = readProcFigures(sim.proc.pid)?.cpuSeconds ?? 0;
     opts.say(`simnet ready at height ${ready.height}; syncing into ${dbDir} with CACHE_MB=${opts.cacheMb}`);
 
     const caughtUp = Promise.withResolvers<{ height: number; at: number; figures?: ProcFigures }>();
@@ -228,7 +230,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       txPerSecond: prof.txs / wallSeconds,
       peakRssBytes: done.figures?.peakRssBytes ?? 0,
       indexerCpuSeconds: done.figures?.cpuSeconds ?? 0,
-      simnetCpuSeconds: simFigures?.cpuSeconds ?? 0,
+      simnetCpuSeconds: Math.max(0, (simFigures?.cpuSeconds ?? 0) - simCpuAtReady),
       peakSample: peak,
       dbBytes,
       dbDir,
