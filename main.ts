@@ -4,6 +4,7 @@
 import { type Config, ConfigError, loadConfig, readEnvironment, redactUrl } from "./src/config.ts";
 import { networkByName } from "./src/chain/network.ts";
 import { Daemon } from "./src/daemon/daemon.ts";
+import { isDaemonClosed } from "./src/daemon/errors.ts";
 import type { Store } from "./src/db/store.ts";
 import { formatCount, formatDuration, getLog, type Log, setupLogging } from "./src/log.ts";
 import {
@@ -203,7 +204,9 @@ export async function startServing(
       if (stopping) return;
       const header = store.headerAt(height);
       if (header) notifier.onNewTip(height, header);
-      await follower.refreshNow().catch((err) => log.warn(`mempool refresh failed: ${errorText(err)}`));
+      await follower.refreshNow().catch((err) => {
+        if (!isDaemonClosed(err)) log.warn(`mempool refresh failed: ${errorText(err)}`);
+      });
       await notifier.onTouched(touched);
     }).catch((err) => log.error(`notifying height ${height} failed: ${errorText(err)}`));
   };

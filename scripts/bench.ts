@@ -21,6 +21,7 @@ RSS, the database size and where the time went (fetch-wait, parse+hash, process,
   --main FILE      run FILE instead of main.ts (e.g. a patched copy, to compare)
   --rss-trace FILE write the indexer's RSS every 20 ms (seconds, MB, last log line) to FILE
   --env K=V        extra environment for the indexer (repeatable), e.g. FLUSH_SIZE=2000000
+  --no-allocator-env  leave out the glibc malloc settings the launcher gives Coulomb (src/allocator.ts)
 
 deno task bench query [options]   the Electrum server under a wallet mix: see deno task bench query --help`;
 
@@ -49,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
         main: { type: "string" },
         "rss-trace": { type: "string" },
         env: { type: "string", multiple: true },
+        "no-allocator-env": { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -98,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       say: (line) => console.error(line),
       denoFlags: prof === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${prof}`],
       mainPath: values.main,
+      noAllocatorEnv: values["no-allocator-env"],
       env,
       onRssSample: traceFile === undefined
         ? undefined

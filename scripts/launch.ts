@@ -3,6 +3,7 @@
 // on so that SIGTERM still means "flush and exit 0", SIGHUP reloads the certificate and SIGUSR1/SIGUSR2 log a
 // status; the child's exit code becomes ours.
 import { type Config, ConfigError, loadConfig, readEnvironment } from "../src/config.ts";
+import { allocatorEnv } from "../src/allocator.ts";
 import { closeSignalInspector, permissionFlags, projectNodeModules } from "../src/permissions.ts";
 
 const ROOT_FILE = new URL("../deno.json", import.meta.url);
@@ -48,6 +49,7 @@ async function launch(argv: string[]): Promise<number> {
   if (Deno.env.get("COULOMB_PRINT_FLAGS")) console.error(`deno ${args.join(" ")}`);
   const child = new Deno.Command(Deno.execPath(), {
     args,
+    env: allocatorEnv(Deno.env.toObject()),
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

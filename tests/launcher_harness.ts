@@ -103,6 +103,11 @@ export class LoggedProcess {
     await this.finish();
   }
 
+  /** The pids of the process's descendants (the launcher's main.ts), deepest first. */
+  descendantPids(): number[] {
+    return this.descendants(this.child.pid);
+  }
+
   // A killed launcher leaves its child running, holding our stderr pipe open: find it through /proc (Linux).
   private descendants(pid: number): number[] {
     let text = "";

@@ -3,6 +3,7 @@
 // configuration that loads, and every variable is explained somewhere.
 import assert from "node:assert/strict";
 import { type Config, ENV_VARIABLES, helpText, loadConfig } from "../src/config.ts";
+import { ALLOCATOR_ENV } from "../src/allocator.ts";
 import { compileArgs, CONVENTIONAL_ENV, readEnvDir } from "../scripts/compile.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -33,9 +34,12 @@ function configVariables(): string[] {
   return helpRows().map((r) => r.names[0]);
 }
 
+/** The unit's Environment= lines, without glibc's allocator settings (checked on their own). */
 function unitEnvironment(text: string): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) env[m[1]] = m[2];
+  for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) {
+    if (!(m[1] in ALLOCATOR_ENV)) env[m[1]] = m[2];
+  }
   return env;
 }
 
@@ -111,6 +115,20 @@ Deno.test("samples: runit scripts exec the service with its envdir and log throu
   assert.match(run, /^exec 2>&1$/m);
   assert.match(run, /^exec chpst -e \.\/env -u coulomb:coulomb -o \d+ \/usr\/local\/bin\/coulomb$/m);
   assert.match(await Deno.readTextFile(`${ROOT}samples/runit/coulomb/log/run`), /^exec .*svlogd /m);
+});
+
+Deno.test("samples: both services start Coulomb with the launcher's glibc allocator settings", async () => {
+  const expected = Object.entries(ALLOCATOR_ENV).map(([k, v]) => `${k}=${v}`).sort();
+  const run = await Deno.readTextFile(`${ROOT}samples/runit/coulomb/run`);
+  const exported = /^export (.+)$/m.exec(run)?.[1].split(" ") ?? [];
+  assert.deepEqual(exported.sort(), expected);
+  // Exported before the service is exec'd, not after.
+  assert.ok(run.indexOf("\nexport MALLOC_") < run.indexOf("\nexec chpst"));
+  const unit = await Deno.readTextFile(UNIT);
+  const set = [...unit.matchAll(/^Environment=(MALLOC_[A-Z_]+=\S+)$/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(set, expected);
+  const notes = await Deno.readTextFile(`${ROOT}samples/NOTES`);
+  for (const kv of expected) assert.ok(notes.replace(/\s+/g, " ").includes(kv), `NOTES explain ${kv}`);
 });
 
 Deno.test("samples: the systemd unit reloads with SIGHUP, stops with SIGTERM and keeps V8's JIT possible", async () => {

@@ -3,6 +3,7 @@
 // on (and a broken certificate is refused without harm), SIGUSR1/SIGUSR2 log a status summary, SIGTERM flushes
 // and exits 0.
 import assert from "node:assert/strict";
+import { ALLOCATOR_ENV } from "../src/allocator.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
 import { ElectrumClient, freePort, LoggedProcess, makeCert } from "./launcher_harness.ts";
 
@@ -39,6 +40,11 @@ Deno.test({
         await proc.waitFor(
           new RegExp(`listening for Electrum ssl connections on 127\\.0\\.0\\.1:${sslPort}`),
         );
+        // The launcher starts main.ts with glibc's allocator settings (Deno reads /proc/<pid>/* only with -A).
+        const [server] = proc.descendantPids();
+        const environ = await new Deno.Command("cat", { args: [`/proc/${server}/environ`] }).output();
+        const env = new TextDecoder().decode(environ.stdout).split("\0");
+        for (const [k, v] of Object.entries(ALLOCATOR_ENV)) assert.ok(env.includes(`${k}=${v}`), k);
         const before = await tls(one.cert);
         clients.push(before);
         assert.deepEqual(await before.call("server.version", ["old", "1.4"]), ["Coulomb 0.1.0", "1.4"]);

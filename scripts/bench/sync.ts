@@ -2,6 +2,7 @@
 // would see it. simnet and the indexer run as separate processes (as bitcoind and Coulomb would), so the
 // indexer's peak RSS and CPU time are its own; the split of its time comes from the `sync profile` line the
 // sync loop logs when it first catches up.
+import { ALLOCATOR_ENV } from "../../src/allocator.ts";
 import { diskUsage, forEachLine, type ProcFigures, readProcFigures } from "./proc.ts";
 
 /** What to sync. */
@@ -23,6 +24,8 @@ export interface SyncBenchOptions {
   verbose: boolean;
   /** Extra environment for the indexer (e.g. FLUSH_SIZE). */
   env?: Record<string, string>;
+  /** Leave out the launcher's allocator settings (src/allocator.ts), to measure what they do. */
+  noAllocatorEnv?: boolean;
   /** Extra `deno run` flags for the indexer, e.g. `--cpu-prof`. */
   denoFlags?: string[];
   /** The indexer's entry point (default: the repository's main.ts), e.g. a patched copy to compare. */
@@ -172,6 +175,8 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
         DAEMON_POLL_MS: "1000",
         // Only the sync is measured: no listeners (they would also collide with other runs on the ports).
         SERVICES: "",
+        // As `deno task start` runs it (see src/allocator.ts).
+        ...(opts.noAllocatorEnv ? {} : ALLOCATOR_ENV),
         ...opts.env,
       },
       (line, child) => {

