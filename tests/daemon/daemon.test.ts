@@ -64,6 +64,8 @@ class FakeBitcoind {
   chain = "regtest";
   rest: "on" | "404" | "403" = "on";
   readonly corruptRest = new Set<string>();
+  /** REST bodies for these display hashes break off halfway (the connection drops mid-body). */
+  readonly truncatedRest = new Set<string>();
   /** getblock for these display hashes answers with the genesis block instead. */
   readonly wrongBlock = new Set<string>();
   readonly faults: Faults = { busy: 0, warmup: [], malformed: 0, nonJson: 0, drop: 0, hang: 0 };
@@ -252,6 +254,19 @@ class FakeBitcoind {
       const bad = raw.slice();
       bad[0] ^= 1;
       return new Response(bad, { headers: { "content-type": "application/octet-stream" } });
+    }
+    if (this.truncatedRest.has(m[1])) {
+      const half = raw.slice(0, raw.length >> 1);
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (c.desiredSize === null) return;
+          c.enqueue(half);
+          c.error(new Error("connection dropped"));
+        },
+      });
+      return new Response(body, {
+        headers: { "content-type": "application/octet-stream", "content-length": String(raw.length) },
+      });
     }
     return new Response(raw.slice(), { headers: { "content-type": "application/octet-stream" } });
   }
@@ -462,6 +477,15 @@ Deno.test("a REST body that is not the asked block is refetched over JSON-RPC, t
     await daemon.getRawBlocks(fake.hashes.slice(10, 12));
     assert.equal(fake.counts.probe, 2);
     assert.equal(daemon.restAvailable, true);
+  });
+});
+
+Deno.test("a REST body cut off before its Content-Length is refetched, never used short", async () => {
+  await withDaemon({}, async ({ fake, daemon }) => {
+    fake.truncatedRest.add(toHexReversed(fake.hashes[3]));
+    const got = await daemon.getRawBlocks(fake.hashes.slice(0, 6));
+    assert.deepEqual(got, fake.blocks.slice(0, 6));
+    assert.ok(fake.methods.includes("getblock"), "the cut one came over JSON-RPC");
   });
 });
 
