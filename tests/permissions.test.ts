@@ -21,7 +21,7 @@ import {
   shellLine,
 } from "../scripts/compile.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
-import { ElectrumClient, freePort, LoggedProcess, taskArgs } from "./launcher_harness.ts";
+import { ElectrumClient, freePort, LoggedProcess, startService, taskArgs } from "./launcher_harness.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 
@@ -260,7 +260,7 @@ Deno.test({
         "env=HOME",
         "run=/bin/sh",
       ];
-      const proc = await LoggedProcess.start({
+      const proc = await startService({
         NET: "regtest",
         DB_DIRECTORY: `${dir}/db`,
         DAEMON_URL: sim.url,

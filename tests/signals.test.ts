@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { ALLOCATOR_ENV } from "../src/allocator.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
-import { ElectrumClient, freePort, LoggedProcess, makeCert } from "./launcher_harness.ts";
+import { ElectrumClient, freePort, startService } from "./launcher_harness.ts";
+import { makeCert } from "./tls_cert.ts";
 
 Deno.test({
   name: "signals: SIGHUP reloads the certificate, SIGUSR1/SIGUSR2 log a status, SIGTERM exits 0",
@@ -20,7 +21,7 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/tls.crt`, one.cert);
       await Deno.writeTextFile(`${dir}/tls.key`, one.key);
       const [tcpPort, sslPort] = [freePort(), freePort()];
-      const proc = await LoggedProcess.start({
+      const proc = await startService({
         NET: "regtest",
         DB_DIRECTORY: `${dir}/db`,
         DAEMON_URL: sim.url,

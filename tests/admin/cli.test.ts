@@ -17,7 +17,7 @@ import { networkByName } from "../../src/chain/network.ts";
 import { decodeTransaction } from "../../src/chain/tx.ts";
 import { formatCount } from "../../src/log.ts";
 import { freePort, indexerEnv, IndexerProcess } from "../integration/harness.ts";
-import { LoggedProcess } from "../launcher_harness.ts";
+import { startService } from "../launcher_harness.ts";
 import { startSimnet } from "../../scripts/simnet/main.ts";
 import { ElectrumClient, type Stack, startStack } from "./stack.ts";
 
@@ -245,7 +245,7 @@ Deno.test({
     const sim = await startSimnet({ blocks: 110, seed: "admin-sandbox", port: 0, datadir: `${dir}/sim` });
     const rpcPort = freePort();
     const metricsPort = freePort();
-    const proc = await LoggedProcess.start({
+    const proc = await startService({
       NET: "regtest",
       DB_DIRECTORY: `${dir}/db`,
       DAEMON_URL: sim.url,

@@ -5,6 +5,9 @@ import { Store } from "../../src/db/store.ts";
 import { type Simnet, startSimnet } from "../../scripts/simnet/main.ts";
 import type { SimNode } from "../../scripts/simnet/node.ts";
 import { ChainReference } from "./reference.ts";
+import { type LineMatch, LoggedProcess } from "../logged_process.ts";
+
+export type { LineMatch };
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const MAIN = `${REPO}main.ts`;
@@ -55,179 +58,15 @@ export class Prng {
 }
 const MASK = (1n << 64n) - 1n;
 
-/** A line of the indexer's log and where it was. */
-export interface LineMatch {
-  index: number;
-  line: string;
-  match: RegExpExecArray;
-}
-
-interface Waiter {
-  re: RegExp;
-  from: number;
-  resolve: (m: LineMatch) => void;
-  reject: (e: Error) => void;
-}
-
 /** `deno run main.ts` with the given environment; its stderr (the log) is kept line by line. */
-export class IndexerProcess {
-  readonly lines: string[] = [];
-  readonly status: Promise<Deno.CommandStatus>;
-  private readonly child: Deno.ChildProcess;
-  private readonly reading: Promise<void>;
-  private waiters: Waiter[] = [];
-  private exited = false;
-  private readonly listeners: ((line: string, index: number) => void)[] = [];
+export type IndexerProcess = LoggedProcess;
 
-  private constructor(env: Record<string, string>) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "-A", `--config=${CONFIG}`, MAIN],
-      cwd: REPO,
-      clearEnv: true,
-      env: { ...passThroughEnv(), ...env },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.reading = this.readLines();
-    this.status = this.child.status;
-  }
-
-  /** Starts main.ts. */
-  static start(env: Record<string, string>): IndexerProcess {
-    return new IndexerProcess(env);
-  }
-
-  /** Calls `fn` for every line from now on (after waiters are served). */
-  onLine(fn: (line: string, index: number) => void): void {
-    this.listeners.push(fn);
-  }
-
-  /**
-   * The first line at index >= `from` matching `re`; rejects if the process ends without one, or if none comes
-   * within `patienceMs`: a liveness guard so that a stuck indexer fails the test with its log instead of hanging
-   * it (far above anything these tests need, it measures nothing).
-   */
-  waitFor(re: RegExp, from = 0, patienceMs = 60_000): Promise<LineMatch> {
-    const found = this.find(re, from);
-    if (found) return Promise.resolve(found);
-    if (this.exited) return Promise.reject(this.endedWithout(re));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no line matching ${re} for ${patienceMs / 1000}s; last lines:\n${this.tail()}`));
-      }, patienceMs);
-      const waiter: Waiter = {
-        re,
-        from,
-        resolve: (m) => {
-          clearTimeout(timer);
-          resolve(m);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.waiters.push(waiter);
-    });
-  }
-
-  /** The first line at index >= `from` matching `re`, if any yet. */
-  find(re: RegExp, from = 0): LineMatch | undefined {
-    for (let i = Math.max(0, from); i < this.lines.length; i++) {
-      const m = re.exec(this.lines[i]);
-      if (m) return { index: i, line: this.lines[i], match: m };
-    }
-    return undefined;
-  }
-
-  /** Every line at index >= `from` matching `re`. */
-  findAll(re: RegExp, from = 0): LineMatch[] {
-    const out: LineMatch[] = [];
-    for (let i = Math.max(0, from); i < this.lines.length; i++) {
-      const m = re.exec(this.lines[i]);
-      if (m) out.push({ index: i, line: this.lines[i], match: m });
-    }
-    return out;
-  }
-
-  /** Sends a signal; a no-op once the process is gone. */
-  kill(signal: Deno.Signal): void {
-    try {
-      this.child.kill(signal);
-    } catch (e) {
-      if (!(e instanceof TypeError)) throw e; // already exited
-    }
-  }
-
-  /** Waits for the process to exit and its log to be read completely. */
-  async finish(): Promise<Deno.CommandStatus> {
-    const status = await this.status;
-    await this.reading;
-    return status;
-  }
-
-  /** Kills the process if it still runs and waits for it: the cleanup of every test. */
-  async close(): Promise<void> {
-    this.kill("SIGKILL");
-    await this.finish();
-  }
-
-  /** The last lines of the log, for assertion messages. */
-  tail(n = 30): string {
-    return this.lines.slice(-n).join("\n");
-  }
-
-  private endedWithout(re: RegExp): Error {
-    return new Error(`the indexer exited without logging ${re}; last lines:\n${this.tail()}`);
-  }
-
-  private async readLines(): Promise<void> {
-    let partial = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of this.child.stderr) {
-      partial += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = partial.indexOf("\n")) >= 0) {
-        this.addLine(partial.slice(0, nl));
-        partial = partial.slice(nl + 1);
-      }
-    }
-    if (partial) this.addLine(partial);
-    await this.child.status;
-    this.exited = true;
-    for (const w of this.waiters) w.reject(this.endedWithout(w.re));
-    this.waiters = [];
-  }
-
-  private addLine(line: string): void {
-    if (ECHO) console.error(`[indexer] ${line}`);
-    const index = this.lines.length;
-    this.lines.push(line);
-    this.waiters = this.waiters.filter((w) => {
-      if (index < w.from) return true;
-      const m = w.re.exec(line);
-      if (!m) return true;
-      w.resolve({ index, line, match: m });
-      return false;
-    });
-    for (const fn of this.listeners) fn(line, index);
-  }
-}
-
-// COULOMB_IT_ECHO=1 copies every indexer log line to stderr, to follow a test that hangs.
-const ECHO = Deno.env.get("COULOMB_IT_ECHO") === "1";
-
-// What the child needs from our environment to find Deno's caches; nothing that configures Coulomb.
-function passThroughEnv(): Record<string, string> {
-  const out: Record<string, string> = { NO_COLOR: "1" };
-  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const v = Deno.env.get(name);
-    if (v !== undefined) out[name] = v;
-  }
-  return out;
-}
+/** Starts main.ts as the indexer (and server) under test. */
+export const IndexerProcess = {
+  start(env: Record<string, string>): IndexerProcess {
+    return LoggedProcess.spawn(["run", "--quiet", "-A", `--config=${CONFIG}`, MAIN], env, "indexer");
+  },
+};
 
 /** The environment of an indexer on regtest syncing from `simnet` into `db`; `extra` overrides. */
 export function indexerEnv(

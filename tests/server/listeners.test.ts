@@ -6,6 +6,7 @@ import { type Config, loadConfig, type Service } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { type Server, startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
+import { makeCert } from "../tls_cert.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------
 
@@ -228,40 +229,6 @@ async function assertHealthy(port: number): Promise<void> {
   assert.deepEqual(await c.call(1, "test.echo", ["still fine"]), ok(1, "still fine"));
   assert.deepEqual(await c.call(2, "server.ping"), ok(2, null));
   c.close();
-}
-
-async function makeCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost",
-      // rustls refuses a CA certificate as the server's own.
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-days",
-      "1",
-      "-keyout",
-      `${dir}/${name}.key`,
-      "-out",
-      `${dir}/${name}.pem`,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return {
-    cert: await Deno.readTextFile(`${dir}/${name}.pem`),
-    key: await Deno.readTextFile(`${dir}/${name}.key`),
-  };
 }
 
 // --- TCP framing and dispatch --------------------------------------------------------------------------------
