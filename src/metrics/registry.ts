@@ -94,10 +94,8 @@ abstract class Family<C> implements Metric {
   }
 }
 
-/** A counter family; with a collector its samples are read at scrape time (for totals kept elsewhere). */
-export class Counter extends Family<CounterChild> {
-  readonly type = "counter";
-
+/** A family of single values (counters, gauges); with a collector its samples are read at scrape time. */
+abstract class ValueFamily<C extends { value: number }> extends Family<C> {
   constructor(
     name: string,
     help: string,
@@ -106,6 +104,20 @@ export class Counter extends Family<CounterChild> {
   ) {
     super(name, help, labelNames);
   }
+
+  /** The recorded children's values (not a collector's). */
+  samples(): Sample[] {
+    return [...this.children.values()].map(sampleOf);
+  }
+
+  render(out: string[]): void {
+    renderSamples(this, out, this.collect, () => this.samples());
+  }
+}
+
+/** A counter family (for totals kept elsewhere, pass a collector). */
+export class Counter extends ValueFamily<CounterChild> {
+  readonly type = "counter";
 
   protected make(): CounterChild {
     return new CounterChild();
@@ -115,29 +127,11 @@ export class Counter extends Family<CounterChild> {
   inc(n = 1, ...labels: string[]): void {
     this.child(...labels).inc(n);
   }
-
-  /** The recorded children's values (not a collector's). */
-  samples(): Sample[] {
-    return [...this.children.values()].map(sampleOf);
-  }
-
-  render(out: string[]): void {
-    renderSamples(this, out, this.collect, () => [...this.children.values()].map(sampleOf));
-  }
 }
 
-/** A gauge family; with a collector its samples are read at scrape time. */
-export class Gauge extends Family<GaugeChild> {
+/** A gauge family (for values that live elsewhere, pass a collector). */
+export class Gauge extends ValueFamily<GaugeChild> {
   readonly type = "gauge";
-
-  constructor(
-    name: string,
-    help: string,
-    labelNames: readonly string[],
-    private readonly collect?: () => number | readonly Sample[] | undefined,
-  ) {
-    super(name, help, labelNames);
-  }
 
   protected make(): GaugeChild {
     return new GaugeChild();
@@ -146,10 +140,6 @@ export class Gauge extends Family<GaugeChild> {
   /** Sets the unlabelled (or given) child. */
   set(v: number, ...labels: string[]): void {
     this.child(...labels).set(v);
-  }
-
-  render(out: string[]): void {
-    renderSamples(this, out, this.collect, () => [...this.children.values()].map(sampleOf));
   }
 }
 
