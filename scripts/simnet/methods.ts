@@ -10,14 +10,7 @@ import { classifyScript, isUnspendable, readOp, scriptAsm } from "../../src/chai
 import { scriptToAddress } from "../../src/chain/address.ts";
 import type { Network } from "../../src/chain/network.ts";
 import type { MempoolEntry, SimNode } from "./node.ts";
-import {
-  adjustedVsize,
-  feeForSize,
-  formatMoney,
-  MAX_STANDARD_SIGOPS_COST,
-  sigopCost,
-  standardnessError,
-} from "./policy.ts";
+import { type Acceptance, checkAcceptance, feeForSize } from "./policy.ts";
 import { CoreRpcError, type RestProvider, RPC, type RpcMethod, type RpcMethodTable } from "./rpc_types.ts";
 
 // ---------------------------------------------------------------------------------------------------
@@ -35,7 +28,6 @@ const MAX_BIP125_RBF_SEQUENCE = 0xfffffffd;
 const MAX_CONF_TARGET = 1008;
 const MAX_PACKAGE_COUNT = 25;
 const MAX_PACKAGE_WEIGHT = 404_000;
-const COINBASE_MATURITY = 100;
 const MAX_MEMPOOL_BYTES = 300_000_000;
 const MAX_OPCODE = 0xba;
 const TX_DECODE_ERROR = "TX decode failed. Make sure the tx has at least one input.";
@@ -816,84 +808,31 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   }
 
   /**
-   * What mempool acceptance would say about `tx` without adding it: the same checks, in the same order,
-   * as SimNode's acceptance (Core's AcceptToMemoryPool minus scripts). `pending` are transactions treated
-   * as already in the mempool (earlier members of a package).
+   * What mempool acceptance would say about `tx` without adding it: SimNode's own checks (policy.ts
+   * checkAcceptance) over the mempool snapshot `view`. `pending` are transactions treated as already in the
+   * mempool (earlier members of a package).
    */
   function precheck(
     tx: Transaction,
     view: PoolView,
     spent: Set<string>,
     pending: Map<string, Transaction>,
-  ): { ok: true; fee: number; vsize: number } | { ok: false; code: number; reason: string } {
-    const no = (reason: string, code: number = RPC.VERIFY_REJECTED) => ({ ok: false as const, code, reason });
-    if (tx.outputs.length === 0) return no("bad-txns-vout-empty");
-    let valueOut = 0;
-    for (const o of tx.outputs) {
-      if (o.value < 0) return no("bad-txns-vout-negative");
-      if (o.value > MAX_MONEY) return no("bad-txns-vout-toolarge");
-      valueOut += o.value;
-      if (valueOut > MAX_MONEY) return no("bad-txns-txouttotal-toolarge");
-    }
-    const seen = new Set<string>();
-    for (const i of tx.inputs) {
-      const k = toHex(i.prevTxid) + ":" + i.prevVout;
-      if (seen.has(k)) return no("bad-txns-inputs-duplicate");
-      seen.add(k);
-    }
-    if (isCoinbase(tx)) return no("coinbase");
-    if (tx.inputs.some((i) => i.prevVout === 0xffffffff && i.prevTxid.every((b) => b === 0))) {
-      return no("bad-txns-prevout-null");
-    }
-    const nonStandard = standardnessError(tx);
-    if (nonStandard !== null) return no(nonStandard);
-    if (tx.baseSize < 65) return no("tx-size-small");
+  ): Acceptance {
     const spendHeight = node.height + 1;
-    if (tx.locktime !== 0 && tx.inputs.some((i) => i.sequence !== 0xffffffff)) {
-      const limit = tx.locktime < 500_000_000 ? spendHeight : blockInfo(node.tipHash)!.medianTime;
-      if (tx.locktime >= limit) return no("non-final");
-    }
-    for (const i of tx.inputs) {
-      if (spent.has(toHex(i.prevTxid) + ":" + i.prevVout)) return no("txn-mempool-conflict");
-    }
-    let valueIn = 0;
-    const scripts: Uint8Array[] = [];
-    for (const i of tx.inputs) {
-      const utxo = node.utxo(i.prevTxid, i.prevVout);
-      if (utxo !== undefined) {
-        if (utxo.coinbase && spendHeight - utxo.height < COINBASE_MATURITY) {
-          return no(
-            `bad-txns-premature-spend-of-coinbase, tried to spend coinbase at depth ${
-              spendHeight - utxo.height
-            }`,
-          );
-        }
-        valueIn += utxo.value;
-        scripts.push(utxo.script);
-        continue;
-      }
-      const key = toHex(i.prevTxid);
-      const entry = view.get(key);
-      const parent = entry !== undefined ? decodedEntry(entry) : pending.get(key);
-      const out = parent?.outputs[i.prevVout];
-      if (out === undefined || isUnspendable(out.script)) {
-        return no("bad-txns-inputs-missingorspent", RPC.VERIFY_ERROR);
-      }
-      valueIn += out.value;
-      scripts.push(out.script);
-    }
-    if (valueIn < valueOut) {
-      return no(
-        `bad-txns-in-belowout, value in (${formatMoney(valueIn)}) < value out (${formatMoney(valueOut)})`,
-      );
-    }
-    const sigops = sigopCost(tx, scripts);
-    if (sigops > MAX_STANDARD_SIGOPS_COST) return no(`bad-txns-too-many-sigops, ${sigops}`);
-    const vsize = adjustedVsize(tx.weight, sigops);
-    const fee = valueIn - valueOut;
-    const minFee = feeForSize(MIN_RELAY_SAT_PER_KVB, vsize);
-    if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
-    return { ok: true, fee, vsize };
+    return checkAcceptance(tx, {
+      spendHeight,
+      medianTime: blockInfo(node.tipHash)!.medianTime,
+      isSpent: (txid, vout) => spent.has(toHex(txid) + ":" + vout),
+      coin: (txid, vout) => {
+        const utxo = node.utxo(txid, vout);
+        if (utxo !== undefined) return utxo;
+        const key = toHex(txid);
+        const entry = view.get(key);
+        const out = (entry !== undefined ? decodedEntry(entry) : pending.get(key))?.outputs[vout];
+        if (out === undefined || isUnspendable(out.script)) return undefined;
+        return { value: out.value, script: out.script, height: spendHeight, coinbase: false, parent: key };
+      },
+    });
   }
 
   // ---- the table ----

@@ -8,12 +8,7 @@ import { bitsToTarget } from "../../src/chain/header.ts";
 import { toHex } from "../../src/chain/hex.ts";
 import { type Network, NETWORKS } from "../../src/chain/network.ts";
 import { isUnspendable } from "../../src/chain/script.ts";
-import {
-  decodeTransaction,
-  isCoinbase,
-  type Transaction,
-  wtxid as computeWtxid,
-} from "../../src/chain/tx.ts";
+import { decodeTransaction, type Transaction, wtxid as computeWtxid } from "../../src/chain/tx.ts";
 import { cacheFileName, type ChainData, readChainCache, writeChainCache } from "./cache.ts";
 import {
   assembleBlock,
@@ -28,8 +23,8 @@ import {
 } from "./generator.ts";
 import {
   adjustedVsize,
+  checkAcceptance,
   feeForSize,
-  formatMoney,
   MAX_STANDARD_SIGOPS_COST,
   MIN_RELAY_FEE,
   sigopCost,
@@ -156,14 +151,8 @@ interface PoolTx {
   children: Set<string>;
 }
 
-const MAX_MONEY = 21_000_000 * 100_000_000;
-
 function outpointKey(txid: Uint8Array, vout: number): string {
   return `${toHex(txid)}:${vout}`;
-}
-
-function reject(reason: string): CoreRpcError {
-  return new CoreRpcError(RPC.VERIFY_REJECTED, reason);
 }
 
 function blockWork(bits: number): bigint {
@@ -622,76 +611,29 @@ export class SimNode {
         throw new CoreRpcError(RPC.VERIFY_ALREADY_IN_UTXO_SET, "Transaction outputs already in utxo set");
       }
     }
-    // CheckTransaction
-    if (tx.outputs.length === 0) throw reject("bad-txns-vout-empty");
-    let valueOut = 0;
-    for (const o of tx.outputs) {
-      if (o.value < 0) throw reject("bad-txns-vout-negative");
-      if (o.value > MAX_MONEY) throw reject("bad-txns-vout-toolarge");
-      valueOut += o.value;
-      if (valueOut > MAX_MONEY) throw reject("bad-txns-txouttotal-toolarge");
-    }
-    const seen = new Set<string>();
-    for (const i of tx.inputs) {
-      const k = outpointKey(i.prevTxid, i.prevVout);
-      if (seen.has(k)) throw reject("bad-txns-inputs-duplicate");
-      seen.add(k);
-    }
-    if (isCoinbase(tx)) throw reject("coinbase");
-    for (const i of tx.inputs) {
-      if (i.prevVout === 0xffffffff && i.prevTxid.every((b) => b === 0)) {
-        throw reject("bad-txns-prevout-null");
-      }
-    }
-    // Policy
-    const nonStandard = standardnessError(tx);
-    if (nonStandard !== null) throw reject(nonStandard);
-    if (tx.baseSize < 65) throw reject("tx-size-small");
-    const spendHeight = this.height + 1;
     const tip = this.blocks[this.active[this.height]];
-    if (tx.locktime !== 0 && tx.inputs.some((i) => i.sequence !== 0xffffffff)) {
-      const limit = tx.locktime < 500_000_000 ? spendHeight : tip.medianTime;
-      if (tx.locktime >= limit) throw reject("non-final");
-    }
-    for (const i of tx.inputs) {
-      if (this.spends.has(outpointKey(i.prevTxid, i.prevVout))) throw reject("txn-mempool-conflict");
-    }
-    const coins: Coin[] = [];
-    const parents = new Set<string>();
-    for (const i of tx.inputs) {
-      const e = this.utxos.find(i.prevTxid, 0, i.prevVout);
-      if (e >= 0) {
-        coins.push(this.coinAt(e));
-        continue;
-      }
-      const parent = this.mempool.get(toHex(i.prevTxid));
-      const out = parent?.tx.outputs[i.prevVout];
-      if (parent === undefined || out === undefined || isUnspendable(out.script)) {
-        throw new CoreRpcError(RPC.VERIFY_ERROR, "bad-txns-inputs-missingorspent");
-      }
-      parents.add(parent.key);
-      coins.push({ value: out.value, script: out.script, height: spendHeight, coinbase: false });
-    }
-    let valueIn = 0;
-    for (const c of coins) {
-      if (c.coinbase && spendHeight - c.height < COINBASE_MATURITY) {
-        throw reject(
-          `bad-txns-premature-spend-of-coinbase, tried to spend coinbase at depth ${spendHeight - c.height}`,
-        );
-      }
-      valueIn += c.value;
-    }
-    if (valueIn < valueOut) {
-      throw reject(
-        `bad-txns-in-belowout, value in (${formatMoney(valueIn)}) < value out (${formatMoney(valueOut)})`,
-      );
-    }
-    const sigops = sigopCost(tx, coins.map((c) => c.script));
-    if (sigops > MAX_STANDARD_SIGOPS_COST) throw reject(`bad-txns-too-many-sigops, ${sigops}`);
-    const vsize = adjustedVsize(tx.weight, sigops);
-    const fee = valueIn - valueOut;
-    const minFee = feeForSize(MIN_RELAY_FEE, vsize);
-    if (fee < minFee) throw reject(`min relay fee not met, ${fee} < ${minFee}`);
+    const spendHeight = this.height + 1;
+    const verdict = checkAcceptance(tx, {
+      spendHeight,
+      medianTime: tip.medianTime,
+      isSpent: (txid, vout) => this.spends.has(outpointKey(txid, vout)),
+      coin: (txid, vout) => {
+        const e = this.utxos.find(txid, 0, vout);
+        if (e >= 0) return this.coinAt(e);
+        const parent = this.mempool.get(toHex(txid));
+        const out = parent?.tx.outputs[vout];
+        if (parent === undefined || out === undefined || isUnspendable(out.script)) return undefined;
+        return {
+          value: out.value,
+          script: out.script,
+          height: spendHeight,
+          coinbase: false,
+          parent: parent.key,
+        };
+      },
+    });
+    if (!verdict.ok) throw new CoreRpcError(verdict.code, verdict.reason);
+    const { fee, vsize, sigops, parents } = verdict;
 
     const entry: PoolTx = {
       key,

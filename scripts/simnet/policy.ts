@@ -1,7 +1,10 @@
 // The parts of Bitcoin Core's relay policy simnet's mempool applies: dust, standard outputs, sigop cost
 // and the sigop-adjusted virtual size, and FormatMoney for reject messages.
 import { classifyScript, readOp, witnessProgram } from "../../src/chain/script.ts";
-import type { Transaction } from "../../src/chain/tx.ts";
+import { toHex } from "../../src/chain/hex.ts";
+import { isCoinbase, type Transaction } from "../../src/chain/tx.ts";
+import { COINBASE_MATURITY } from "./generator.ts";
+import { RPC } from "./rpc_types.ts";
 
 /** Core's -dustrelayfee default, sat/kvB. */
 export const DUST_RELAY_FEE = 3000;
@@ -131,4 +134,105 @@ export function standardnessError(tx: Transaction): string | null {
   }
   if (dataOutputs > 1) return "multi-op-return";
   return null;
+}
+
+/** Core's MAX_MONEY, in satoshis. */
+export const MAX_MONEY = 21_000_000 * 100_000_000;
+
+/** An output a transaction spends, as acceptance needs it. */
+export interface SpentCoin {
+  value: number;
+  script: Uint8Array;
+  /** Confirmed at (or, for a mempool parent, the next block's height). */
+  height: number;
+  coinbase: boolean;
+  /** The mempool parent's txid key (hex), when the coin is unconfirmed. */
+  parent?: string;
+}
+
+/** What acceptance looks up: the chain tip, the mempool's spends and the outputs inputs name. */
+export interface AcceptanceView {
+  /** Height of the block that would confirm the transaction. */
+  spendHeight: number;
+  /** Median time past of the tip, for time locks. */
+  medianTime: number;
+  /** Whether a mempool transaction already spends this outpoint. */
+  isSpent(txid: Uint8Array, vout: number): boolean;
+  /** The unspent output, confirmed or in the mempool (never an unspendable one), or undefined. */
+  coin(txid: Uint8Array, vout: number): SpentCoin | undefined;
+}
+
+/** Acceptance's verdict: fee, size and parents, or Core's reject code and reason. */
+export type Acceptance =
+  | { ok: true; fee: number; vsize: number; sigops: number; parents: Set<string> }
+  | { ok: false; code: number; reason: string };
+
+/**
+ * Core's mempool acceptance without scripts, in Core's order (CheckTransaction, IsStandardTx, finality,
+ * conflicts, coins present, CheckTxInputs, sigops, relay fee). The checks that need the node's state (already
+ * known, outputs already in the UTXO set) are the caller's. sendrawtransaction and testmempoolaccept share it.
+ */
+export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptance {
+  const no = (reason: string, code: number = RPC.VERIFY_REJECTED) => ({ ok: false as const, code, reason });
+  // CheckTransaction
+  if (tx.outputs.length === 0) return no("bad-txns-vout-empty");
+  let valueOut = 0;
+  for (const o of tx.outputs) {
+    if (o.value < 0) return no("bad-txns-vout-negative");
+    if (o.value > MAX_MONEY) return no("bad-txns-vout-toolarge");
+    valueOut += o.value;
+    if (valueOut > MAX_MONEY) return no("bad-txns-txouttotal-toolarge");
+  }
+  const seen = new Set<string>();
+  for (const i of tx.inputs) {
+    const k = `${toHex(i.prevTxid)}:${i.prevVout}`;
+    if (seen.has(k)) return no("bad-txns-inputs-duplicate");
+    seen.add(k);
+  }
+  if (isCoinbase(tx)) return no("coinbase");
+  if (tx.inputs.some((i) => i.prevVout === 0xffffffff && i.prevTxid.every((b) => b === 0))) {
+    return no("bad-txns-prevout-null");
+  }
+  // Policy
+  const nonStandard = standardnessError(tx);
+  if (nonStandard !== null) return no(nonStandard);
+  if (tx.baseSize < 65) return no("tx-size-small");
+  const spendHeight = view.spendHeight;
+  if (tx.locktime !== 0 && tx.inputs.some((i) => i.sequence !== 0xffffffff)) {
+    const limit = tx.locktime < 500_000_000 ? spendHeight : view.medianTime;
+    if (tx.locktime >= limit) return no("non-final");
+  }
+  for (const i of tx.inputs) {
+    if (view.isSpent(i.prevTxid, i.prevVout)) return no("txn-mempool-conflict");
+  }
+  // Every input's coin first (a missing one is reported before any other input's problem), then their values.
+  const coins: SpentCoin[] = [];
+  const parents = new Set<string>();
+  for (const i of tx.inputs) {
+    const c = view.coin(i.prevTxid, i.prevVout);
+    if (c === undefined) return no("bad-txns-inputs-missingorspent", RPC.VERIFY_ERROR);
+    if (c.parent !== undefined) parents.add(c.parent);
+    coins.push(c);
+  }
+  let valueIn = 0;
+  for (const c of coins) {
+    if (c.coinbase && spendHeight - c.height < COINBASE_MATURITY) {
+      return no(
+        `bad-txns-premature-spend-of-coinbase, tried to spend coinbase at depth ${spendHeight - c.height}`,
+      );
+    }
+    valueIn += c.value;
+  }
+  if (valueIn < valueOut) {
+    return no(
+      `bad-txns-in-belowout, value in (${formatMoney(valueIn)}) < value out (${formatMoney(valueOut)})`,
+    );
+  }
+  const sigops = sigopCost(tx, coins.map((c) => c.script));
+  if (sigops > MAX_STANDARD_SIGOPS_COST) return no(`bad-txns-too-many-sigops, ${sigops}`);
+  const vsize = adjustedVsize(tx.weight, sigops);
+  const fee = valueIn - valueOut;
+  const minFee = feeForSize(MIN_RELAY_FEE, vsize);
+  if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
+  return { ok: true, fee, vsize, sigops, parents };
 }
