@@ -102,13 +102,16 @@ function method(specs: ArgSpec[], handler: (args: unknown[]) => unknown): RpcMet
 }
 
 /** UniValue::getInt<int>: a runtime error (-1) for a non-number or a non-integral/out-of-range one. */
+// UniValue's type-check error, word for word.
+function wrongType(v: unknown, expected: string): CoreRpcError {
+  return new CoreRpcError(
+    RPC.MISC_ERROR,
+    `JSON value of type ${jsonTypeName(v)} is not of expected type ${expected}`,
+  );
+}
+
 function getInt(v: unknown): number {
-  if (typeof v !== "number") {
-    throw new CoreRpcError(
-      RPC.MISC_ERROR,
-      `JSON value of type ${jsonTypeName(v)} is not of expected type number`,
-    );
-  }
+  if (typeof v !== "number") throw wrongType(v, "number");
   if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
     throw new CoreRpcError(RPC.MISC_ERROR, "JSON integer out of range");
   }
@@ -116,22 +119,12 @@ function getInt(v: unknown): number {
 }
 
 function getBool(v: unknown): boolean {
-  if (typeof v !== "boolean") {
-    throw new CoreRpcError(
-      RPC.MISC_ERROR,
-      `JSON value of type ${jsonTypeName(v)} is not of expected type bool`,
-    );
-  }
+  if (typeof v !== "boolean") throw wrongType(v, "bool");
   return v;
 }
 
 function getStr(v: unknown): string {
-  if (typeof v !== "string") {
-    throw new CoreRpcError(
-      RPC.MISC_ERROR,
-      `JSON value of type ${jsonTypeName(v)} is not of expected type string`,
-    );
-  }
+  if (typeof v !== "string") throw wrongType(v, "string");
   return v;
 }
 
