@@ -43,6 +43,13 @@ export interface Service {
 /** How peer discovery runs (ElectrumX's PEER_DISCOVERY). */
 export type PeerDiscovery = "on" | "off" | "self";
 
+/** A peer server named in PEERS (or built in): its host and the ports to try; null = not offered. */
+export interface PeerSpec {
+  readonly host: string;
+  readonly tcpPort: number | null;
+  readonly sslPort: number | null;
+}
+
 /** The validated, frozen configuration. Times carry their unit in the name. */
 export interface Config {
   readonly coin: "Bitcoin";
@@ -80,6 +87,8 @@ export interface Config {
   readonly donationAddress: string;
   readonly peerDiscovery: PeerDiscovery;
   readonly peerAnnounce: boolean;
+  /** Peer servers to check besides the built-in seeds (PEERS). */
+  readonly peers: readonly PeerSpec[];
   /** Where to serve metrics over HTTP; undefined = off. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly allowRoot: boolean;
@@ -218,6 +227,12 @@ const VARS: readonly VarSpec[] = [
   { name: "DONATION_ADDRESS", kind: "string", def: "", help: "donation address reported to clients" },
   { name: "PEER_DISCOVERY", kind: "string", def: "on", help: "on, off or self" },
   { name: "PEER_ANNOUNCE", kind: "bool", def: "on", help: "announce this server to peers (empty = off)" },
+  {
+    name: "PEERS",
+    kind: "string",
+    def: "",
+    help: "peer servers to check besides the built-in seeds: 'host [t[PORT]] [s[PORT]]', comma-separated",
+  },
   { name: "METRICS", kind: "string", def: "", help: "serve metrics at http://host:port (empty = off)" },
   { name: "ALLOW_ROOT", kind: "bool", def: "off", help: "allow running as root (any non-empty value = on)" },
 ];
@@ -406,7 +421,7 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
   const peerAnnounce = boolVar(raw, "PEER_ANNOUNCE", true);
   const services = parseServices(strOr("SERVICES", DEFAULT_SERVICES), "SERVICES", true);
   const reportServices = parseServices(strOr("REPORT_SERVICES", ""), "REPORT_SERVICES", false);
-  checkReportServices(reportServices, peerAnnounce);
+  checkReportServices(reportServices, peerAnnounce, net);
 
   const sslCertfile = str("SSL_CERTFILE")?.value.trim() || undefined;
   const sslKeyfile = str("SSL_KEYFILE")?.value.trim() || undefined;
@@ -473,6 +488,7 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     donationAddress: strOr("DONATION_ADDRESS", "").trim(),
     peerDiscovery,
     peerAnnounce,
+    peers: Object.freeze(parsePeers(strOr("PEERS", ""), net)),
     metrics: parseMetrics(raw),
     allowRoot: boolVar(raw, "ALLOW_ROOT", false),
     ignoredVariables: Object.freeze(IGNORED.filter((n) => env[n] !== undefined)),
@@ -633,11 +649,13 @@ function parseService(entry: string, variable: string, defaults: boolean): Servi
   return { protocol, host, port };
 }
 
-function checkReportServices(services: Service[], peerAnnounce: boolean): void {
+function checkReportServices(services: Service[], peerAnnounce: boolean, net: Network): void {
   for (const s of services) {
     const bad = (why: string) =>
       new ConfigError("REPORT_SERVICES", `REPORT_SERVICES entry ${s.protocol}://${s.host}:${s.port} ${why}`);
     if (s.protocol === "rpc") throw bad("is invalid: rpc is never advertised");
+    // A regtest network is local by nature: its servers announce loopback and private addresses to each other.
+    if (net === "regtest") continue;
     const host = s.host.toLowerCase();
     if (host === "localhost") throw bad("is invalid: localhost cannot be reached by others");
     const kind = ipKind(host);
@@ -650,7 +668,10 @@ function checkReportServices(services: Service[], peerAnnounce: boolean): void {
   }
 }
 
-function ipKind(host: string): "unspecified" | "multicast" | "loopback" | "private" | "public" | "name" {
+/** What an address literal is: unspecified, multicast, loopback, private (incl. link-local), public, or a name. */
+export function ipKind(
+  host: string,
+): "unspecified" | "multicast" | "loopback" | "private" | "public" | "name" {
   const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
   if (v4) {
     const [a, b] = [Number(v4[1]), Number(v4[2])];
@@ -672,6 +693,44 @@ function ipKind(host: string): "unspecified" | "multicast" | "loopback" | "priva
     return "public";
   }
   return "name";
+}
+
+/**
+ * PEERS: comma-separated entries `host [t[PORT]] [s[PORT]]` (ElectrumX's peer notation): `t`/`s` alone mean the
+ * network's default TCP/SSL port, a bare host means both defaults. IPv6 hosts may be bracketed. Loopback and
+ * private hosts are refused except on regtest, whose servers are local by nature.
+ */
+export function parsePeers(text: string, net: Network): PeerSpec[] {
+  const out: PeerSpec[] = [];
+  const defaults = DEFAULT_PORTS[net];
+  for (const entry of text.split(",").map((e) => e.trim()).filter(Boolean)) {
+    const bad = (why: string) => new ConfigError("PEERS", `PEERS entry '${entry}' ${why}`);
+    const [rawHost, ...tokens] = entry.split(/\s+/);
+    const host = rawHost.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+    if (!/^[a-z0-9.-]+$/.test(host) && !/^[0-9a-f:.]+$/.test(host)) {
+      throw bad(`has '${rawHost}', which is not a host name or address`);
+    }
+    let tcpPort: number | null = null;
+    let sslPort: number | null = null;
+    for (const t of tokens) {
+      const m = /^([ts])(\d*)$/i.exec(t);
+      if (!m) throw bad(`has '${t}'; expected t, tPORT, s or sPORT`);
+      const port = m[2] === "" ? (m[1].toLowerCase() === "t" ? defaults.tcp : defaults.ssl) : Number(m[2]);
+      if (port < 1 || port > 65535) throw bad(`has port ${port}, out of range 1-65535`);
+      if (m[1].toLowerCase() === "t") tcpPort = port;
+      else sslPort = port;
+    }
+    if (tokens.length === 0) [tcpPort, sslPort] = [defaults.tcp, defaults.ssl];
+    if (net !== "regtest") {
+      const kind = ipKind(host);
+      if (host === "localhost" || host.endsWith(".localhost") || (kind !== "public" && kind !== "name")) {
+        throw bad("is not a public address (loopback and private peers are for NET=regtest only)");
+      }
+    }
+    if (host.endsWith(".onion")) throw bad("is an onion address; Coulomb has no Tor proxy to reach it");
+    out.push({ host, tcpPort, sslPort });
+  }
+  return out;
 }
 
 function parseMetrics(raw: Map<string, Raw>): Config["metrics"] {

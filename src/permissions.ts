@@ -6,6 +6,7 @@ import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { type Config, ENV_VARIABLES } from "./config.ts";
 import type { Log } from "./log.ts";
+import { SEEDS } from "./server/peer_seeds.ts";
 
 // classic-level loads its native addon through node-gyp-build, which reads these variables and probes
 // /etc/alpine-release to choose a prebuilt binary. Without them the addon cannot load at all.
@@ -39,6 +40,13 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
   if (config.metrics) net.add(hostPort(config.metrics.host, config.metrics.port));
   // Server.reloadTls (SIGHUP) proves a new certificate on a throwaway loopback listener before swapping it in.
   if (config.services.some((s) => s.protocol === "ssl" || s.protocol === "wss")) net.add("127.0.0.1:0");
+  // Peer discovery reaches the seeds and PEERS only: Deno cannot grant "any host on port 50002", so peers
+  // learned from other servers are contacted only when PEERS names them too (src/server/peers.ts skips the rest).
+  if (config.peerDiscovery === "on") {
+    for (const p of [...SEEDS[config.net], ...config.peers]) {
+      for (const port of [p.sslPort, p.tcpPort]) if (port !== null) net.add(hostPort(p.host, port));
+    }
+  }
 
   const db = resolve(config.dbDirectory);
   const read = new Set<string>([db, paths.nodeModules, ...ADDON_READ]);

@@ -300,6 +300,52 @@ Deno.test("report services must be reachable by others", () => {
   );
 });
 
+Deno.test("REPORT_SERVICES on regtest may be loopback or private (a local network), never rpc", () => {
+  const regtest = { ...BASE, NET: "regtest" };
+  assert.deepEqual(
+    load({ ...regtest, REPORT_SERVICES: "tcp://127.0.0.1:50001,ssl://10.0.0.2:50002" }).reportServices,
+    [
+      { protocol: "tcp", host: "127.0.0.1", port: 50001 },
+      { protocol: "ssl", host: "10.0.0.2", port: 50002 },
+    ],
+  );
+  rejects(
+    { ...regtest, REPORT_SERVICES: "rpc://127.0.0.1:8000" },
+    "REPORT_SERVICES",
+    /rpc is never advertised/,
+  );
+});
+
+Deno.test("PEERS: host with t/s tokens, defaults per network, public hosts only off regtest", () => {
+  assert.deepEqual(load(BASE).peers, []);
+  assert.deepEqual(
+    load({ ...BASE, PEERS: " A.Example.org s50012 t, b.example.net,[2001:db8::1] t50001 ,c.example.com S" })
+      .peers,
+    [
+      { host: "a.example.org", tcpPort: 50001, sslPort: 50012 },
+      { host: "b.example.net", tcpPort: 50001, sslPort: 50002 },
+      { host: "2001:db8::1", tcpPort: 50001, sslPort: null },
+      { host: "c.example.com", tcpPort: null, sslPort: 50002 },
+    ],
+  );
+  assert.deepEqual(load({ ...BASE, NET: "testnet", PEERS: "t.example.org" }).peers, [
+    { host: "t.example.org", tcpPort: 51001, sslPort: 51002 },
+  ]);
+  assert.deepEqual(load({ ...BASE, NET: "regtest", PEERS: "127.0.0.1 t50001" }).peers, [
+    { host: "127.0.0.1", tcpPort: 50001, sslPort: null },
+  ]);
+  assert.deepEqual(load({ ...BASE, PEERS: "x.example.org t1" }, ["--peers", "y.example.org s2"]).peers, [
+    { host: "y.example.org", tcpPort: null, sslPort: 2 },
+  ]);
+  rejects({ ...BASE, PEERS: "127.0.0.1 t50001" }, "PEERS", /not a public address .*NET=regtest/);
+  rejects({ ...BASE, PEERS: "localhost" }, "PEERS", /not a public address/);
+  rejects({ ...BASE, PEERS: "192.168.0.9 s" }, "PEERS", /not a public address/);
+  rejects({ ...BASE, PEERS: "a.example.org x50001" }, "PEERS", /'x50001'; expected t, tPORT, s or sPORT/);
+  rejects({ ...BASE, PEERS: "a.example.org t70000" }, "PEERS", /out of range/);
+  rejects({ ...BASE, PEERS: "bad_host! t" }, "PEERS", /not a host name or address/);
+  rejects({ ...BASE, PEERS: "abc.onion s" }, "PEERS", /no Tor proxy/);
+});
+
 Deno.test("METRICS, BANNER_FILE and DONATION_ADDRESS", () => {
   assert.deepEqual(load({ ...BASE, METRICS: "http://127.0.0.1:9100" }).metrics, {
     host: "127.0.0.1",

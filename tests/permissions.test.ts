@@ -12,6 +12,7 @@ import {
   sandboxAdvice,
 } from "../src/permissions.ts";
 import { runArgs } from "../scripts/launch.ts";
+import { SEEDS } from "../src/server/peer_seeds.ts";
 import {
   buildEnvironment,
   checkAbsolutePaths,
@@ -26,7 +27,13 @@ import { ElectrumClient, freePort, LoggedProcess, startService, taskArgs } from 
 const REPO = new URL("../", import.meta.url).pathname;
 
 function config(env: Record<string, string>): Config {
-  const loaded = loadConfig({ DB_DIRECTORY: "/srv/db", DAEMON_URL: "http://u:p@10.0.0.5:8332/", ...env }, []);
+  // Discovery off unless a test turns it on: the peer grants have a test of their own.
+  const loaded = loadConfig({
+    DB_DIRECTORY: "/srv/db",
+    DAEMON_URL: "http://u:p@10.0.0.5:8332/",
+    PEER_DISCOVERY: "off",
+    ...env,
+  }, []);
   assert.ok("coin" in loaded);
   return loaded;
 }
@@ -104,6 +111,48 @@ Deno.test("permissionFlags: no TLS service, no throwaway listener; relative path
   );
   assert.deepEqual(flags.get("--allow-net"), ["10.0.0.5:8332", "127.0.0.1:50001"]);
   assert.deepEqual(flags.get("--allow-write"), [`${Deno.cwd()}/data/db`]);
+});
+
+Deno.test("permissionFlags: peer discovery adds the network's seeds and PEERS, nothing with it off", () => {
+  const net = (env: Record<string, string>) =>
+    flagMap(permissionFlags(config({ SERVICES: "tcp://127.0.0.1:50001", ...env }), { nodeModules: "/n" }))
+      .get("--allow-net")!;
+  const base = ["10.0.0.5:8332", "127.0.0.1:50001"];
+  const peers = "peer.example.org s50012, [2001:db8::7] t, other.example.net";
+  assert.deepEqual(net({ PEERS: peers }), base, "PEER_DISCOVERY=off grants nothing more");
+  const testnet = net({
+    NET: "testnet",
+    DAEMON_URL: "http://u:p@10.0.0.5:18332/",
+    PEER_DISCOVERY: "on",
+    PEERS: peers,
+  });
+  assert.deepEqual(testnet.slice(0, 2), ["10.0.0.5:18332", "127.0.0.1:50001"]);
+  const added = testnet.slice(2);
+  for (const s of SEEDS.testnet) {
+    assert.ok(added.includes(`${s.host}:${s.sslPort}`) && added.includes(`${s.host}:${s.tcpPort}`), s.host);
+  }
+  // PEERS: only the ports named (a letter alone is the network's default), both defaults for a bare host.
+  assert.deepEqual(added.slice(-4), [
+    "peer.example.org:50012",
+    "[2001:db8::7]:51001",
+    "other.example.net:51002",
+    "other.example.net:51001",
+  ]);
+  assert.equal(added.length, SEEDS.testnet.length * 2 + 4);
+  // Regtest has no seeds; a regtest PEERS entry may be local.
+  assert.deepEqual(net({ NET: "regtest", PEER_DISCOVERY: "on", PEERS: "127.0.0.1 t50001" }), [
+    "10.0.0.5:8332",
+    "127.0.0.1:50001",
+  ]);
+  assert.deepEqual(
+    net({
+      NET: "regtest",
+      PEER_DISCOVERY: "on",
+      PEERS: "127.0.0.1 t50011",
+      SERVICES: "tcp://127.0.0.1:50001",
+    }),
+    ["10.0.0.5:8332", "127.0.0.1:50001", "127.0.0.1:50011"],
+  );
 });
 
 Deno.test("no deno.json task grants everything or unscoped file and network access", async () => {

@@ -1,0 +1,229 @@
+// The client side of a peer check: one short-lived connection to another Electrum server, speaking
+// newline-delimited JSON-RPC. The other side is untrusted, so every read is bounded (line length, time) and a
+// misbehaving peer only ever costs us one rejected promise and a closed socket.
+import net from "node:net";
+import tls from "node:tls";
+
+/** A peer connection's failure; `code` says which step went wrong. */
+export class PeerError extends Error {
+  override name = "PeerError";
+  constructor(readonly code: PeerErrorCode, message: string) {
+    super(message);
+  }
+}
+
+/** What went wrong with a peer: unreachable, slow, protocol abuse, an error reply, or a failed check. */
+export type PeerErrorCode = "connect" | "timeout" | "protocol" | "reply" | "closed" | "bad-peer";
+
+/** An open connection to a peer server. */
+export interface PeerLink {
+  /** The IP address actually connected to. */
+  readonly remoteIp: string;
+  /** Sends one request and waits for its reply (result, or PeerError "reply" for an error reply). */
+  call(method: string, params: unknown[]): Promise<unknown>;
+  /** Hangs up; pending calls reject. */
+  close(): void;
+}
+
+/** How to reach one peer port. */
+export interface PeerTarget {
+  host: string;
+  port: number;
+  tls: boolean;
+}
+
+/** Opens a PeerLink; the peer manager is given one (tests inject their own). */
+export type PeerConnector = (target: PeerTarget) => Promise<PeerLink>;
+
+/** Bounds of a connection. */
+export interface PeerLinkLimits {
+  /** Longest reply line accepted, in bytes. */
+  maxLineBytes: number;
+  /** Milliseconds to wait for the connection (TCP and TLS handshake). */
+  connectTimeoutMs: number;
+  /** Milliseconds to wait for each reply. */
+  callTimeoutMs: number;
+}
+
+/** Bounds a check uses unless told otherwise: peer lists are a few kB, 1 MB is generous and still cheap. */
+export const DEFAULT_LINK_LIMITS: PeerLinkLimits = {
+  maxLineBytes: 1 << 20,
+  connectTimeoutMs: 15_000,
+  callTimeoutMs: 20_000,
+};
+
+/** A connector over real sockets: TCP, or TLS that accepts any certificate (peers' are mostly self-signed). */
+export function socketConnector(limits: PeerLinkLimits = DEFAULT_LINK_LIMITS): PeerConnector {
+  return (target) => openLink(target, limits);
+}
+
+function openLink(target: PeerTarget, limits: PeerLinkLimits): Promise<PeerLink> {
+  const { promise, resolve, reject } = Promise.withResolvers<PeerLink>();
+  const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
+  let sock: net.Socket;
+  try {
+    // Electrum servers' certificates are self-signed as a rule; ElectrumX does not verify them either. The
+    // checks that matter (genesis, headers, its own host list) run over the connection.
+    sock = target.tls
+      ? tls.connect({
+        host: target.host,
+        port: target.port,
+        rejectUnauthorized: false,
+        servername: sni(target),
+      })
+      : net.connect({ host: target.host, port: target.port });
+  } catch (err) {
+    return Promise.reject(new PeerError("connect", `${where}: ${(err as Error).message}`));
+  }
+  const timer = setTimeout(() => {
+    sock.destroy();
+    reject(new PeerError("timeout", `${where}: no connection within ${limits.connectTimeoutMs} ms`));
+  }, limits.connectTimeoutMs);
+  const onError = (err: Error) => {
+    clearTimeout(timer);
+    sock.destroy();
+    reject(new PeerError("connect", `${where}: ${err.message}`));
+  };
+  sock.once("error", onError);
+  sock.once(target.tls ? "secureConnect" : "connect", () => {
+    clearTimeout(timer);
+    sock.off("error", onError);
+    resolve(new LineLink(sock, where, limits));
+  });
+  return promise;
+}
+
+// SNI must be a name, never an IP literal.
+function sni(target: PeerTarget): string | undefined {
+  return /^[\d.]+$/.test(target.host) || target.host.includes(":") ? undefined : target.host;
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Newline-delimited JSON-RPC over one socket, with bounded lines and per-call timeouts. */
+class LineLink implements PeerLink {
+  readonly remoteIp: string;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private failure: PeerError | undefined;
+
+  constructor(
+    private readonly sock: net.Socket,
+    private readonly where: string,
+    private readonly limits: PeerLinkLimits,
+  ) {
+    this.remoteIp = normalizeIp(sock.remoteAddress ?? "");
+    sock.on("data", (d: Uint8Array) => this.onData(d));
+    sock.on("error", (e: Error) => this.fail(new PeerError("closed", `${where}: ${e.message}`)));
+    sock.on("close", () => this.fail(new PeerError("closed", `${where}: connection closed`)));
+  }
+
+  call(method: string, params: unknown[]): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      reject(
+        new PeerError(
+          "timeout",
+          `${this.where}: no answer to ${method} within ${this.limits.callTimeoutMs} ms`,
+        ),
+      );
+      // A peer that stops answering is not worth keeping the socket open for.
+      this.close();
+    }, this.limits.callTimeoutMs);
+    this.pending.set(id, { resolve, reject, timer });
+    this.sock.write(JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n");
+    return promise;
+  }
+
+  close(): void {
+    this.fail(new PeerError("closed", `${this.where}: closed`));
+  }
+
+  private onData(d: Uint8Array): void {
+    let start = 0;
+    for (let i = d.indexOf(10); i >= 0; i = d.indexOf(10, start)) {
+      this.chunks.push(d.subarray(start, i));
+      const line = concat(this.chunks, this.buffered + i - start);
+      this.chunks = [];
+      this.buffered = 0;
+      start = i + 1;
+      if (line.length > this.limits.maxLineBytes) return this.tooLong();
+      this.onLine(line);
+      if (this.failure) return;
+    }
+    if (start < d.length) {
+      this.chunks.push(d.slice(start));
+      this.buffered += d.length - start;
+      if (this.buffered > this.limits.maxLineBytes) this.tooLong();
+    }
+  }
+
+  private tooLong(): void {
+    this.fail(
+      new PeerError("protocol", `${this.where}: a reply line exceeds ${this.limits.maxLineBytes} bytes`),
+    );
+  }
+
+  private onLine(line: Uint8Array): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(new TextDecoder().decode(line));
+    } catch {
+      return this.fail(new PeerError("protocol", `${this.where}: a reply is not JSON`));
+    }
+    // Notifications (no id) and batches are not ours to answer; a peer may legitimately send notifications.
+    if (typeof msg !== "object" || msg === null || Array.isArray(msg)) return;
+    const m = msg as { id?: unknown; result?: unknown; error?: unknown };
+    if (typeof m.id !== "number") return;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (m.error !== undefined && m.error !== null) {
+      const e = m.error as { message?: unknown };
+      const text = typeof e?.message === "string" ? e.message.slice(0, 200) : "an error";
+      p.reject(new PeerError("reply", `${this.where}: answered ${text}`));
+    } else {
+      p.resolve(m.result);
+    }
+  }
+
+  private fail(err: PeerError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.chunks = [];
+    this.sock.destroy();
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+  }
+}
+
+function concat(parts: Uint8Array[], length: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** An IP address as peers list it: IPv4-mapped IPv6 back to IPv4, no brackets, lower case. */
+export function normalizeIp(ip: string): string {
+  const bare = ip.replace(/^\[|\]$/g, "").toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare);
+  return mapped ? mapped[1] : bare;
+}

@@ -1,0 +1,158 @@
+// The peer connection over real sockets on 127.0.0.1: replies matched by id, notifications ignored, and a
+// hostile or silent peer turned into a rejected call and a closed socket, never a crash or a hang.
+import assert from "node:assert/strict";
+import net from "node:net";
+import { PeerError, socketConnector } from "../../src/server/peer_client.ts";
+
+type Handler = (line: string, sock: net.Socket) => void;
+
+async function withServer(handler: Handler, fn: (port: number) => Promise<void>): Promise<void> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+    sock.on("error", () => {});
+    let buf = "";
+    sock.on("data", (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        handler(buf.slice(0, i), sock);
+        buf = buf.slice(i + 1);
+      }
+    });
+  });
+  const listening = Promise.withResolvers<void>();
+  server.listen(0, "127.0.0.1", () => listening.resolve());
+  await listening.promise;
+  try {
+    await fn((server.address() as net.AddressInfo).port);
+  } finally {
+    for (const s of sockets) s.destroy();
+    const closed = Promise.withResolvers<void>();
+    server.close(() => closed.resolve());
+    await closed.promise;
+  }
+}
+
+const limits = { maxLineBytes: 4096, connectTimeoutMs: 5000, callTimeoutMs: 300 };
+
+Deno.test("peer link: replies are matched by id, notifications skipped, error replies rejected", async () => {
+  await withServer((line, sock) => {
+    const req = JSON.parse(line);
+    // A notification first, then the answers in reverse order of arrival for "slow".
+    sock.write(`{"jsonrpc":"2.0","method":"blockchain.headers.subscribe","params":[{}]}\n`);
+    if (req.method === "fail") {
+      sock.write(JSON.stringify({ id: req.id, error: { code: 1, message: "nope" } }) + "\n");
+    } else sock.write(JSON.stringify({ id: req.id, result: [req.method, req.params] }) + "\n");
+  }, async (port) => {
+    const link = await socketConnector(limits)({ host: "127.0.0.1", port, tls: false });
+    try {
+      assert.equal(link.remoteIp, "127.0.0.1");
+      const [a, b] = await Promise.all([link.call("one", [1]), link.call("two", ["x"])]);
+      assert.deepEqual(a, ["one", [1]]);
+      assert.deepEqual(b, ["two", ["x"]]);
+      await assert.rejects(
+        link.call("fail", []),
+        (e: unknown) => e instanceof PeerError && e.code === "reply",
+      );
+    } finally {
+      link.close();
+    }
+  });
+});
+
+Deno.test("peer link: an endless line, invalid JSON and silence each fail the call and close the socket", async () => {
+  await withServer((line, sock) => {
+    const req = JSON.parse(line);
+    if (req.method === "flood") sock.write("x".repeat(10_000));
+    if (req.method === "junk") sock.write("{not json\n");
+    // "silent" gets nothing.
+  }, async (port) => {
+    const connect = socketConnector(limits);
+    for (
+      const [method, code, message] of [
+        ["flood", "protocol", /exceeds 4096 bytes/],
+        ["junk", "protocol", /not JSON/],
+        ["silent", "timeout", /no answer to silent within 300 ms/],
+      ] as const
+    ) {
+      const link = await connect({ host: "127.0.0.1", port, tls: false });
+      await assert.rejects(link.call(method, []), (e: unknown) => {
+        assert.ok(e instanceof PeerError);
+        assert.equal(e.code, code);
+        assert.match(e.message, message);
+        return true;
+      });
+      // The link is dead: further calls fail at once.
+      await assert.rejects(link.call("again", []), PeerError);
+      link.close();
+    }
+  });
+});
+
+Deno.test("peer link: a refused connection is a connect error", async () => {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  await assert.rejects(
+    socketConnector(limits)({ host: "127.0.0.1", port, tls: false }),
+    (e: unknown) => e instanceof PeerError && e.code === "connect",
+  );
+});
+
+Deno.test("peer link: TLS with a self-signed certificate is accepted", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=peer.test",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-days",
+        "1",
+        "-keyout",
+        `${dir}/k.pem`,
+        "-out",
+        `${dir}/c.pem`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assert.ok(out.success, "openssl made a certificate");
+    const listener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(`${dir}/c.pem`),
+      key: await Deno.readTextFile(`${dir}/k.pem`),
+    });
+    const served = (async () => {
+      const conn = await listener.accept();
+      const buf = new Uint8Array(1024);
+      const n = await conn.read(buf);
+      const req = JSON.parse(new TextDecoder().decode(buf.subarray(0, n!)));
+      await conn.write(new TextEncoder().encode(JSON.stringify({ id: req.id, result: "over tls" }) + "\n"));
+      // Wait for the client to hang up before closing our side.
+      await conn.read(buf).catch(() => null);
+      conn.close();
+    })();
+    const link = await socketConnector(limits)({
+      host: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+      tls: true,
+    });
+    assert.equal(await link.call("server.version", []), "over tls");
+    link.close();
+    await served;
+    listener.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
