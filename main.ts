@@ -19,7 +19,10 @@ import type { BlockProcessor, FlushStats } from "./src/sync/processor.ts";
 import { SyncLoop } from "./src/sync/sync.ts";
 import { Mempool } from "./src/mempool/mempool.ts";
 import { MempoolFollower } from "./src/mempool/follower.ts";
-import { createMethods } from "./src/server/methods.ts";
+import { createMethods, serverFeatures } from "./src/server/methods.ts";
+import { PeerManager, resolveHost, sandboxAllows } from "./src/server/peers.ts";
+import { socketConnector } from "./src/server/peer_client.ts";
+import { toHex, toHexReversed } from "./src/chain/hex.ts";
 import type { MethodTable } from "./src/server/types.ts";
 import { Notifier } from "./src/server/notifier.ts";
 import { historyLimit } from "./src/server/status.ts";
@@ -132,6 +135,8 @@ export interface Serving {
   readonly server: Server;
   readonly mempool: Mempool;
   readonly subscriptions: SubscriptionIndex;
+  /** Peer discovery: the peer table and its checks (idle unless PEER_DISCOVERY=on). */
+  readonly peers: PeerManager;
   /** Tells the mempool and subscribers about a new tip (call after each flush at the tip). */
   onTip(height: number): void;
   /** Stops listening (answering what was received) and stops following the mempool. */
@@ -175,6 +180,24 @@ export async function startServing(
   await follower.refreshNow().catch((err) => log.warn(`first mempool refresh failed: ${errorText(err)}`));
   // server.features reports the bound addresses, which exist only once the listeners below are up.
   const bound: { server?: Server } = {};
+  const genesisHex = toHexReversed(network.genesisHash);
+  const peers = new PeerManager({
+    config,
+    genesisHex,
+    features: () => serverFeatures(config, genesisHex, bound.server?.addresses ?? config.services),
+    software: serverVersionString(),
+    chain: {
+      height: () => store.state.height,
+      headerHex: (h) => {
+        const header = store.headerAt(h);
+        return header ? toHex(header) : undefined;
+      },
+    },
+    connector: socketConnector(),
+    resolve: resolveHost,
+    allowed: sandboxAllows,
+    log: getLog("peers"),
+  });
   const created = createMethods({
     store,
     mempool,
@@ -184,6 +207,7 @@ export async function startServing(
     log,
     subscriptions,
     listening: () => bound.server?.addresses ?? config.services,
+    peers,
   });
   const methods = hooks.instrument ? hooks.instrument(created) : created;
   const server = await startServer({ config, methods, log, serverVersion: serverVersionString() });
@@ -192,6 +216,8 @@ export async function startServing(
   if (tipHeader) notifier.onNewTip(store.state.height, tipHeader);
   // What the catch-up touched concerns no subscriber (there were none); only later tips matter.
   processor.takeTouched();
+  // Peers check us back at the addresses we announce, so discovery starts once we listen.
+  peers.start();
 
   // Notifications for one tip go out in order: the header first, then the mempool refresh that drops the
   // transactions the block confirmed, then the statuses of everything the block touched.
@@ -214,9 +240,11 @@ export async function startServing(
     server,
     mempool,
     subscriptions,
+    peers,
     onTip,
     async stop() {
       stopping = true;
+      await peers.stop();
       await server.close();
       await follower.stop();
       await chain;
@@ -451,6 +479,7 @@ function logFatal(log: Log, what: string, err: unknown): void {
 }
 
 if (import.meta.main) {
+  { let last = performance.now(); setInterval(() => { const n = performance.now(); if (n - last > 30) console.error(`LAG ${(n - last - 5).toFixed(0)} ms at ${n.toFixed(0)}`); last = n; }, 5); }
   // `rpc` reads SERVICES alone (for the admin port), so the CLI needs no other environment access.
   const env = Deno.args[0] === "rpc"
     ? readEnvironment(["SERVICES"])

@@ -34,7 +34,7 @@ Commands:
   getinfo                      heights, sync state, sessions, subscriptions, mempool, db size, uptime
   sessions                     open Electrum sessions
   groups                       IP groups of the sessions with their shared cost
-  peers                        peer servers (peer discovery is not implemented yet)
+  peers                        peer servers: status, ports, version, last good check, failures, source
   log_level LEVEL              debug, info, warning or error, effective at once
   disconnect ID...             close sessions (ids from 'sessions')
   query [--limit N] ITEM...    history, UTXOs and balance of addresses, hex scripts or script hashes

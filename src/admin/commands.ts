@@ -99,12 +99,8 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
 
   m.set("peers", {
     params: [],
-    help: "peer servers (always empty: Coulomb has no peer discovery yet)",
-    run: () => ({
-      peers: [],
-      note: "peer discovery is not implemented in Coulomb yet: no peers are contacted or announced, " +
-        "and PEER_DISCOVERY/PEER_ANNOUNCE have no effect",
-    }),
+    help: "peer servers: where each came from, its status, ports, version, last good check and failures",
+    run: () => peerRows(view),
   });
 
   m.set("log_level", {
@@ -398,4 +394,52 @@ async function query(view: NodeView, item: unknown, limit: number): Promise<Quer
     utxos_more: unspent.length > limit,
     balance: { confirmed: balance, unconfirmed: mempool?.balanceDelta(hx) ?? 0 },
   };
+}
+
+/** One peer in the `peers` answer; times are Unix seconds, null when never. */
+export interface PeerRow {
+  host: string;
+  status: string;
+  source: string;
+  tcp_port: number | null;
+  ssl_port: number | null;
+  ip: string;
+  protocol: string;
+  server_version: string;
+  last_good: number | null;
+  last_try: number | null;
+  tries: number;
+  reason: string;
+}
+
+/** The `peers` answer: the discovery mode, every peer in the table (good ones first), and a note if idle. */
+export function peerRows(view: NodeView): { discovery: string; peers: PeerRow[]; note?: string } {
+  const discovery = view.config.peerDiscovery ?? "off";
+  const secs = (ms: number) => ms > 0 ? Math.floor(ms / 1000) : null;
+  const rank: Record<string, number> = { good: 0, new: 1, failed: 2, bad: 3 };
+  const peers = [...(view.serving()?.peers?.records() ?? [])]
+    .sort((a, b) => rank[a.status] - rank[b.status] || a.host.localeCompare(b.host))
+    .map((p) => ({
+      host: p.host,
+      status: p.status,
+      source: p.source,
+      tcp_port: p.tcpPort,
+      ssl_port: p.sslPort,
+      ip: p.ip,
+      protocol: p.protocolMax,
+      server_version: p.serverVersion,
+      last_good: secs(p.lastGood),
+      last_try: secs(p.lastTry),
+      tries: p.tries,
+      reason: p.reason,
+    }));
+  if (peers.length > 0) return { discovery, peers };
+  const note = discovery === "off"
+    ? "peer discovery is off (PEER_DISCOVERY=off)"
+    : discovery === "self"
+    ? "PEER_DISCOVERY=self: no peers are contacted, only this server is listed"
+    : view.serving()
+    ? "no peers known yet: this network has no built-in seeds; name some in PEERS"
+    : "peer discovery starts once the server has caught up and serves";
+  return { discovery, peers, note };
 }

@@ -124,6 +124,35 @@ export function formatSessions(rows: Row[]): string {
   ) + `\n${rows.length} session${rows.length === 1 ? "" : "s"}`;
 }
 
+/** The peers table; `nowMs` turns the check times into ages. */
+export function formatPeers(rows: Row[], nowMs: number): string {
+  const ago = (v: unknown) =>
+    typeof v === "number" ? `${shortDuration(Math.max(0, nowMs / 1000 - v))} ago` : "never";
+  const ports = (r: Row) =>
+    [r.ssl_port != null ? `s${num(r.ssl_port)}` : "", r.tcp_port != null ? `t${num(r.tcp_port)}` : ""]
+      .filter(Boolean).join(" ");
+  const good = rows.filter((r) => r.status === "good").length;
+  const failing = rows.filter((r) => r.status !== "good" && str(r.reason));
+  const lines = [
+    table(
+      ["Host", "Status", "Ports", "Version", "Last good", "Last try", "Tries", "Source"],
+      rows.map((r) => [
+        str(r.host),
+        str(r.status),
+        ports(r),
+        str(r.protocol),
+        ago(r.last_good),
+        ago(r.last_try),
+        String(num(r.tries)),
+        str(r.source),
+      ]),
+    ),
+    `${rows.length} peer${rows.length === 1 ? "" : "s"}, ${good} good`,
+  ];
+  for (const r of failing) lines.push(`${str(r.host)}: ${str(r.reason)}`);
+  return lines.join("\n");
+}
+
 /** The groups table. */
 export function formatGroups(result: Row): string {
   const groups = Array.isArray(result.groups) ? result.groups as Row[] : [];
@@ -229,6 +258,7 @@ export function formatResult(command: string, result: unknown): string {
         const peers = (result as Row).peers;
         const note = str((result as Row).note);
         if (Array.isArray(peers) && peers.length === 0) return `no peers${note ? `: ${note}` : ""}`;
+        if (Array.isArray(peers)) return formatPeers(peers as Row[], Date.now());
       }
       break;
     case "query":

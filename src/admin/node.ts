@@ -2,6 +2,7 @@
 // over the indexer and, once caught up, the Electrum side. Everything is read live from the modules that own
 // it; nothing here keeps its own copy. The interfaces are narrow so that both interfaces can be tested
 // against the real modules or small fakes.
+import type { PeerRecord } from "../server/peers.ts";
 import type { Network } from "../chain/network.ts";
 import type { Config } from "../config.ts";
 import type { DbState } from "../db/state.ts";
@@ -68,11 +69,18 @@ export interface NodeSubscriptions {
   allEntries(): Iterable<HashXEntry>;
 }
 
+/** Peer discovery's table (src/server/peers.ts's PeerManager provides it). */
+export interface NodePeers {
+  records(): readonly PeerRecord[];
+}
+
 /** The Electrum side, present once the indexer first caught up. */
 export interface NodeServing {
   readonly server: NodeServer;
   readonly mempool: NodeMempool;
   readonly subscriptions: NodeSubscriptions;
+  /** Absent in setups without peer discovery (some tests). */
+  readonly peers?: NodePeers;
 }
 
 /** The storage side of a running node: what startIndexer returns provides it. */
@@ -84,7 +92,7 @@ export interface NodeIndexer {
 
 /** One running Coulomb as its operator interfaces see it. */
 export interface NodeView extends NodeIndexer {
-  readonly config: Pick<Config, "net" | "dbDirectory" | "services">;
+  readonly config: Pick<Config, "net" | "dbDirectory" | "services"> & Partial<Pick<Config, "peerDiscovery">>;
   readonly network: Network;
   /** Unix ms of start-up. */
   readonly startedAt: number;

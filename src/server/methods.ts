@@ -87,6 +87,44 @@ export interface MethodsDeps {
   listening?: () => readonly Pick<Service, "protocol" | "host" | "port">[];
   /** Milliseconds clock for the 60 s caches (tests replace it). */
   now?: () => number;
+  /** Peer discovery (src/server/peers.ts); without it no peers are listed and add_peer answers false. */
+  peers?: MethodPeers;
+}
+
+/** What server.peers.subscribe and server.add_peer ask of peer discovery (PeerManager provides it). */
+export interface MethodPeers {
+  subscribeList(): unknown[];
+  addPeer(remoteIp: string, features: unknown): Promise<boolean>;
+}
+
+/** The IP address part of a session's "ip:port" (IPv6 in brackets). */
+export function remoteIp(remoteAddress: string): string {
+  if (remoteAddress.startsWith("[")) return remoteAddress.slice(1, remoteAddress.indexOf("]"));
+  const colon = remoteAddress.lastIndexOf(":");
+  return colon < 0 ? remoteAddress : remoteAddress.slice(0, colon);
+}
+
+/** server.features for this configuration: REPORT_SERVICES, else the addresses listened on. */
+export function serverFeatures(
+  config: Pick<Config, "reportServices">,
+  genesisHex: string,
+  listening: readonly Pick<Service, "protocol" | "host" | "port">[],
+): Record<string, unknown> {
+  const reported = config.reportServices.length > 0 ? config.reportServices : listening;
+  const { hosts, services } = advertised(reported);
+  return {
+    hosts,
+    pruning: null,
+    server_version: serverVersionString(),
+    protocol_min: PROTOCOL_MIN,
+    protocol_max: PROTOCOL_MAX,
+    genesis_hash: genesisHex,
+    hash_function: "sha256",
+    services,
+    // Coulomb's extension: get_history takes Fulcrum's optional from_height (inclusive) and to_height
+    // (exclusive, -1 = to the tip plus the mempool).
+    history_paging: true,
+  };
 }
 
 const NO_ROWS: HistoryRows = {
@@ -426,23 +464,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   }
 
   function features(): Record<string, unknown> {
-    const reported = config.reportServices.length > 0
-      ? config.reportServices
-      : (deps.listening?.() ?? config.services);
-    const { hosts, services } = advertised(reported);
-    return {
-      hosts,
-      pruning: null,
-      server_version: serverVersionString(),
-      protocol_min: PROTOCOL_MIN,
-      protocol_max: PROTOCOL_MAX,
-      genesis_hash: genesisHex,
-      hash_function: "sha256",
-      services,
-      // Coulomb's extension: get_history takes Fulcrum's optional from_height (inclusive) and to_height
-      // (exclusive, -1 = to the tip plus the mempool).
-      history_paging: true,
-    };
+    return serverFeatures(config, genesisHex, deps.listening?.() ?? config.services);
   }
 
   async function getTransaction(txid: Uint8Array, verbose: boolean): Promise<unknown> {
@@ -545,10 +567,17 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   m.set("server.banner", method([], 0.5, () => banner()));
   m.set("server.donation_address", method([], 0.1, () => config.donationAddress));
   m.set("server.features", method([], 0.2, () => features()));
-  // Peer discovery is not implemented yet, so Coulomb honestly knows no peers.
-  m.set("server.peers.subscribe", method([], 1.0, () => []));
-  // Tentative by definition (protocol.md §5); without peer discovery there is nothing to add a peer to.
-  m.set("server.add_peer", method(["features"], 100, () => false));
+  m.set("server.peers.subscribe", method([], 1.0, () => deps.peers?.subscribeList() ?? []));
+  // ElectrumX charges add_peer heavily: each accepted call makes us connect to somebody.
+  m.set(
+    "server.add_peer",
+    method(
+      ["features"],
+      100,
+      async (ctx, [features]) =>
+        deps.peers ? await deps.peers.addPeer(remoteIp(ctx.remoteAddress), features) : false,
+    ),
+  );
 
   // ---- headers ----
   // With a checkpoint, the proof cache is filled first (sliced, see HeaderProofs.prepare); everything after

@@ -10,6 +10,7 @@ import {
   type PeerSpec,
   type Service,
 } from "../config.ts";
+import { lookup } from "node:dns/promises";
 import type { Log } from "../log.ts";
 import { SEEDS } from "./peer_seeds.ts";
 import { normalizeIp, type PeerConnector, PeerError, type PeerLink, type PeerTarget } from "./peer_client.ts";
@@ -640,8 +641,10 @@ export function sandboxAllows(host: string, port: number): boolean {
   return Deno.permissions.querySync({ name: "net", host: where }).state === "granted";
 }
 
-/** Resolves a host name to its IPv4 and IPv6 addresses (failures of either family are ignored). */
+/**
+ * The addresses a host name resolves to, by the system resolver. Inside the sandbox this is refused (Deno grants
+ * name lookups only with unscoped network access), so server.add_peer then accepts IP-literal hosts only.
+ */
 export async function resolveHost(host: string): Promise<string[]> {
-  const results = await Promise.allSettled([Deno.resolveDns(host, "A"), Deno.resolveDns(host, "AAAA")]);
-  return results.flatMap((r) => r.status === "fulfilled" ? r.value : []);
+  return (await lookup(host, { all: true })).map((a) => a.address);
 }

@@ -139,10 +139,11 @@ Deno.test("admin commands against a running server on simnet", async (t) => {
       );
     });
 
-    await t.step("peers says peer discovery is not implemented", async () => {
-      const r = await call<{ peers: unknown[]; note: string }>(stack, "peers");
+    await t.step("peers says peer discovery is off", async () => {
+      const r = await call<{ discovery: string; peers: unknown[]; note: string }>(stack, "peers");
+      assert.equal(r.discovery, "off");
       assert.deepEqual(r.peers, []);
-      assert.match(r.note, /not implemented/);
+      assert.match(r.note, /PEER_DISCOVERY=off/);
     });
 
     await t.step(

@@ -10,6 +10,7 @@ import {
   PEER_RULES,
   PeerManager,
   type PeerManagerDeps,
+  resolveHost,
   subnetBucket,
 } from "../../src/server/peers.ts";
 
@@ -444,4 +445,9 @@ Deno.test("helpers: subnet buckets, public hosts, entry parsing and tokens", () 
       "t",
     ],
   );
+});
+
+Deno.test("resolveHost asks the system resolver (the add_peer caller check for host names)", async () => {
+  assert.ok((await resolveHost("localhost")).some((a) => a === "127.0.0.1" || a === "::1"));
+  await assert.rejects(resolveHost("no-such-host.invalid"));
 });
