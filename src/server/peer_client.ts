@@ -32,8 +32,8 @@ export interface PeerTarget {
   tls: boolean;
 }
 
-/** Opens a PeerLink; the peer manager is given one (tests inject their own). */
-export type PeerConnector = (target: PeerTarget) => Promise<PeerLink>;
+/** Opens a PeerLink, giving up when `signal` aborts; the peer manager is given one (tests inject their own). */
+export type PeerConnector = (target: PeerTarget, signal?: AbortSignal) => Promise<PeerLink>;
 
 /** Bounds of a connection. */
 export interface PeerLinkLimits {
@@ -54,12 +54,13 @@ export const DEFAULT_LINK_LIMITS: PeerLinkLimits = {
 
 /** A connector over real sockets: TCP, or TLS that accepts any certificate (peers' are mostly self-signed). */
 export function socketConnector(limits: PeerLinkLimits = DEFAULT_LINK_LIMITS): PeerConnector {
-  return (target) => openLink(target, limits);
+  return (target, signal) => openLink(target, limits, signal);
 }
 
-function openLink(target: PeerTarget, limits: PeerLinkLimits): Promise<PeerLink> {
+function openLink(target: PeerTarget, limits: PeerLinkLimits, signal?: AbortSignal): Promise<PeerLink> {
   const { promise, resolve, reject } = Promise.withResolvers<PeerLink>();
   const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
+  if (signal?.aborted) return Promise.reject(new PeerError("closed", `${where}: stopped`));
   let sock: net.Socket;
   try {
     // Electrum servers' certificates are self-signed as a rule; ElectrumX does not verify them either. The
@@ -79,14 +80,22 @@ function openLink(target: PeerTarget, limits: PeerLinkLimits): Promise<PeerLink>
     sock.destroy();
     reject(new PeerError("timeout", `${where}: no connection within ${limits.connectTimeoutMs} ms`));
   }, limits.connectTimeoutMs);
+  const onAbort = () => {
+    clearTimeout(timer);
+    sock.destroy();
+    reject(new PeerError("closed", `${where}: stopped`));
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   const onError = (err: Error) => {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
     sock.destroy();
     reject(new PeerError("connect", `${where}: ${err.message}`));
   };
   sock.once("error", onError);
   sock.once(target.tls ? "secureConnect" : "connect", () => {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
     sock.off("error", onError);
     resolve(new LineLink(sock, where, limits));
   });

@@ -232,6 +232,7 @@ export class PeerManager {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #round: Promise<void> | undefined;
   #stopped = false;
+  readonly #abort = new AbortController();
 
   constructor(deps: PeerManagerDeps) {
     this.#deps = deps;
@@ -258,6 +259,7 @@ export class PeerManager {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#abort.abort();
     for (const link of this.#links) link.close();
     await this.#round;
     await Promise.allSettled([...this.#checking.values()]);
@@ -277,9 +279,12 @@ export class PeerManager {
   async #runRound(): Promise<void> {
     const now = this.#now();
     for (const [key, p] of this.#table) {
-      if (p.status !== "good" && p.source !== "seed" && p.source !== "config" && p.tries > 0) {
+      if (p.status !== "good" && p.source !== "seed" && p.source !== "config") {
         const since = p.lastGood || p.firstSeen;
-        if (now - since > PEER_RULES.forgetMs) this.#table.delete(key);
+        if (now - since > PEER_RULES.forgetMs) {
+          this.#table.delete(key);
+          this.#outsideLogged.delete(key);
+        }
       }
     }
     const due = [...this.#table.values()].filter((p) => p.nextTry <= now && !this.#checking.has(p.key));
@@ -288,6 +293,9 @@ export class PeerManager {
     for (const p of due) {
       if (this.#targets(p).length === 0) {
         outside++;
+        // The sandbox does not change while we run: look at it again only in a day (it may be forgotten then).
+        p.nextTry = now + PEER_RULES.maxBackoffMs;
+        p.reason = "outside the sandbox: add it to PEERS to have it checked";
         if (!this.#outsideLogged.has(p.key)) {
           this.#outsideLogged.add(p.key);
           this.#deps.log.debug(`peer ${p.host}: outside the sandbox, not contacted`);
@@ -328,16 +336,20 @@ export class PeerManager {
     for (const target of targets) {
       let link: PeerLink;
       try {
-        link = await this.#deps.connector(target);
+        link = await this.#deps.connector(target, this.#abort.signal);
       } catch (err) {
+        if (this.#stopped) return;
         failure = asPeerError(err);
         continue;
       }
+      if (this.#stopped) return link.close();
       this.#links.add(link);
       try {
         await this.#verify(p, link);
         return;
       } catch (err) {
+        // A check cut short by our own shutdown says nothing about the peer.
+        if (this.#stopped) return;
         failure = asPeerError(err);
         break;
       } finally {
@@ -365,6 +377,10 @@ export class PeerManager {
     const version = await link.call("server.version", [this.#deps.software, [PROTOCOL_MIN, PROTOCOL_MAX]]);
     if (!Array.isArray(version) || typeof version[0] !== "string" || typeof version[1] !== "string") {
       throw new PeerError("protocol", "server.version answered something other than [software, version]");
+    }
+    const negotiated = parseVersion(version[1]);
+    if (!negotiated || !versionAtLeast(negotiated, parseVersion(PROTOCOL_MIN)!)) {
+      throw bad(`it negotiated protocol ${version[1].slice(0, 20)}, below our minimum ${PROTOCOL_MIN}`);
     }
     const features = await link.call("server.features", []);
     const problem = featuresProblem(features, p.host, this.#deps.genesisHex);
@@ -516,6 +532,11 @@ export class PeerManager {
     if (typeof f.hosts !== "object" || f.hosts === null || Array.isArray(f.hosts)) return reject("no hosts");
     const bucket = subnetBucket(caller);
     const now = this.#now();
+    if (this.#addPeerAt.size > PEER_RULES.maxPeers) {
+      for (const [b, at] of this.#addPeerAt) {
+        if (now - at >= PEER_RULES.addPeerPauseMs) this.#addPeerAt.delete(b);
+      }
+    }
     const last = this.#addPeerAt.get(bucket);
     if (net !== "regtest" && last !== undefined && now - last < PEER_RULES.addPeerPauseMs) {
       return reject(
@@ -552,7 +573,8 @@ export class PeerManager {
         p.tcpPort = tcpPort;
         p.sslPort = sslPort;
         p.nextTry = now;
-        void this.check(key);
+        // Checked at once unless many checks run already; then the next round takes it (it is due).
+        if (this.#checking.size < PEER_RULES.concurrency) void this.check(key);
       }
       return true;
     }

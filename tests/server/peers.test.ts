@@ -244,7 +244,10 @@ Deno.test("another chain's genesis, a tip too far away or a different header mak
     override: { "blockchain.block.header": header(5) },
   });
   w.add({ host: "elsewhere.example.com", hosts: { "other.example.com": { tcp_port: 50001 } } });
-  const hosts = ["fork", "ahead", "near", "behind", "split", "elsewhere"].map((h) => `${h}.example.com`);
+  w.add({ host: "old.example.com", override: { "server.version": ["ElectrumX 1.0", "1.2"] } });
+  const hosts = ["fork", "ahead", "near", "behind", "split", "elsewhere", "old"].map((h) =>
+    `${h}.example.com`
+  );
   const m = new PeerManager(w.deps({}, { peers: hosts.map((h) => spec(h)) }));
   await m.checkRound();
   const status = Object.fromEntries(m.records().map((r) => [r.host.split(".")[0], r.status]));
@@ -255,11 +258,13 @@ Deno.test("another chain's genesis, a tip too far away or a different header mak
     behind: "bad",
     split: "bad",
     elsewhere: "bad",
+    old: "bad",
   });
   assert.match(record(m, "fork.example.com").reason, /another chain/);
   assert.match(record(m, "ahead.example.com").reason, /too far/);
   assert.match(record(m, "split.example.com").reason, /header at height 100 differs/);
   assert.match(record(m, "elsewhere.example.com").reason, /not among the hosts/);
+  assert.match(record(m, "old.example.com").reason, /negotiated protocol 1\.2, below our minimum/);
   assert.equal(
     record(m, "fork.example.com").nextTry - w.now,
     PEER_RULES.maxBackoffMs,
@@ -390,8 +395,15 @@ Deno.test("peers outside the sandbox are skipped with one info line per round, a
     "debug peer a.example.com: outside the sandbox, not contacted",
     "info peer check: 1 peer outside the sandbox skipped: add them to PEERS",
   ]);
+  assert.match(record(m, "a.example.com").reason, /outside the sandbox/);
+  // The sandbox does not change: later rounds neither retry nor log it again until a day has passed.
+  w.now += PEER_RULES.recheckMs;
+  await m.checkRound();
+  assert.equal(w.logs.filter((l) => l.includes("outside the sandbox")).length, 2);
+  w.now += PEER_RULES.maxBackoffMs;
   await m.checkRound();
   assert.equal(w.logs.filter((l) => l.startsWith("debug") && l.includes("outside the sandbox")).length, 1);
+  assert.equal(w.logs.filter((l) => l.startsWith("info") && l.includes("outside the sandbox")).length, 2);
 });
 
 Deno.test("PEER_DISCOVERY off contacts nobody and lists nobody; self lists only ourselves", async () => {
@@ -450,4 +462,27 @@ Deno.test("helpers: subnet buckets, public hosts, entry parsing and tokens", () 
 Deno.test("resolveHost asks the system resolver (the add_peer caller check for host names)", async () => {
   assert.ok((await resolveHost("localhost")).some((a) => a === "127.0.0.1" || a === "::1"));
   await assert.rejects(resolveHost("no-such-host.invalid"));
+});
+
+Deno.test("stop() cuts a hanging connection attempt short and does not count it against the peer", async () => {
+  const w = new World();
+  const attempted = Promise.withResolvers<void>();
+  const hanging = (_t: PeerTarget, signal?: AbortSignal) => {
+    attempted.resolve();
+    return new Promise<PeerLink>((_, reject) => {
+      signal?.addEventListener("abort", () => reject(new PeerError("closed", "stopped")));
+    });
+  };
+  const m = new PeerManager(w.deps({ connector: hanging }, { peers: [spec("slow.example.com")] }));
+  const round = m.checkRound();
+  await attempted.promise;
+  await m.stop();
+  await round;
+  const r = record(m, "slow.example.com");
+  assert.equal(r.tries, 0);
+  assert.equal(r.status, "new");
+  assert.equal(
+    await m.addPeer("198.51.100.1", { hosts: { "198.51.100.1": { tcp_port: 1 } }, genesis_hash: GENESIS }),
+    false,
+  );
 });

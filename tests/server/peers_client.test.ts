@@ -156,3 +156,15 @@ Deno.test("peer link: TLS with a self-signed certificate is accepted", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("peer link: aborting a TLS handshake that never completes rejects at once", async () => {
+  await withServer(() => {}, async (port) => {
+    const abort = new AbortController();
+    const connecting = socketConnector({ ...limits, connectTimeoutMs: 60_000 })(
+      { host: "127.0.0.1", port, tls: true },
+      abort.signal,
+    );
+    abort.abort();
+    await assert.rejects(connecting, (e: unknown) => e instanceof PeerError && /stopped/.test(e.message));
+  });
+});
