@@ -479,7 +479,6 @@ function logFatal(log: Log, what: string, err: unknown): void {
 }
 
 if (import.meta.main) {
-  { let last = performance.now(); setInterval(() => { const n = performance.now(); if (n - last > 30) console.error(`LAG ${(n - last - 5).toFixed(0)} ms at ${n.toFixed(0)}`); last = n; }, 5); }
   // `rpc` reads SERVICES alone (for the admin port), so the CLI needs no other environment access.
   const env = Deno.args[0] === "rpc"
     ? readEnvironment(["SERVICES"])
