@@ -68,6 +68,8 @@ export const PEER_RULES = {
   perSubnet: 2,
   /** Checks running at once. */
   concurrency: 4,
+  /** Passes of one round: peers learned in a pass are checked in the next. */
+  passes: 3,
   /** The table's size limit; learned peers beyond it are ignored. */
   maxPeers: 1000,
   /** Entries read from one peer's server.peers.subscribe. */
@@ -287,22 +289,36 @@ export class PeerManager {
         }
       }
     }
-    const due = [...this.#table.values()].filter((p) => p.nextTry <= now && !this.#checking.has(p.key));
+    // Peers learned during a pass are checked in the next one, so the table fills out within one round (three
+    // passes: the seeds, their peers, and those peers' peers).
+    const seen = new Set<string>();
     let outside = 0;
-    const queue: PeerRecord[] = [];
-    for (const p of due) {
-      if (this.#targets(p).length === 0) {
+    for (let pass = 0; pass < PEER_RULES.passes && !this.#stopped; pass++) {
+      const at = this.#now();
+      const due = [...this.#table.values()].filter((p) =>
+        p.nextTry <= at && !seen.has(p.key) && !this.#checking.has(p.key)
+      );
+      if (due.length === 0) break;
+      const queue: PeerRecord[] = [];
+      for (const p of due) {
+        seen.add(p.key);
+        if (this.#targets(p).length > 0) {
+          queue.push(p);
+          continue;
+        }
         outside++;
         // The sandbox does not change while we run: look at it again only in a day (it may be forgotten then).
-        p.nextTry = now + PEER_RULES.maxBackoffMs;
+        p.nextTry = at + PEER_RULES.maxBackoffMs;
         p.reason = "outside the sandbox: add it to PEERS to have it checked";
         if (!this.#outsideLogged.has(p.key)) {
           this.#outsideLogged.add(p.key);
-          this.#deps.log.debug(`peer ${p.host}: outside the sandbox, not contacted`);
+          this.#deps.log.debug(`peer ${describe(p)}: outside the sandbox, not contacted`);
         }
-      } else {
-        queue.push(p);
       }
+      const worker = async () => {
+        for (let p = queue.shift(); p && !this.#stopped; p = queue.shift()) await this.check(p.key);
+      };
+      await Promise.all(Array.from({ length: PEER_RULES.concurrency }, worker));
     }
     if (outside > 0) {
       this.#deps.log.info(
@@ -311,10 +327,6 @@ export class PeerManager {
         } outside the sandbox skipped: add them to PEERS`,
       );
     }
-    const worker = async () => {
-      for (let p = queue.shift(); p && !this.#stopped; p = queue.shift()) await this.check(p.key);
-    };
-    await Promise.all(Array.from({ length: PEER_RULES.concurrency }, worker));
   }
 
   /** Checks one peer now (joins a check already running); resolves when it is done, never rejects. */

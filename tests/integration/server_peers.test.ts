@@ -8,6 +8,7 @@ import { PROTOCOL_MAX } from "../../src/server/rpc.ts";
 import { freePort, indexerEnv, IndexerProcess, simnet, withTempDir } from "./harness.ts";
 import { LineClient } from "./server_client.ts";
 import { childPort } from "./server_stack.ts";
+import { startService } from "../launcher_harness.ts";
 
 Deno.test("two local servers: A checks B from PEERS and announces itself; B checks A back; both list each other", async () => {
   await withTempDir(async (dir) => {
@@ -68,6 +69,66 @@ Deno.test("two local servers: A checks B from PEERS and announces itself; B chec
       }
     } finally {
       for (const c of clients) c.close();
+      for (const p of procs) await p.close();
+      await sim.close();
+    }
+  });
+});
+
+Deno.test("inside the sandbox (deno task start): PEERS are checked, a peer learned from them is skipped and said so", async () => {
+  await withTempDir(async (dir) => {
+    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "server-peers" });
+    const [portA, portB, portC] = [freePort(), freePort(), freePort()];
+    const procs: IndexerProcess[] = [];
+    const clients: LineClient[] = [];
+    try {
+      // C and B run unsandboxed; B checks C, so B's peer list names C.
+      const c = IndexerProcess.start(indexerEnv(`${dir}/c`, sim, {
+        SERVICES: `tcp://127.0.0.1:${portC}`,
+        REPORT_SERVICES: `tcp://127.0.0.1:${portC}`,
+        PEER_DISCOVERY: "on",
+      }));
+      procs.push(c);
+      assert.equal(await childPort(c), portC);
+      const b = IndexerProcess.start(indexerEnv(`${dir}/b`, sim, {
+        SERVICES: `tcp://127.0.0.1:${portB}`,
+        REPORT_SERVICES: `tcp://127.0.0.1:${portB}`,
+        PEER_DISCOVERY: "on",
+        PEERS: `127.0.0.1 t${portC}`,
+      }));
+      procs.push(b);
+      await b.waitFor(new RegExp(`peer 127\\.0\\.0\\.1 t${portC} verified`));
+
+      // A runs as `deno task start` runs it: its sandbox grants B's port (PEERS) but not C's.
+      const a = await startService({
+        ...indexerEnv(`${dir}/a`, sim, {
+          SERVICES: `tcp://127.0.0.1:${portA}`,
+          REPORT_SERVICES: `tcp://127.0.0.1:${portA}`,
+          PEER_DISCOVERY: "on",
+          PEERS: `127.0.0.1 t${portB}`,
+          LOG_LEVEL: "debug",
+        }),
+        HOME: dir,
+      });
+      procs.push(a);
+      await a.waitFor(new RegExp(`peer 127\\.0\\.0\\.1 t${portB} verified: Coulomb`));
+      await a.waitFor(/peer check: 1 peer outside the sandbox skipped: add them to PEERS/);
+      assert.ok(
+        a.find(new RegExp(`peer 127\\.0\\.0\\.1 t${portC}: outside the sandbox, not contacted`)),
+        a.tail(),
+      );
+      // B still hears A's announcement and verifies it.
+      await b.waitFor(new RegExp(`peer 127\\.0\\.0\\.1 t${portA} verified`));
+
+      const client = await LineClient.connect(portA);
+      clients.push(client);
+      await client.hello("1.6");
+      assert.deepEqual(await client.request("server.peers.subscribe"), [
+        ["127.0.0.1", "127.0.0.1", [`v${PROTOCOL_MAX}`, `t${portB}`]],
+      ]);
+      assert.equal(a.find(/sandbox denied|NotCapable|Requires net access/), undefined, a.tail());
+    } finally {
+      for (const cl of clients) cl.close();
       for (const p of procs) await p.close();
       await sim.close();
     }

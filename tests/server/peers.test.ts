@@ -146,7 +146,8 @@ Deno.test("a good peer is verified over SSL first, listed, told about us, and it
     host: "a.example.com",
     peers: [["198.51.100.7", "b.example.net", ["v1.4", "s", "t50011"]]],
   });
-  w.add({ host: "b.example.net" });
+  // b's own features move its TCP port: what a server says of itself outranks what others said of it.
+  w.add({ host: "b.example.net", hosts: { "b.example.net": { tcp_port: 50021, ssl_port: 50002 } } });
   const m = new PeerManager(w.deps({}, { peers: [spec("a.example.com")] }));
   await m.checkRound();
   assert.equal(w.dials[0], "s:a.example.com:50002");
@@ -157,13 +158,14 @@ Deno.test("a good peer is verified over SSL first, listed, told about us, and it
   assert.deepEqual((a.added![0] as { hosts: unknown }).hosts, {
     "us.example.org": { ssl_port: 50002, tcp_port: null },
   });
+  // b, learned from a, is checked in the same round (the next pass) at the ports a listed.
+  assert.deepEqual(w.dials, ["s:a.example.com:50002", "s:b.example.net:50002"]);
   const b = record(m, "b.example.net");
   assert.equal(b.source, "peer");
-  assert.equal(b.tcpPort, 50011);
+  assert.equal(b.status, "good");
+  assert.equal(b.tcpPort, 50021);
   assert.equal(b.sslPort, 50002);
-  // b is checked in the next round (it was due at once), then both are listed.
-  await m.checkRound();
-  assert.equal(record(m, "b.example.net").status, "good");
+  assert.equal(b.ip, "203.0.113.2");
   const list = m.subscribeList();
   assert.deepEqual(list.map((e) => e[1]).sort(), ["a.example.com", "b.example.net"]);
   assert.deepEqual(list.find((e) => e[1] === "a.example.com")![2], ["v1.4.2", "s", "t"]);
@@ -392,7 +394,7 @@ Deno.test("peers outside the sandbox are skipped with one info line per round, a
   assert.equal(record(m, "a.example.com").tries, 0);
   assert.equal(record(m, "a.example.com").status, "new");
   assert.deepEqual(w.logs.filter((l) => l.includes("outside the sandbox")), [
-    "debug peer a.example.com: outside the sandbox, not contacted",
+    "debug peer a.example.com s50002 t50001: outside the sandbox, not contacted",
     "info peer check: 1 peer outside the sandbox skipped: add them to PEERS",
   ]);
   assert.match(record(m, "a.example.com").reason, /outside the sandbox/);
