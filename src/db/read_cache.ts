@@ -1,8 +1,8 @@
 // The store's read caches. A LevelDB range scan costs ~50 µs of CPU through classic-level (iterator set-up and
 // an asynchronous native call), against ~1 µs for a point read, so the server keeps what it scanned last:
 // wallets ask about the same script hashes again and again. Entries are only good for the database state they
-// were read under; the first access under a new state (after a flush or a reorg) empties the cache, so a
-// stale answer is impossible by construction.
+// were read under; the first access under a new state empties the cache, so a stale answer is impossible by
+// construction — except that a flush which names the hashXs it changed carries the others over (carry()).
 
 /**
  * A byte-bounded map from key to value, valid for one database state at a time. Eviction is "second chance"
@@ -59,6 +59,14 @@ export class ReadCache<V> {
         this.#bytes -= e.bytes;
       }
     }
+  }
+
+  /**
+   * Moves the entries cached under `from` to `to` when the caller knows none of them changed (a flush that only
+   * appended); a cache already behind `from` is left to empty itself on its next use.
+   */
+  carry(from: object, to: object): void {
+    if (this.#state === from) this.#state = to;
   }
 
   /** Number of cached values. */
@@ -162,6 +170,21 @@ export class HashXCache<V> {
     this.#slotOf[e] = slot;
     this.#count++;
     this.#bytes += bytes;
+  }
+
+  /**
+   * Moves the entries cached under `from` to `to`, dropping those of the hashXs in `touched` (packed, `keyLength`
+   * bytes each): the ones a flush changed. Without `touched`, or for a cache already behind `from`, nothing is
+   * carried and the cache empties itself on its next use.
+   */
+  carry(from: object, to: object, touched: Uint8Array | undefined): void {
+    if (this.#state !== from || touched === undefined) return;
+    this.#state = to;
+    const len = this.#keyLength;
+    for (let at = 0; at + len <= touched.length; at += len) {
+      const e = this.#find(touched.subarray(at, at + len));
+      if (e >= 0) this.#remove(e);
+    }
   }
 
   /** Number of cached values. */

@@ -137,6 +137,11 @@ export interface FlushUpdate {
   /** The state after this flush. */
   state: DbState;
   /**
+   * Every hashX (packed, HASHX_LEN bytes each) whose history or UTXOs this flush changes. With it, read caches
+   * keep what they hold for all other hashXs; without it they are emptied.
+   */
+  touched?: Uint8Array;
+  /**
    * Adds every LevelDB change of the flush to the batch (the state is added by commit); calling
    * `batch.section()` between kinds of keys keeps the memory held twice small.
    */
@@ -217,6 +222,8 @@ export class Store {
   private readonly historyCache = new HashXCache<HistoryRows>(HISTORY_CACHE_BYTES, CACHE_ENTRIES);
   private readonly ownerCache = new HashXCache<UtxoRows>(OWNER_CACHE_BYTES, CACHE_ENTRIES);
   private readonly blockHashCache = new ReadCache<Uint8Array>(BLOCK_HASH_CACHE_BYTES);
+  // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
+  private readonly followers: HashXCache<unknown>[] = [];
   private closed = false;
 
   private constructor(
@@ -231,6 +238,14 @@ export class Store {
   ) {
     this.current = state;
     this.txCounts = txCounts;
+  }
+
+  /**
+   * Has a cache keyed by hashX and by `state` (like the store's own) keep its entries across flushes, losing only
+   * the hashXs each flush changed. Without this it empties at every flush, which is also correct.
+   */
+  followCache(cache: HashXCache<unknown>): void {
+    this.followers.push(cache);
   }
 
   /**
@@ -810,6 +825,9 @@ export class Store {
       this.ensureCountCapacity(update.state.height + 1);
       for (let i = 0; i < blocks; i++) this.txCounts[s.height + 1 + i] = update.txCounts[i];
       this.current = update.state;
+      // A flush only appends: what other hashXs and earlier transactions read as stays true.
+      for (const c of [this.historyCache, this.ownerCache, ...this.followers]) c.carry(s, update.state, update.touched);
+      this.blockHashCache.carry(s, update.state);
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
     // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it

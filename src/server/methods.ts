@@ -44,6 +44,7 @@ export type MethodStore = Pick<
   Store,
   | "state"
   | "headers"
+  | "followCache"
   | "headerAt"
   | "blockHashAt"
   | "blockTxids"
@@ -352,6 +353,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   const txMerkle = new TxMerkleCache();
   // get_history's confirmed entries as JSON text, for whole histories the store has cached.
   const historyJson = new HashXCache<string>(HISTORY_JSON_CACHE_BYTES, 1 << 17);
+  store.followCache(historyJson);
   const genesisHex = toHexReversed(deps.network.genesisHash);
   const networkInfo = new TimedCache(
     () => daemon.call<NetworkInfo>("getnetworkinfo").catch((e) => Promise.reject(daemonError(e))),

@@ -530,6 +530,9 @@ export class BlockProcessor {
       txids,
       txCounts: this.txCounts,
       state,
+      // The window's history rows name every hashX whose history or UTXOs change (a spend is history too), so
+      // the server's caches keep the rest. During the first sync nothing is served and nothing is cached.
+      touched: this.firstSync ? undefined : this.history.hashXSlab.slice(0, this.history.size * HASHX_LEN),
       build: (batch) => {
         cache.forEachLive((txidSlab, txidOff, vout, txNum, hashXs, hashXOff, value) => {
           overlay.insert(txidSlab, txidOff, vout, txNum, hashXs, hashXOff);

@@ -143,3 +143,33 @@ Deno.test("HashXCache finds every key after many replacements when nothing needs
   assert.equal(cache.size, model.size);
   for (const [i, v] of model) assert.equal(cache.get(s, keys[i]), v);
 });
+
+Deno.test("carry moves entries to the next state, dropping exactly the touched hashXs; a stale cache carries nothing", () => {
+  const c = new HashXCache<string>(1 << 20, 64);
+  const key = (b: number) => new Uint8Array(11).fill(b);
+  const s1 = {}, s2 = {}, s3 = {};
+  for (let b = 1; b <= 5; b++) c.set(s1, key(b), `v${b}`, 10);
+  const touched = new Uint8Array(22);
+  touched.set(key(2), 0);
+  touched.set(key(9), 11); // not cached: nothing to drop
+  c.carry(s1, s2, touched);
+  assert.equal(c.size, 4);
+  assert.equal(c.get(s2, key(2)), undefined);
+  for (const b of [1, 3, 4, 5]) assert.equal(c.get(s2, key(b)), `v${b}`);
+  // Not from the state the cache holds: no carry, and the next use under s3 empties it.
+  c.carry(s1, s3, new Uint8Array(0));
+  assert.equal(c.get(s3, key(1)), undefined);
+  assert.equal(c.size, 0);
+  // Without a touched list nothing is known to be unchanged.
+  c.set(s3, key(1), "w1", 10);
+  const s4 = {};
+  c.carry(s3, s4, undefined);
+  assert.equal(c.get(s4, key(1)), undefined);
+
+  const r = new ReadCache<string>(100);
+  r.set(s1, "a", "A", 10);
+  r.carry(s1, s2);
+  assert.equal(r.get(s2, "a"), "A");
+  r.carry(s1, s3);
+  assert.equal(r.get(s3, "a"), undefined);
+});
