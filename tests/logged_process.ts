@@ -173,15 +173,24 @@ export class LoggedProcess {
   }
 }
 
-// A killed launcher leaves its child running, holding our stderr pipe open: find it through /proc (Linux).
+// A killed launcher leaves its child running, holding our stderr pipe open: find it through /proc (Linux). A
+// child is listed under the thread that spawned it, which in Deno is rarely the main one: read every thread's.
 function descendants(pid: number): number[] {
-  let text = "";
+  const kids: number[] = [];
+  let tasks: string[];
   try {
-    text = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`);
+    tasks = [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
   } catch {
     return [];
   }
-  const kids = text.trim().split(/\s+/).filter(Boolean).map(Number);
+  for (const tid of tasks) {
+    try {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/children`);
+      for (const k of text.trim().split(/\s+/).filter(Boolean)) kids.push(Number(k));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
   return kids.flatMap((k) => [...descendants(k), k]);
 }
 
