@@ -826,7 +826,9 @@ export class Store {
       for (let i = 0; i < blocks; i++) this.txCounts[s.height + 1 + i] = update.txCounts[i];
       this.current = update.state;
       // A flush only appends: what other hashXs and earlier transactions read as stays true.
-      for (const c of [this.historyCache, this.ownerCache, ...this.followers]) c.carry(s, update.state, update.touched);
+      for (const c of [this.historyCache, this.ownerCache, ...this.followers]) {
+        c.carry(s, update.state, update.touched);
+      }
       this.blockHashCache.carry(s, update.state);
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
