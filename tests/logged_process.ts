@@ -174,23 +174,15 @@ export class LoggedProcess {
 }
 
 // A killed launcher leaves its child running, holding our stderr pipe open: find it through /proc (Linux). A
-// child is listed under the thread that spawned it, which in Deno is rarely the main one: read every thread's.
+// child is listed under the thread that spawned it, which in Deno is rarely the main one, so every thread's list
+// is read; through `sh` and `cat` because Deno lets only --allow-all read another process's /proc entries.
 function descendants(pid: number): number[] {
-  const kids: number[] = [];
-  let tasks: string[];
-  try {
-    tasks = [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => e.name);
-  } catch {
-    return [];
-  }
-  for (const tid of tasks) {
-    try {
-      const text = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/children`);
-      for (const k of text.trim().split(/\s+/).filter(Boolean)) kids.push(Number(k));
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
+  const out = new Deno.Command("sh", {
+    args: ["-c", 'cat /proc/"$1"/task/*/children 2>/dev/null', "sh", String(pid)],
+    stdout: "piped",
+    stderr: "null",
+  }).outputSync();
+  const kids = new TextDecoder().decode(out.stdout).trim().split(/\s+/).filter(Boolean).map(Number);
   return kids.flatMap((k) => [...descendants(k), k]);
 }
 
