@@ -1224,7 +1224,7 @@ Deno.test("methods: estimatefee is -1 without an estimate; bitcoind errors becom
   };
   const state = { height: 0, tipHash: new Uint8Array(32) };
   const methods = createMethods({
-    store: { state } as unknown as Parameters<typeof createMethods>[0]["store"],
+    store: { state, followCache: () => {} } as unknown as Parameters<typeof createMethods>[0]["store"],
     mempool: {
       history: () => [],
       balanceDelta: () => 0,
