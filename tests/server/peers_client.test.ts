@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { PeerError, socketConnector } from "../../src/server/peer_client.ts";
+import { makeCert } from "../tls_cert.ts";
 
 type Handler = (line: string, sock: net.Socket) => void;
 
@@ -103,35 +104,13 @@ Deno.test("peer link: a refused connection is a connect error", async () => {
 Deno.test("peer link: TLS with a self-signed certificate is accepted", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const out = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=peer.test",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-days",
-        "1",
-        "-keyout",
-        `${dir}/k.pem`,
-        "-out",
-        `${dir}/c.pem`,
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    assert.ok(out.success, "openssl made a certificate");
+    // A self-signed certificate, as most public Electrum servers have.
+    const { cert, key } = await makeCert(dir, "peer");
     const listener = Deno.listenTls({
       hostname: "127.0.0.1",
       port: 0,
-      cert: await Deno.readTextFile(`${dir}/c.pem`),
-      key: await Deno.readTextFile(`${dir}/k.pem`),
+      cert,
+      key,
     });
     const served = (async () => {
       const conn = await listener.accept();
