@@ -7,7 +7,7 @@ import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
-import { diskUsage, forEachLine, readProcFigures } from "./bench/proc.ts";
+import { diskUsage, forEachLine, readProcFigures, readProcFile } from "./bench/proc.ts";
 import type { RunMessage, SetupMessage, WorkerReply } from "./bench_query_worker.ts";
 
 const HELP = `Usage: deno task bench query [options]
@@ -469,7 +469,7 @@ function buildLines(
 /** System (kernel) CPU seconds of a process, from /proc/<pid>/stat; 0 when unavailable. */
 function systemSeconds(pid: number): number {
   try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const stat = readProcFile(`/proc/${pid}/stat`);
     // Fields after the command name: stime is the 15th field of the whole line.
     return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[15 - 3]) / 100;
   } catch {
@@ -479,7 +479,7 @@ function systemSeconds(pid: number): number {
 
 /** Busy and total jiffies of the whole machine, from /proc/stat. */
 function machineTicks(): { busy: number; total: number } {
-  const first = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+  const first = readProcFile("/proc/stat").split("\n")[0];
   const f = first.trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = f[3] + f[4];
@@ -770,7 +770,12 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
     const history = big ? await timeHistory(server.port, big.sh, 10) : undefined;
     await stop(server.child);
     server = undefined;
-    const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+    let cpuinfo = "";
+    try {
+      cpuinfo = readProcFile("/proc/cpuinfo");
+    } catch {
+      // Only the machine's description is lost.
+    }
     return {
       mix: o.mix,
       machine: {

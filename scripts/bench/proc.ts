@@ -26,9 +26,11 @@ export function readProcFigures(pid: number): ProcFigures | undefined {
   }
 }
 
-// Deno reads another process's /proc files only with --allow-all; without it, `cat` (under --allow-run)
-// reads them for us, so the bench's own tests run with the test task's narrower flags.
-function readProcFile(path: string): string {
+/**
+ * A /proc file's text. Deno reads /proc files only with --allow-all; without it, `cat` (under --allow-run)
+ * reads them for us, so `deno task bench` and the bench's own tests run with narrower flags.
+ */
+export function readProcFile(path: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (err) {
