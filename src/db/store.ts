@@ -38,6 +38,7 @@ import { type DbState, decodeState, emptyState, encodeState, stateVersion } from
 import { type BatchSink, UtxoOverlay } from "./utxo_overlay.ts";
 import { SortedBatch } from "./sorted_batch.ts";
 import { HashXCache, ReadCache } from "./read_cache.ts";
+import { ScanPool, type SeekableIterator } from "./scan_pool.ts";
 
 /** The log lines the store writes. */
 export interface StoreLog {
@@ -224,6 +225,7 @@ export class Store {
   private readonly blockHashCache = new ReadCache<Uint8Array>(BLOCK_HASH_CACHE_BYTES);
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
+  private readonly scans: ScanPool;
   private closed = false;
 
   private constructor(
@@ -238,6 +240,7 @@ export class Store {
   ) {
     this.current = state;
     this.txCounts = txCounts;
+    this.scans = new ScanPool(() => db.iterator({ fillCache: true }) as unknown as SeekableIterator);
   }
 
   /**
@@ -402,10 +405,13 @@ export class Store {
     return this.gate.read(async () => {
       if (txid.length !== TXID_LEN) return undefined;
       const prefix = prefixKey(PREFIX_TXID, txid.subarray(0, TXID_PREFIX_LEN));
-      const keys = await this.db.keys({ gte: prefix, lt: prefixEnd(prefix) }).all();
+      const txNums: number[] = [];
+      await this.scans.scan(this.current, prefix, prefixEnd(prefix), (key) => {
+        txNums.push(getTxNum(key, 1 + TXID_PREFIX_LEN));
+      });
       // Later duplicates (BIP30) shadow earlier ones, as in bitcoind.
-      for (let i = keys.length - 1; i >= 0; i--) {
-        const txNum = getTxNum(keys[i], 1 + TXID_PREFIX_LEN);
+      for (let i = txNums.length - 1; i >= 0; i--) {
+        const txNum = txNums[i];
         if (txNum < this.current.txCount && this.txidEquals(txNum, txid)) {
           return { txNum, ...this.txPosition(txNum) };
         }
@@ -502,24 +508,15 @@ export class Store {
         .all();
       if (before.length > 0) start = before[0];
     }
-    const it = this.db.iterator({ gte: start, lt: end });
-    try {
-      scan: while (true) {
-        const rows = await it.nextv(64);
-        if (rows.length === 0) break;
-        for (const [, row] of rows) {
-          for (let off = 0; off < row.length; off += TXNUM_LEN) {
-            const txNum = getTxNum(row, off);
-            if (txNum < lo) continue;
-            if (txNum >= hi) break scan;
-            out.push(txNum);
-            if (out.length >= limit) break scan;
-          }
-        }
+    await this.scans.scan(this.current, start, end, (_key, row) => {
+      for (let off = 0; off < row.length; off += TXNUM_LEN) {
+        const txNum = getTxNum(row, off);
+        if (txNum < lo) continue;
+        if (txNum >= hi) return false;
+        out.push(txNum);
+        if (out.length >= limit) return false;
       }
-    } finally {
-      await it.close();
-    }
+    });
     return out;
   }
 
@@ -626,7 +623,10 @@ export class Store {
     const cached = this.ownerCache.get(s, hashX);
     if (cached !== undefined) return cached;
     const prefix = prefixKey(PREFIX_OWNER, hashX);
-    const entries = await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) }).all();
+    const entries: [Uint8Array, Uint8Array][] = [];
+    await this.scans.scan(s, prefix, prefixEnd(prefix), (key, value) => {
+      entries.push([key, value]);
+    });
     const count = entries.length;
     // One buffer for all columns (see packHistory).
     const buf = new ArrayBuffer(count * (8 + 8 + 4 + 4 + TXID_LEN));
@@ -754,6 +754,7 @@ export class Store {
       this.headersFile.close();
       this.txidsFile.close();
       this.txCountsFile.close();
+      await this.scans.close();
       await this.db.close();
     });
   }
