@@ -231,7 +231,8 @@ export async function startServing(
       const header = store.headerAt(height);
       if (header) notifier.onNewTip(height, header);
       await follower.refreshNow().catch((err) => {
-        if (!isDaemonClosed(err)) log.warn(`mempool refresh failed: ${errorText(err)}`);
+        // Shutting down stops the follower and closes the daemon client under it: no failure to report.
+        if (!stopping && !isDaemonClosed(err)) log.warn(`mempool refresh failed: ${errorText(err)}`);
       });
       await notifier.onTouched(touched);
     }).catch((err) => log.error(`notifying height ${height} failed: ${errorText(err)}`));
