@@ -124,6 +124,10 @@ const OWNER_CACHE_BYTES = 48 << 20;
 const HISTORY_ENTRY_BYTES = 900;
 const OWNER_ENTRY_BYTES = 1300;
 const BLOCK_HASH_CACHE_BYTES = 8 << 20;
+// Where confirmed transactions are: wallets ask for the proofs of their own transactions at every sync, and a
+// lookup is a LevelDB scan. A location object costs ~150 bytes of heap.
+const TX_LOCATION_CACHE_ENTRIES = 1 << 17;
+const TX_LOCATION_ENTRY_BYTES = 150;
 /** Most script hashes each of the history and UTXO caches holds. */
 const CACHE_ENTRIES = 1 << 18;
 
@@ -223,6 +227,11 @@ export class Store {
   private readonly historyCache = new HashXCache<HistoryRows>(HISTORY_CACHE_BYTES, CACHE_ENTRIES);
   private readonly ownerCache = new HashXCache<UtxoRows>(OWNER_CACHE_BYTES, CACHE_ENTRIES);
   private readonly blockHashCache = new ReadCache<Uint8Array>(BLOCK_HASH_CACHE_BYTES);
+  private readonly txLocationCache = new HashXCache<TxLocation>(
+    TX_LOCATION_CACHE_ENTRIES * TX_LOCATION_ENTRY_BYTES,
+    TX_LOCATION_CACHE_ENTRIES,
+    TXID_LEN,
+  );
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
   private readonly scans: ScanPool;
@@ -404,20 +413,31 @@ export class Store {
   findTx(txid: Uint8Array): Promise<TxLocation | undefined> {
     return this.gate.read(async () => {
       if (txid.length !== TXID_LEN) return undefined;
-      const prefix = prefixKey(PREFIX_TXID, txid.subarray(0, TXID_PREFIX_LEN));
-      const txNums: number[] = [];
-      await this.scans.scan(this.current, prefix, prefixEnd(prefix), (key) => {
-        txNums.push(getTxNum(key, 1 + TXID_PREFIX_LEN));
-      });
-      // Later duplicates (BIP30) shadow earlier ones, as in bitcoind.
-      for (let i = txNums.length - 1; i >= 0; i--) {
-        const txNum = txNums[i];
-        if (txNum < this.current.txCount && this.txidEquals(txNum, txid)) {
-          return { txNum, ...this.txPosition(txNum) };
-        }
-      }
-      return undefined;
+      const s = this.current;
+      const cached = this.txLocationCache.get(s, txid);
+      if (cached !== undefined) return { ...cached };
+      const found = await this.locateTx(txid);
+      // Only hits are kept: a txid not found now may be confirmed by the next block.
+      if (found !== undefined) this.txLocationCache.set(s, txid, found, TX_LOCATION_ENTRY_BYTES);
+      return found === undefined ? undefined : { ...found };
     });
+  }
+
+  // The txid's candidates by its key prefix, then the flat file decides. Runs inside a gated read.
+  private async locateTx(txid: Uint8Array): Promise<TxLocation | undefined> {
+    const prefix = prefixKey(PREFIX_TXID, txid.subarray(0, TXID_PREFIX_LEN));
+    const txNums: number[] = [];
+    await this.scans.scan(this.current, prefix, prefixEnd(prefix), (key) => {
+      txNums.push(getTxNum(key, 1 + TXID_PREFIX_LEN));
+    });
+    // Later duplicates (BIP30) shadow earlier ones, as in bitcoind.
+    for (let i = txNums.length - 1; i >= 0; i--) {
+      const txNum = txNums[i];
+      if (txNum < this.current.txCount && this.txidEquals(txNum, txid)) {
+        return { txNum, ...this.txPosition(txNum) };
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -831,6 +851,8 @@ export class Store {
         c.carry(s, update.state, update.touched);
       }
       this.blockHashCache.carry(s, update.state);
+      // A flush appends transactions; those already found stay where they are (txids repeat only before BIP34).
+      this.txLocationCache.carry(s, update.state, new Uint8Array(0));
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
     // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it

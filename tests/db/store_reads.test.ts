@@ -105,6 +105,41 @@ Deno.test("a history of many rows is read whole, though LevelDB hands its rows o
   });
 });
 
+Deno.test("findTx answers from its cache across flushes, and forgets what a backup removed", async () => {
+  await withStore(async (store, p) => {
+    const chain = SynthChain.create(24, 6, 10);
+    chain.extend(25);
+    const where = (upTo: number) => {
+      const m = new Map<string, { height: number; index: number }>();
+      for (const b of chain.blocks.slice(0, upTo)) {
+        b.txs.forEach((tx, index) => m.set(toHex(tx.txid), { height: b.height, index }));
+      }
+      return m;
+    };
+    const check = async (upTo: number) => {
+      const expected = where(upTo);
+      for (const b of chain.blocks) {
+        for (const tx of b.txs) {
+          const got = await store.findTx(tx.txid);
+          const want = expected.get(toHex(tx.txid));
+          assert.deepEqual(got && { height: got.height, index: got.index }, want, `${toHex(tx.txid)}`);
+        }
+      }
+    };
+    p.advance(chain.blocks.slice(0, 20).map(raw));
+    await p.flush();
+    p.firstSync = false;
+    // Twice: the second round comes from the cache.
+    await check(20);
+    await check(20);
+    p.advance(chain.blocks.slice(20).map(raw));
+    await p.flush();
+    await check(25);
+    await p.backup(21);
+    await check(22);
+  });
+});
+
 Deno.test("history ranges and limits answer the same from the cache as from a scan", async () => {
   await withStore(async (store, p) => {
     const chain = SynthChain.create(22, 4, 8);
