@@ -32,7 +32,7 @@ export class ScanPool {
   created = 0;
 
   /** `open` makes a fresh iterator over the whole database; at most `keep` idle ones are kept. */
-  constructor(private readonly open: () => SeekableIterator, private readonly keep = 8) {}
+  constructor(private readonly open: () => SeekableIterator, private readonly keep = 64) {}
 
   /**
    * Calls `fn` for every entry with a key in [gte, lt) in key order, as the database is under `state`, until
