@@ -460,6 +460,9 @@ export function statusLines(indexer: Indexer, serving: Serving | undefined): str
       `status: mempool ${formatCount(mempool.size)} txs, ${formatCount(mempool.vsizeTotal)} vbytes, ` +
         `${mempool.pendingCount} waiting for prevouts`,
     );
+    const peers = serving.peers.records();
+    const good = peers.filter((p) => p.status === "good").length;
+    lines.push(`status: peers ${good} verified of ${peers.length} known`);
   } else {
     lines.push("status: not serving yet (the server starts once the database has caught up)");
   }

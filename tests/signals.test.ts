@@ -91,6 +91,7 @@ Deno.test({
         );
         assert.equal(Number(sessions.match[1]), clients.length);
         await proc.waitFor(/status: mempool \d+ txs, [\d,]+ vbytes, \d+ waiting for prevouts$/, from);
+        await proc.waitFor(/status: peers 0 verified of 0 known$/, from);
         await proc.waitFor(/status: cache [\d,]+ MB in [\d,]+ entries, 0 unflushed blocks$/, from);
         await proc.waitFor(/status: memory rss [\d,]+ MB, heap [\d,]+ MB; uptime 0d 00h \d\dm \d\ds$/, from);
         // The Deno runtime answers SIGUSR1 by opening a debugger; it must not stay open.

@@ -43,6 +43,10 @@ Deno.test("metrics follow the node: heights, requests, errors, latency, flushes,
       assert.ok(value(m, "coulomb_db_size_bytes") > 0);
       assert.ok(value(m, "process_resident_memory_bytes") > 0);
       assert.equal(value(m, "coulomb_sessions"), 0);
+      // Regtest has no seed peers: every status is reported, at zero.
+      for (const status of ["good", "new", "failed", "bad"]) {
+        assert.equal(value(m, `coulomb_peers{status="${status}"}`), 0, status);
+      }
     });
 
     await t.step("requests, errors and latencies are counted by method", async () => {
