@@ -7,7 +7,8 @@ import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
-import { diskUsage, forEachLine, readProcFigures, readProcFile } from "./bench/proc.ts";
+import { type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
+import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
 import type { RunMessage, SetupMessage, WorkerReply } from "./bench_query_worker.ts";
 
 const HELP = `Usage: deno task bench query [options]
@@ -133,38 +134,7 @@ const say = (line: string) => console.error(line);
 
 // ---- child processes ------------------------------------------------------------------------------------
 
-interface Child {
-  proc: Deno.ChildProcess;
-  lines: string[];
-  exited: Promise<Deno.CommandStatus>;
-}
-
-function spawn(args: string[], env: Record<string, string>, onLine: (line: string) => void): Child {
-  const proc = new Deno.Command(Deno.execPath(), {
-    args,
-    env,
-    cwd: repoRoot,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const child: Child = {
-    proc,
-    lines: [],
-    exited: Promise.resolve(undefined as unknown as Deno.CommandStatus),
-  };
-  const take = (l: string) => {
-    child.lines.push(l);
-    if (child.lines.length > 200) child.lines.shift();
-    onLine(l);
-  };
-  const out = forEachLine(proc.stdout, take);
-  const err = forEachLine(proc.stderr, take);
-  child.exited = Promise.all([out, err]).then(() => proc.status);
-  return child;
-}
-
-async function stop(child: Child | undefined): Promise<void> {
+async function stop(child: BenchChild | undefined): Promise<void> {
   if (!child) return;
   try {
     child.proc.kill("SIGTERM");
@@ -174,16 +144,13 @@ async function stop(child: Child | undefined): Promise<void> {
   await child.exited;
 }
 
-function died(what: string, child: Child): Promise<never> {
+function died(what: string, child: BenchChild): Promise<never> {
   return child.exited.then((s) => {
-    const tail = child.lines.slice(-15).map((l) => `  ${l}`).join("\n");
-    throw new Error(
-      `${what} exited (code ${s.code}${s.signal ? `, ${s.signal}` : ""}); last lines:\n${tail}`,
-    );
+    throw exitedError(what, s, child.lines);
   });
 }
 
-async function startSimnet(o: Options): Promise<{ child: Child; url: string; height: number }> {
+async function startSimnet(o: Options): Promise<{ child: BenchChild; url: string; height: number }> {
   // A simnet of our own (its cookie must not clobber another run's), sharing bench sync's cached chain.
   const simDir = `${o.dir}/query-simnet`;
   await Deno.mkdir(simDir, { recursive: true });
@@ -194,7 +161,7 @@ async function startSimnet(o: Options): Promise<{ child: Child; url: string; hei
     await Deno.link(`${o.dir}/simnet/${cacheName}`, `${simDir}/${cacheName}`).catch(() => {});
   }
   const ready = Promise.withResolvers<{ url: string; height: number }>();
-  const child = spawn(
+  const child = spawnBenchChild(
     [
       "run",
       "-A",
@@ -208,6 +175,7 @@ async function startSimnet(o: Options): Promise<{ child: Child; url: string; hei
       if (m) ready.resolve({ height: Number(m[1]), url: m[2] });
       else if (o.verbose) say(`simnet| ${line}`);
     },
+    repoRoot,
   );
   const r = await Promise.race([ready.promise, died("simnet", child)]);
   return { child, ...r };
@@ -227,7 +195,7 @@ async function simnetCall<T>(o: Options, url: string, method: string, params: un
 }
 
 interface ServerChild {
-  child: Child;
+  child: BenchChild;
   port: number;
   pid: number;
   /** Seconds spent catching up, when the database was behind. */
@@ -247,7 +215,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
   let syncing: number | undefined;
   let caughtUpAt: number | undefined;
   const started = performance.now();
-  const child = spawn(
+  const child = spawnBenchChild(
     [
       "run",
       "-A",
@@ -277,6 +245,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
         say(`coulomb| ${line}`);
       }
     },
+    repoRoot,
   );
   await Promise.race([ready.promise, died("the server", child)]);
   return {

@@ -3,7 +3,8 @@
 // indexer's peak RSS and CPU time are its own; the split of its time comes from the `sync profile` line the
 // sync loop logs when it first catches up.
 import { ALLOCATOR_ENV } from "../../src/allocator.ts";
-import { diskUsage, forEachLine, type ProcFigures, readProcFigures } from "./proc.ts";
+import { type BenchChild, exitedError, spawnBenchChild } from "./child.ts";
+import { diskUsage, type ProcFigures, readProcFigures } from "./proc.ts";
 
 /** What to sync. */
 export interface SyncBenchOptions {
@@ -99,13 +100,6 @@ export function parseProfileLine(line: string): SyncProfile | undefined {
   };
 }
 
-/** A child that prints a known line when ready; `lines` collects what it said, for error messages. */
-interface Child {
-  proc: Deno.ChildProcess;
-  lines: string[];
-  exited: Promise<Deno.CommandStatus>;
-}
-
 const repoRoot = new URL("../../", import.meta.url).pathname;
 
 /** Runs one measured initial sync; throws with the children's last lines when something goes wrong. */
@@ -121,7 +115,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       "(the first run generates and caches the chain: about 30 s per million txs)",
   );
   const simReady = Promise.withResolvers<{ height: number; url: string }>();
-  const sim = spawn(
+  const sim = spawnBenchChild(
     [
       "run",
       "-A",
@@ -130,14 +124,13 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       ...["--port", "0", "--datadir", simDir],
     ],
     {},
-    (line, child) => {
+    (line) => {
       const m = /^simnet ready height=(\d+) rpc=(\S+)/.exec(line);
       if (m) simReady.resolve({ height: Number(m[1]), url: m[2] });
       else if (opts.verbose) opts.say(`simnet| ${line}`);
-      child.lines.push(line);
     },
   );
-  let indexer: Child | undefined;
+  let indexer: BenchChild | undefined;
   const cleanup = async () => {
     for (const c of [indexer, sim]) {
       if (c === undefined) continue;
@@ -163,7 +156,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
     const caughtUp = Promise.withResolvers<{ height: number; at: number; figures?: ProcFigures }>();
     const profile = Promise.withResolvers<SyncProfile>();
     const started = performance.now();
-    indexer = spawn(
+    indexer = spawnBenchChild(
       ["run", "-A", ...(opts.denoFlags ?? []), opts.mainPath ?? `${repoRoot}main.ts`],
       {
         NET: "regtest",
@@ -180,8 +173,6 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
         ...opts.env,
       },
       (line, child) => {
-        child.lines.push(line);
-        if (child.lines.length > 200) child.lines.shift();
         const m = / caught up to height (\d+)/.exec(line);
         if (m) {
           // Read the peak before anything else happens in the child: this is the end of the measured run.
@@ -249,37 +240,8 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
   }
 }
 
-function spawn(
-  args: string[],
-  env: Record<string, string>,
-  onLine: (line: string, child: Child) => void,
-): Child {
-  const proc = new Deno.Command(Deno.execPath(), {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const child: Child = {
-    proc,
-    lines: [],
-    exited: Promise.resolve(undefined as unknown as Deno.CommandStatus),
-  };
-  const out = forEachLine(proc.stdout, (l) => onLine(l, child));
-  const err = forEachLine(proc.stderr, (l) => onLine(l, child));
-  // Exit is reported only once both pipes are drained, so the last lines are never lost.
-  child.exited = Promise.all([out, err]).then(() => proc.status);
-  return child;
-}
-
 function failed(what: string, status: Deno.CommandStatus, lines: string[]): never {
-  const tail = lines.slice(-15).map((l) => `  ${l}`).join("\n");
-  throw new Error(
-    `${what} exited early (code ${status.code}${
-      status.signal ? `, ${status.signal}` : ""
-    }); last lines:\n${tail}`,
-  );
+  throw exitedError(what, status, lines);
 }
 
 /** The result as the table `bench sync` prints. */
