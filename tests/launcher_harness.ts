@@ -2,6 +2,7 @@
 // `deno task start` starts it (the launcher, then main.ts in its computed sandbox), its log read line by line,
 // and a small Electrum client.
 import assert from "node:assert/strict";
+import { LineReader } from "./line_reader.ts";
 import { LoggedProcess } from "./logged_process.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
@@ -32,7 +33,6 @@ export function freePort(): number {
 /** A newline-delimited JSON-RPC client over one connection. */
 export class ElectrumClient {
   private nextId = 1;
-  private buffer = "";
   private readonly pending = new Map<number, (reply: Record<string, unknown>) => void>();
   private readonly reading: Promise<void>;
 
@@ -63,15 +63,10 @@ export class ElectrumClient {
   }
 
   private async read(): Promise<void> {
-    const decoder = new TextDecoder();
-    for await (const chunk of this.conn.readable) {
-      this.buffer += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = this.buffer.indexOf("\n")) >= 0) {
-        const msg = JSON.parse(this.buffer.slice(0, nl));
-        this.buffer = this.buffer.slice(nl + 1);
-        if (typeof msg.id === "number") this.pending.get(msg.id)?.(msg);
-      }
+    const lines = new LineReader(this.conn.readable);
+    for (let line; (line = await lines.next()) !== null;) {
+      const msg = JSON.parse(line);
+      if (typeof msg.id === "number") this.pending.get(msg.id)?.(msg);
     }
   }
 }

@@ -1,5 +1,7 @@
 // A child Deno process whose stderr (Coulomb's log) is kept line by line and can be awaited: the integration
 // tests wait on log lines instead of sleeping.
+import { LineReader } from "./line_reader.ts";
+
 const REPO = new URL("../", import.meta.url).pathname;
 
 // COULOMB_IT_ECHO=1 copies every child log line to stderr, to follow a test that hangs.
@@ -141,17 +143,8 @@ export class LoggedProcess {
   }
 
   private async readLines(): Promise<void> {
-    let partial = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of this.child.stderr) {
-      partial += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = partial.indexOf("\n")) >= 0) {
-        this.addLine(partial.slice(0, nl));
-        partial = partial.slice(nl + 1);
-      }
-    }
-    if (partial) this.addLine(partial);
+    const lines = new LineReader(this.child.stderr, { keepTail: true });
+    for (let line; (line = await lines.next()) !== null;) this.addLine(line);
     await this.child.status;
     this.exited = true;
     for (const w of this.waiters) w.reject(this.endedWithout(w.re));

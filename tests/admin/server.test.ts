@@ -14,6 +14,7 @@ import {
 } from "../../src/admin/server.ts";
 import { adminCall, AdminCallError, parseReply } from "../../src/admin/client.ts";
 import type { Log } from "../../src/log.ts";
+import { LineReader } from "../line_reader.ts";
 
 function memoryLog(lines: string[] = []): Log & { lines: string[] } {
   return {
@@ -50,9 +51,10 @@ function commands(): Map<string, AdminCommand> {
 
 /** A raw newline-delimited connection to the admin port. */
 class Raw {
-  #buf = "";
-  #decoder = new TextDecoder();
-  private constructor(readonly conn: Deno.TcpConn) {}
+  readonly #lines: LineReader;
+  private constructor(readonly conn: Deno.TcpConn) {
+    this.#lines = new LineReader(conn.readable);
+  }
   static async open(port: number): Promise<Raw> {
     return new Raw(await Deno.connect({ hostname: "127.0.0.1", port }));
   }
@@ -62,19 +64,8 @@ class Raw {
     while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
   }
   /** The next line, or null at EOF. */
-  async line(): Promise<string | null> {
-    const chunk = new Uint8Array(65536);
-    for (;;) {
-      const nl = this.#buf.indexOf("\n");
-      if (nl >= 0) {
-        const l = this.#buf.slice(0, nl);
-        this.#buf = this.#buf.slice(nl + 1);
-        return l;
-      }
-      const n = await this.conn.read(chunk);
-      if (n === null) return null;
-      this.#buf += this.#decoder.decode(chunk.subarray(0, n), { stream: true });
-    }
+  line(): Promise<string | null> {
+    return this.#lines.next();
   }
   close(): void {
     try {

@@ -9,6 +9,7 @@ import { type NodeView, nodeView } from "../../src/admin/node.ts";
 import { type Operations, startOperations } from "../../src/admin/operate.ts";
 import { CoulombMetrics } from "../../src/metrics/coulomb.ts";
 import type { LogLevelName } from "../../src/log.ts";
+import { LineReader } from "../line_reader.ts";
 
 /** What startStack builds. */
 export interface StackOptions {
@@ -171,10 +172,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
 /** A minimal Electrum client over TCP for the tests (one request at a time). */
 export class ElectrumClient {
-  #buf = "";
   #id = 0;
-  #decoder = new TextDecoder();
-  private constructor(readonly conn: Deno.TcpConn) {}
+  readonly #lines: LineReader;
+  private constructor(readonly conn: Deno.TcpConn) {
+    this.#lines = new LineReader(conn.readable);
+  }
 
   /** Connects and negotiates `server.version`. */
   static async connect(port: number, clientName = "admin-test"): Promise<ElectrumClient> {
@@ -190,7 +192,7 @@ export class ElectrumClient {
     let off = 0;
     while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
     for (;;) {
-      const line = await this.#line();
+      const line = await this.#lines.next();
       if (line === null) throw new Error(`connection closed waiting for ${method}`);
       const msg = JSON.parse(line);
       if (msg.id !== id) continue; // a notification
@@ -201,28 +203,8 @@ export class ElectrumClient {
 
   /** Resolves when the server closes the connection. */
   async closed(): Promise<void> {
-    while ((await this.#line()) !== null) {
+    while ((await this.#lines.next()) !== null) {
       // Drain notifications until EOF.
-    }
-  }
-
-  async #line(): Promise<string | null> {
-    const chunk = new Uint8Array(65536);
-    for (;;) {
-      const nl = this.#buf.indexOf("\n");
-      if (nl >= 0) {
-        const l = this.#buf.slice(0, nl);
-        this.#buf = this.#buf.slice(nl + 1);
-        return l;
-      }
-      let n: number | null;
-      try {
-        n = await this.conn.read(chunk);
-      } catch {
-        return null;
-      }
-      if (n === null) return null;
-      this.#buf += this.#decoder.decode(chunk.subarray(0, n), { stream: true });
     }
   }
 

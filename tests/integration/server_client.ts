@@ -1,6 +1,7 @@
 // A deliberately plain Electrum client for the server's end-to-end tests: newline-delimited JSON over a real
 // TCP socket, replies matched by id, notifications kept in arrival order. It shares nothing with src/server, so
 // a framing or ordering bug there cannot be mirrored here.
+import { LineReader } from "../line_reader.ts";
 
 /** A reply as it arrived on the wire. */
 export interface Reply {
@@ -214,21 +215,11 @@ export class LineClient {
   }
 
   private async readLoop(): Promise<void> {
-    const decoder = new TextDecoder();
-    let partial = "";
-    const buf = new Uint8Array(65536);
+    const lines = new LineReader(this.conn.readable);
     try {
-      for (;;) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        partial += decoder.decode(buf.subarray(0, n), { stream: true });
-        let nl;
-        while ((nl = partial.indexOf("\n")) >= 0) {
-          const line = partial.slice(0, nl);
-          partial = partial.slice(nl + 1);
-          this.lines++;
-          this.dispatch(JSON.parse(line));
-        }
+      for (let line; (line = await lines.next()) !== null;) {
+        this.lines++;
+        this.dispatch(JSON.parse(line));
       }
     } catch (e) {
       // A reset or our own close is how sessions end; anything else (e.g. a line that is not JSON) is kept.

@@ -6,6 +6,7 @@ import { type Config, loadConfig, type Service } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { type Server, startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
+import { LineReader } from "../line_reader.ts";
 import { makeCert } from "../tls_cert.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------
@@ -75,23 +76,11 @@ class LineClient {
   }
 
   async #readLoop(): Promise<void> {
-    const dec = new TextDecoder();
-    const buf = new Uint8Array(65536);
-    let pending = "";
-    try {
-      for (;;) {
-        const n = await this.conn.read(buf);
-        if (n === null) break;
-        pending += dec.decode(buf.subarray(0, n), { stream: true });
-        let nl;
-        while ((nl = pending.indexOf("\n")) >= 0) {
-          this.#lines.push(pending.slice(0, nl));
-          pending = pending.slice(nl + 1);
-        }
-        this.#waiter?.();
-      }
-    } catch {
-      // Reset by the server counts as EOF here.
+    // A reset by the server counts as EOF here.
+    const lines = new LineReader(this.conn.readable);
+    for (let line; (line = await lines.next()) !== null;) {
+      this.#lines.push(line);
+      this.#waiter?.();
     }
     this.#eof = true;
     this.#waiter?.();

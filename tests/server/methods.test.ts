@@ -27,6 +27,7 @@ import { SubscriptionIndex } from "../../src/server/subscriptions.ts";
 import { type MethodTable, RpcError, type SessionContext } from "../../src/server/types.ts";
 import { BlockProcessor } from "../../src/sync/processor.ts";
 import { SyncLoop } from "../../src/sync/sync.ts";
+import { LineReader } from "../line_reader.ts";
 
 const NET = NETWORKS.regtest;
 
@@ -1070,10 +1071,11 @@ Deno.test("methods: argument helpers behave like ElectrumX's", () => {
 
 /** A newline-delimited JSON-RPC client over TCP that sets notifications aside. */
 class LineClient {
-  private buffer = "";
-  private readonly decoder = new TextDecoder();
+  private readonly lines: LineReader;
   readonly notifications: { method: string; params: unknown[] }[] = [];
-  private constructor(private readonly conn: Deno.TcpConn) {}
+  private constructor(private readonly conn: Deno.TcpConn) {
+    this.lines = new LineReader(conn.readable);
+  }
 
   static async connect(port: number): Promise<LineClient> {
     return new LineClient(await Deno.connect({ hostname: "127.0.0.1", port }));
@@ -1099,20 +1101,11 @@ class LineClient {
   }
 
   private async next(): Promise<Record<string, unknown>> {
-    for (;;) {
-      const nl = this.buffer.indexOf("\n");
-      if (nl >= 0) {
-        const line = this.buffer.slice(0, nl);
-        this.buffer = this.buffer.slice(nl + 1);
-        const msg = JSON.parse(line);
-        if (!("id" in msg)) this.notifications.push(msg);
-        return msg;
-      }
-      const chunk = new Uint8Array(65536);
-      const n = await this.conn.read(chunk);
-      if (n === null) throw new Error("connection closed");
-      this.buffer += this.decoder.decode(chunk.subarray(0, n), { stream: true });
-    }
+    const line = await this.lines.next();
+    if (line === null) throw new Error("connection closed");
+    const msg = JSON.parse(line);
+    if (!("id" in msg)) this.notifications.push(msg);
+    return msg;
   }
 
   close(): void {

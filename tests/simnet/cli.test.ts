@@ -1,6 +1,7 @@
 // simnet's command line as a real child process: the ready line, cookie auth, clean shutdown on signals.
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../scripts/simnet/main.ts";
+import { LineReader } from "../line_reader.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MAIN = "scripts/simnet/main.ts";
@@ -27,28 +28,18 @@ function spawn(args: string[]): Deno.ChildProcess {
 
 /** Reads stdout lines until the ready line; returns it with a function that drains the rest. */
 async function waitReady(child: Deno.ChildProcess, stderr: Promise<string>) {
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  for (;;) {
-    const nl = buffered.indexOf("\n");
-    if (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      const m = READY.exec(line);
-      if (m) {
-        const rest = async () => {
-          let out = buffered;
-          for (let r = await reader.read(); !r.done; r = await reader.read()) out += r.value;
-          return out;
-        };
-        return { height: Number(m[1]), port: Number(m[2]), rest };
-      }
-      continue;
-    }
-    const r = await reader.read();
-    if (r.done) throw new Error(`simnet exited before it was ready: ${await stderr}`);
-    buffered += r.value;
+  const lines = new LineReader(child.stdout, { keepTail: true });
+  for (let line; (line = await lines.next()) !== null;) {
+    const m = READY.exec(line);
+    if (!m) continue;
+    const rest = async () => {
+      const out: string[] = [];
+      for (let l; (l = await lines.next()) !== null;) out.push(l);
+      return out.join("\n");
+    };
+    return { height: Number(m[1]), port: Number(m[2]), rest };
   }
+  throw new Error(`simnet exited before it was ready: ${await stderr}`);
 }
 
 async function rpc(port: number, user: string, password: string, method: string, params: unknown[] = []) {
