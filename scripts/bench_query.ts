@@ -8,6 +8,7 @@ import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
 import { type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
+import { Prng } from "./simnet/prng.ts";
 import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
 import type { RunMessage, SetupMessage, WorkerReply } from "./bench_query_worker.ts";
 
@@ -347,16 +348,10 @@ async function sampleChain(url: string, height: number, count: number): Promise<
   return { scripts, txs };
 }
 
-/** A small deterministic PRNG (mulberry32), so that runs ask the same things. */
+/** Uniform floats in [0, 1) from simnet's seeded PRNG, so that runs ask the same things. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed, "bench-query");
+  return () => p.float();
 }
 
 /** Short names of the methods a mix may hold. */
