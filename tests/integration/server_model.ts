@@ -398,8 +398,8 @@ export function p2wpkh(tag: number, salt = 0): Uint8Array {
 }
 
 /** A version-2 transaction spending `inputs` to `outputs` (simnet checks no signatures). */
-export function spendTx(
-  inputs: readonly Coin[],
+export function spendTx<C extends { txid: Uint8Array; vout: number }>(
+  inputs: readonly C[],
   outputs: readonly { value: number; script: Uint8Array }[],
 ): Uint8Array {
   return serializeTransaction({

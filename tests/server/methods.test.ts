@@ -6,7 +6,7 @@ import { startSimnet } from "../../scripts/simnet/main.ts";
 import { parseBlock } from "../../src/chain/block.ts";
 import { NETWORKS } from "../../src/chain/network.ts";
 import { merkleRoot, rootFromBranch } from "../../src/chain/merkle.ts";
-import { decodeTransaction, serializeTransaction } from "../../src/chain/tx.ts";
+import { decodeTransaction } from "../../src/chain/tx.ts";
 import { type Config, loadConfig } from "../../src/config.ts";
 import { Daemon, DaemonError } from "../../src/daemon/daemon.ts";
 import { Store } from "../../src/db/store.ts";
@@ -28,6 +28,7 @@ import { type MethodTable, RpcError, type SessionContext } from "../../src/serve
 import { BlockProcessor } from "../../src/sync/processor.ts";
 import { SyncLoop } from "../../src/sync/sync.ts";
 import { LineReader } from "../line_reader.ts";
+import { spendTx } from "../integration/server_model.ts";
 
 const NET = NETWORKS.regtest;
 
@@ -376,25 +377,6 @@ async function harness(opts: HarnessOptions) {
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/** A spend of confirmed output `u` paying `script` (simnet checks no signatures). */
-function spend(
-  inputs: { txid: Uint8Array; vout: number }[],
-  outputs: { value: number; script: Uint8Array }[],
-): Uint8Array {
-  return serializeTransaction({
-    version: 2,
-    locktime: 0,
-    inputs: inputs.map((i) => ({
-      prevTxid: i.txid,
-      prevVout: i.vout,
-      scriptSig: new Uint8Array(0),
-      sequence: 0xfffffffd,
-    })),
-    outputs,
-    witnesses: null,
-  });
 }
 
 function p2wpkh(tag: number): Uint8Array {
@@ -750,7 +732,7 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     const used = new Set<string>();
     const u = spendable(chain, pool, h.node.height, used);
     const payTo = p2wpkh(0x42);
-    const raw = spend([u], [{ value: u.value - 2000, script: payTo }]);
+    const raw = spendTx([u], [{ value: u.value - 2000, script: payTo }]);
     const txid = rhex(decodeTransaction(raw).txid);
     const watcher = new FakeSession();
     const sh = await scripthashOf(payTo);
@@ -762,7 +744,7 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     assert.deepEqual(watcher.notes, [["blockchain.scripthash.subscribe", [sh, status]]]);
     // Broadcasting it again is fine (bitcoind answers with the txid); a conflicting spend is rejected.
     assert.equal(await call(h.methods, ctx, "blockchain.transaction.broadcast", [hex(raw)]), txid);
-    const conflict = hex(spend([u], [{ value: u.value - 5000, script: p2wpkh(0x43) }]));
+    const conflict = hex(spendTx([u], [{ value: u.value - 5000, script: p2wpkh(0x43) }]));
     await rejects(
       call(h.methods, ctx, "blockchain.transaction.broadcast", [conflict]),
       1,
@@ -783,9 +765,9 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
 
     // A package: a parent and its child (1.6 only).
     const v = spendable(chain, pool, h.node.height, used);
-    const parent = spend([v], [{ value: v.value - 3000, script: p2wpkh(0x44) }]);
+    const parent = spendTx([v], [{ value: v.value - 3000, script: p2wpkh(0x44) }]);
     const parentTx = decodeTransaction(parent);
-    const child = spend([{ txid: parentTx.txid, vout: 0 }], [{
+    const child = spendTx([{ txid: parentTx.txid, vout: 0 }], [{
       value: v.value - 6000,
       script: p2wpkh(0x45),
     }]);
@@ -804,8 +786,8 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     assert.ok(h.node.mempoolTx(decodeTransaction(child).txid), "child accepted");
     // A package whose child conflicts: bitcoind reports a per-tx error, which comes back by txid.
     const w = spendable(chain, pool, h.node.height, used);
-    const p2 = spend([w], [{ value: w.value - 3000, script: p2wpkh(0x46) }]);
-    const badChild = spend(
+    const p2 = spendTx([w], [{ value: w.value - 3000, script: p2wpkh(0x46) }]);
+    const badChild = spendTx(
       [{ txid: decodeTransaction(p2).txid, vout: 0 }, { txid: parentTx.txid, vout: 0 }],
       [{ value: 1000, script: p2wpkh(0x47) }],
     );
@@ -857,9 +839,9 @@ Deno.test("methods: notifications follow mempool and blocks, only on change, onl
     const other = [...chain.history.keys()][3];
     await call(h.methods, bystander, "blockchain.scripthash.subscribe", [other]);
     // Parent pays the script; a child spends the parent (height -1), paying the script again.
-    const parent = spend([u], [{ value: u.value - 2000, script }]);
+    const parent = spendTx([u], [{ value: u.value - 2000, script }]);
     const parentTx = decodeTransaction(parent);
-    const child = spend([{ txid: parentTx.txid, vout: 0 }], [{ value: u.value - 4000, script }]);
+    const child = spendTx([{ txid: parentTx.txid, vout: 0 }], [{ value: u.value - 4000, script }]);
     const childTx = decodeTransaction(child);
     h.node.acceptTx(parent);
     h.node.acceptTx(child);
@@ -890,7 +872,7 @@ Deno.test("methods: notifications follow mempool and blocks, only on change, onl
       -32601,
       'unknown method "blockchain.scripthash.unsubscribe"',
     );
-    const spendIt = spend([{ txid: childTx.txid, vout: 0 }], [{
+    const spendIt = spendTx([{ txid: childTx.txid, vout: 0 }], [{
       value: u.value - 6000,
       script: p2wpkh(0x52),
     }]);
@@ -1158,7 +1140,7 @@ Deno.test("methods: end to end over a real TCP session (S1's server), notificati
     );
     const { chain, pool } = await h.naive();
     const u = spendable(chain, pool, tip);
-    const raw = spend([u], [{ value: u.value - 2000, script }]);
+    const raw = spendTx([u], [{ value: u.value - 2000, script }]);
     const txid = rhex(decodeTransaction(raw).txid);
     assert.equal((await client.request(5, "blockchain.transaction.broadcast", [hex(raw)])).result, txid);
     await h.follow();
