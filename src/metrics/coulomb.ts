@@ -5,7 +5,7 @@ import { directorySize, type NodeInfo, nodeInfo, type NodeView } from "../admin/
 import type { MethodSpec, MethodTable } from "../server/types.ts";
 import { RpcError } from "../server/types.ts";
 import { serverVersionString } from "../version.ts";
-import type { PeerStatus } from "../server/peers.ts";
+import { PEER_STATUSES } from "../server/peers.ts";
 import { ProgressHistory, type ProgressSample } from "./history.ts";
 import { type Counter, type Histogram, Registry } from "./registry.ts";
 
@@ -62,9 +62,6 @@ export interface CoulombMetricsOptions {
   /** Clock (ms), for tests. */
   now?: () => number;
 }
-
-// Every status is reported, zeros included, so that a dashboard's series do not come and go.
-const PEER_STATUSES: readonly PeerStatus[] = ["good", "new", "failed", "bad"];
 
 /** The metrics of one Coulomb process; the node is attached once it exists (see attach). */
 export class CoulombMetrics {
@@ -209,6 +206,7 @@ export class CoulombMetrics {
     r.gauge("coulomb_peers", "Peer servers in the discovery table, by status", ["status"], () => {
       const peers = view()?.serving()?.peers;
       if (peers === undefined) return undefined;
+      // Every status is reported, zeros included, so that a dashboard's series do not come and go.
       const counts = new Map<string, number>(PEER_STATUSES.map((s) => [s, 0]));
       for (const p of peers.records()) counts.set(p.status, (counts.get(p.status) ?? 0) + 1);
       return [...counts].map(([status, value]) => ({ labels: [status], value }));

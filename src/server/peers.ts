@@ -20,8 +20,10 @@ import { parseVersion, versionAtLeast } from "./types.ts";
 /** Where a peer came from. */
 export type PeerSource = "seed" | "config" | "peer" | "add_peer";
 
+/** Every status a peer can have, good first (the order of the `coulomb_peers` metric's series). */
+export const PEER_STATUSES = ["good", "new", "failed", "bad"] as const;
 /** new = never checked; good = last check passed; failed = unreachable or broken; bad = not on our chain. */
-export type PeerStatus = "new" | "good" | "failed" | "bad";
+export type PeerStatus = typeof PEER_STATUSES[number];
 
 /** One row of the peer table (times are Unix ms; 0 = never). */
 export interface PeerRecord {
