@@ -210,7 +210,15 @@ export async function startServing(
     peers,
   });
   const methods = hooks.instrument ? hooks.instrument(created) : created;
-  const server = await startServer({ config, methods, log, serverVersion: serverVersionString() });
+  const server = await startServer({
+    config,
+    methods,
+    log,
+    serverVersion: serverVersionString(),
+    // The socket thread died (already logged): nothing is served any more, so stop (exit 1) and let the
+    // supervisor start a fresh process.
+    onFatal: () => void indexer.stop().catch(() => {}),
+  });
   bound.server = server;
   const tipHeader = store.headerAt(store.state.height);
   if (tipHeader) notifier.onNewTip(store.state.height, tipHeader);

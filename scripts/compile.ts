@@ -9,6 +9,8 @@ import { compiledRoot, permissionFlags } from "../src/permissions.ts";
 
 const ROOT_FILE = new URL("../deno.json", import.meta.url);
 const MAIN_FILE = new URL("../main.ts", import.meta.url);
+// Loaded with `new Worker`, which the module graph of main.ts does not show: it must be embedded explicitly.
+const SOCKET_THREAD_FILE = new URL("../src/server/socket_thread.ts", import.meta.url);
 
 /** The configuration a binary is built for when nothing else is given: a conventional single-host install. */
 export const CONVENTIONAL_ENV: Readonly<Record<string, string>> = {
@@ -43,6 +45,7 @@ export function compileArgs(config: Config, opts: CompileOptions): string[] {
     `--output=${output}`,
     ...(opts.target ? [`--target=${opts.target}`] : []),
     "--no-prompt",
+    `--include=${SOCKET_THREAD_FILE.pathname}`,
     ...permissionFlags(config, { nodeModules: root }),
     MAIN_FILE.pathname,
   ];

@@ -4,7 +4,12 @@
 // status; the child's exit code becomes ours.
 import { type Config, ConfigError, loadConfig, readEnvironment } from "../src/config.ts";
 import { allocatorEnv } from "../src/allocator.ts";
-import { closeSignalInspector, permissionFlags, projectNodeModules } from "../src/permissions.ts";
+import {
+  closeSignalInspector,
+  permissionFlags,
+  projectCode,
+  projectNodeModules,
+} from "../src/permissions.ts";
 
 const ROOT_FILE = new URL("../deno.json", import.meta.url);
 const MAIN_FILE = new URL("../main.ts", import.meta.url);
@@ -26,7 +31,7 @@ export function runArgs(config: Config, argv: readonly string[] = []): string[] 
     // A service has no one to answer a permission prompt: a refusal must fail at once, with its message.
     "--no-prompt",
     `--config=${ROOT_FILE.pathname}`,
-    ...permissionFlags(config, { nodeModules: projectNodeModules(ROOT_FILE) }),
+    ...permissionFlags(config, { nodeModules: projectNodeModules(ROOT_FILE), code: projectCode(ROOT_FILE) }),
     MAIN_FILE.pathname,
     ...argv,
   ];

@@ -43,6 +43,9 @@ export interface Service {
 /** How peer discovery runs (ElectrumX's PEER_DISCOVERY). */
 export type PeerDiscovery = "on" | "off" | "self";
 
+/** Whether client sockets get a thread of their own (SOCKET_THREAD); "auto" decides by the number of cores. */
+export type SocketThread = "auto" | "on" | "off";
+
 /** A peer server named in PEERS (or built in): its host and the ports to try; null = not offered. */
 export interface PeerSpec {
   readonly host: string;
@@ -82,6 +85,7 @@ export interface Config {
   readonly requestSleepMs: number;
   readonly requestTimeoutS: number;
   readonly sessionTimeoutS: number;
+  readonly socketThread: SocketThread;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */
   readonly bannerFile: string | undefined;
   readonly donationAddress: string;
@@ -218,6 +222,12 @@ const VARS: readonly VarSpec[] = [
     kind: "int",
     def: "600",
     help: "seconds of client silence before disconnecting",
+  },
+  {
+    name: "SOCKET_THREAD",
+    kind: "string",
+    def: "auto",
+    help: "client sockets in a thread of their own: on, off, or auto (on with 4 or more cores)",
   },
   {
     name: "BANNER_FILE",
@@ -450,6 +460,15 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     );
   }
 
+  const stRaw = strOr("SOCKET_THREAD", "auto").trim().toLowerCase();
+  const socketThread = (stRaw === "" ? "auto" : stRaw) as SocketThread;
+  if (!["auto", "on", "off"].includes(socketThread)) {
+    throw new ConfigError(
+      "SOCKET_THREAD",
+      `${label(raw, "SOCKET_THREAD")} must be auto, on or off, got '${stRaw}'`,
+    );
+  }
+
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw
     ? (isAbsolute(bannerRaw) ? bannerRaw : join(dbDirectory, bannerRaw))
@@ -484,6 +503,7 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     requestSleepMs: int("REQUEST_SLEEP", 2500, 0),
     requestTimeoutS: int("REQUEST_TIMEOUT", 30, 1),
     sessionTimeoutS: int("SESSION_TIMEOUT", 600, 1),
+    socketThread,
     bannerFile,
     donationAddress: strOr("DONATION_ADDRESS", "").trim(),
     peerDiscovery,

@@ -30,6 +30,11 @@ export const PROBE_VARIABLE = "COULOMB_SANDBOX_PROBE";
 export interface SandboxPaths {
   /** Absolute path of the node_modules directory holding classic-level (in a compiled binary: its VFS root). */
   nodeModules: string;
+  /**
+   * Absolute path of Coulomb's own source directory, which the socket thread's Worker loads its modules from
+   * (Deno checks read permission for a Worker's modules). Omitted for a compiled binary: it embeds them.
+   */
+  code?: string;
 }
 
 /** The permission flags (for `deno run` or `deno compile`) for running Coulomb with `config`. */
@@ -50,6 +55,7 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
 
   const db = resolve(config.dbDirectory);
   const read = new Set<string>([db, paths.nodeModules, ...ADDON_READ]);
+  if (paths.code !== undefined && config.socketThread !== "off") read.add(paths.code);
   for (const file of [config.daemonCookie, config.sslCertfile, config.sslKeyfile, config.bannerFile]) {
     if (file !== undefined) read.add(resolve(file));
   }
@@ -71,6 +77,11 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
 
 function hostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The source directory (src/) beside a file of the project root (e.g. deno.json's URL). */
+export function projectCode(rootFile: URL): string {
+  return resolve(dirname(rootFile.pathname), "src");
 }
 
 /** The node_modules directory beside a file of the project root (e.g. deno.json's URL). */

@@ -103,6 +103,19 @@ Deno.test("permissionFlags: network only to the daemons, listeners and metrics; 
   assert.ok(!f.has("--allow-run") && !f.has("-A"));
 });
 
+Deno.test("permissionFlags: the source directory is readable for the socket thread's Worker unless SOCKET_THREAD=off", () => {
+  const paths = { nodeModules: "/opt/coulomb/node_modules", code: "/opt/coulomb/src" };
+  for (const setting of ["auto", "on"]) {
+    const read = flagMap(permissionFlags(config({ SOCKET_THREAD: setting }), paths)).get("--allow-read")!;
+    assert.ok(read.includes("/opt/coulomb/src"), setting);
+  }
+  const off = flagMap(permissionFlags(config({ SOCKET_THREAD: "off" }), paths)).get("--allow-read")!;
+  assert.ok(!off.includes("/opt/coulomb/src"));
+  // A compiled binary embeds the module: no source directory to grant.
+  const compiled = flagMap(permissionFlags(config({}), { nodeModules: "/n" })).get("--allow-read")!;
+  assert.ok(!compiled.some((p) => p.endsWith("/src")));
+});
+
 Deno.test("permissionFlags: no TLS service, no throwaway listener; relative paths become absolute", () => {
   const flags = flagMap(
     permissionFlags(config({ DB_DIRECTORY: "data/db", SERVICES: "tcp://127.0.0.1:50001" }), {
@@ -190,6 +203,8 @@ Deno.test("compile: the deno compile command bakes in the same sandbox, addon pa
   assert.ok(args.includes("--frozen") && args.includes("--no-prompt"));
   assert.ok(args.includes(`--output=${Deno.cwd()}/dist/coulomb`));
   assert.equal(args.at(-1), `${REPO}main.ts`);
+  // The socket thread's module is loaded with new Worker, outside main.ts's module graph.
+  assert.ok(args.includes(`--include=${REPO}src/server/socket_thread.ts`));
   const f = flagMap(args);
   // Native addons are checked against their path inside the binary's virtual file system.
   assert.deepEqual(f.get("--allow-ffi"), ["/tmp/deno-compile-coulomb"]);
@@ -316,6 +331,8 @@ Deno.test({
         DAEMON_COOKIE: sim.cookiePath!,
         DAEMON_POLL_MS: "50",
         SERVICES: `tcp://127.0.0.1:${port}`,
+        // The socket thread's Worker must be able to load its modules inside the sandbox.
+        SOCKET_THREAD: "on",
         [PROBE_VARIABLE]: probes.join(","),
         HOME: dir,
       });
@@ -344,6 +361,7 @@ Deno.test({
         const tip = await client.call("blockchain.headers.subscribe") as { height: number };
         assert.equal(tip.height, sim.node.height);
         await client.close();
+        assert.equal(proc.find(/serving client sockets on the main thread/), undefined, proc.tail());
 
         proc.kill("SIGTERM");
         assert.equal((await proc.finish()).code, 0, proc.tail());

@@ -50,7 +50,7 @@ function asConfig(loaded: ReturnType<typeof loadConfig>): Config {
 
 Deno.test("help lists every variable the configuration reads (the basis of the checks below)", () => {
   const rows = helpRows();
-  assert.equal(rows.length, 35);
+  assert.equal(rows.length, 36);
   const named = new Set(rows.flatMap((r) => r.names));
   for (const name of named) assert.ok(ENV_VARIABLES.includes(name), name);
   assert.deepEqual(rows.find((r) => r.names[0] === "CACHE_MB")?.def, "1200");

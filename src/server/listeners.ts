@@ -1,21 +1,38 @@
 // The Electrum listeners: one per SERVICES entry (tcp, ssl, ws, wss; rpc:// is the admin interface, not here).
-// Each accepted connection becomes a Session fed by the socket's data events, framed into messages (newlines or
-// WebSocket frames); reading pauses while the session has no room, so a client cannot make us buffer more than
-// MAX_RECV plus a read chunk of its input. One timer drives idle and request timeouts for all sessions.
+// The sockets belong to the socket side (src/server/socket_side.ts), which frames their input into messages;
+// here each connection becomes a Session that those messages are fed to, and its replies go back to the socket
+// side to be written. Reading pauses while the session has no room, so a client cannot make us buffer more than
+// MAX_RECV plus a few read chunks of its input. One timer drives idle and request timeouts for all sessions.
 //
-// Sockets are node:net/node:tls ones rather than Deno.listen's: under load with many connections, Deno.Conn
-// read loops serve connections very unevenly (measured with 1,000 sessions at saturation: some got 5 replies
-// while others got 1,000 in the same 8 s, p99 750 ms), whereas node:net's data events go round fairly (p99
-// 55 ms) at the same throughput and CPU. See /work/notes/perf-query.md.
-import net from "node:net";
-import tls from "node:tls";
+// The socket side runs in its own thread (a Worker) or on this one, per SOCKET_THREAD. The thread takes socket
+// reads and writes off the thread that owns LevelDB, which pays when many sessions keep it busy, but each
+// request then crosses threads twice (~15 µs of CPU and two wake-ups). Measured with `deno task bench query` on
+// 2 cores shared with the load generator: 1,000 × 1 29k → 33–35k req/s, p99 70–75 → 52 ms; 16 × 16 equal
+// (~100k); 16 × 1 40–42k → 25k req/s. Hence "auto": the thread only where there are cores to spare for it.
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { CostGroups, costSettings } from "./limits.ts";
-import { LineFramer, type LineSink, prepareMethods } from "./rpc.ts";
+import { prepareMethods } from "./rpc.ts";
 import { Session, type SessionInfo, type SessionLimits, type Transport } from "./session.ts";
+import { formatHostPort, SocketSide } from "./socket_side.ts";
+import {
+  Batcher,
+  BINARY,
+  CLOSE,
+  CLOSED,
+  type ControlMessage,
+  type ControlReply,
+  ENDED,
+  ENTRY,
+  LINE,
+  OPENED,
+  OVERSIZE,
+  PAUSE,
+  RESUME,
+  WRITE,
+  WRITTEN,
+} from "./socket_messages.ts";
 import type { MethodTable } from "./types.ts";
-import { CLOSE_NORMAL, closeFrame, encodeTextFrames, WsFramer, type WsSink } from "./websocket.ts";
 
 export type { SessionInfo } from "./session.ts";
 
@@ -29,6 +46,12 @@ export interface ServerOptions {
   readonly serverVersion: string;
   /** PEM certificate chain and key for ssl/wss; read from SSL_CERTFILE/SSL_KEYFILE when omitted. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** Called if the socket thread dies: every session is gone and nothing is served any more. */
+  readonly onFatal?: (err: Error) => void;
+  /** Cores to decide SOCKET_THREAD=auto by (default: this machine's). */
+  readonly cores?: number;
+  /** The socket thread's module (tests substitute one that fails). */
+  readonly socketThreadModule?: URL;
 }
 
 /** A bound listener; `port` is the real one when the configuration said 0. */
@@ -66,17 +89,101 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   return server;
 }
 
-interface Listening {
-  readonly protocol: ServiceProtocol;
-  readonly host: string;
-  port: number;
-  readonly tls: boolean;
-  readonly ws: boolean;
-  server: net.Server;
-  closed: boolean;
+const SOCKET_THREAD = new URL("./socket_thread.ts", import.meta.url);
+/** Cores from which SOCKET_THREAD=auto runs the socket side in its own thread. */
+export const SOCKET_THREAD_MIN_CORES = 4;
+
+/** Whether the socket side gets its own thread, for a SOCKET_THREAD setting on a machine with `cores` cores. */
+export function useSocketThread(setting: Config["socketThread"], cores: number): boolean {
+  return setting === "on" || (setting === "auto" && cores >= SOCKET_THREAD_MIN_CORES);
 }
 
-const ENCODER = new TextEncoder();
+/** Where the socket side runs: messages to it, and a way to stop it. */
+interface SocketLink {
+  readonly thread: boolean;
+  post(msg: unknown[] | ControlMessage): void;
+  close(): void;
+}
+
+/** The socket side in a Worker; structured clone carries the messages. */
+function workerLink(
+  module: URL,
+  deliver: (msg: unknown[] | ControlReply) => void,
+  fail: (err: Error) => void,
+): SocketLink {
+  const worker = new Worker(module, { type: "module" });
+  worker.onmessage = (e: MessageEvent<unknown[] | ControlReply>) => deliver(e.data);
+  worker.onerror = (e) => {
+    e.preventDefault();
+    fail(new Error(`the socket thread failed: ${String(e.message).split("\n")[0]}`));
+  };
+  return { thread: true, post: (msg) => worker.postMessage(msg), close: () => worker.terminate() };
+}
+
+/** The socket side on this thread: the same messages, handed over by reference. */
+function inlineLink(deliver: (msg: unknown[] | ControlReply) => void): SocketLink {
+  // Its messages arrive in a later microtask, as a Worker's would arrive later: never inside a call to it.
+  const side = new SocketSide((msg) => queueMicrotask(() => deliver(msg)));
+  let closed = false;
+  return {
+    thread: false,
+    post: (msg) => {
+      if (!closed) side.handle(msg);
+    },
+    close: () => closed = true,
+  };
+}
+
+/** The main thread's end of one connection: replies go to the socket thread, which acknowledges each write. */
+class RemoteTransport implements Transport {
+  readonly remoteAddress: string;
+  session!: Session;
+  paused = false;
+  closed = false;
+  /** Writes sent but not yet acknowledged, oldest first. */
+  readonly #pending: { resolve: (n: number) => void; reject: (e: Error) => void }[] = [];
+  #pendingHead = 0;
+
+  constructor(readonly id: number, readonly remoteIp: string, port: number, readonly out: Batcher) {
+    this.remoteAddress = formatHostPort(remoteIp, port);
+  }
+
+  write(messages: readonly string[]): Promise<number> {
+    if (this.closed) return Promise.reject(new Error("connection closed"));
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+      this.out.add(WRITE, this.id, messages, 0);
+    });
+  }
+
+  /** The socket thread wrote the oldest pending write. */
+  written(bytes: number): void {
+    const p = this.#pending[this.#pendingHead];
+    if (p === undefined) return;
+    this.#pending[this.#pendingHead++] = undefined as never;
+    if (this.#pendingHead === this.#pending.length) {
+      this.#pending.length = 0;
+      this.#pendingHead = 0;
+    }
+    p.resolve(bytes);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.out.add(CLOSE, this.id, 0, 0);
+    this.gone();
+  }
+
+  /** The connection is gone: writes still pending fail. */
+  gone(): void {
+    this.closed = true;
+    const err = new Error("connection closed");
+    for (let i = this.#pendingHead; i < this.#pending.length; i++) this.#pending[i].reject(err);
+    this.#pending.length = 0;
+    this.#pendingHead = 0;
+  }
+}
 
 class ElectrumServer implements Server {
   addresses: readonly ServerAddress[];
@@ -88,12 +195,21 @@ class ElectrumServer implements Server {
   readonly #limits: SessionLimits;
   readonly #groups = new CostGroups();
   readonly #sessions = new Set<Session>();
-  readonly #listening: Listening[] = [];
+  readonly #conns = new Map<number, RemoteTransport>();
+  #link: SocketLink;
+  readonly #deliver = (msg: unknown[] | ControlReply) => this.#onMessage(msg);
+  #bound = false;
+  /** The socket thread could not start (e.g. no read permission for its module): serve from this thread. */
+  #threadUnavailable: Error | undefined;
+  readonly #out: Batcher;
+  /** Control replies not yet taken, by type, for the one caller waiting for each. */
+  readonly #waiting = new Map<string, (reply: ControlReply) => void>();
   #tls: { cert: string; key: string } | undefined;
   #nextId = 1;
   #tick: ReturnType<typeof setInterval>;
   #lastSweep = Date.now();
   #closing: Promise<void> | undefined;
+  #dead: Error | undefined;
   #refused = 0;
   #lastRefusalLog = 0;
 
@@ -115,70 +231,42 @@ class ElectrumServer implements Server {
       this.#tls = opts.tls ? { ...opts.tls } : readTlsFiles(config);
     }
     this.addresses = [];
+    this.#link = useSocketThread(config.socketThread, opts.cores ?? navigator.hardwareConcurrency)
+      ? workerLink(opts.socketThreadModule ?? SOCKET_THREAD, this.#deliver, (err) => this.#threadFailed(err))
+      : inlineLink(this.#deliver);
+    this.#out = new Batcher((batch) => this.#link.post(batch));
     this.#tick = setInterval(() => this.#onTick(), TICK_MS);
   }
 
   /** Binds every service; on a failure closes what was bound and throws, naming the service. */
   async listen(): Promise<void> {
-    try {
-      for (const s of this.#services) {
-        const secure = s.protocol === "ssl" || s.protocol === "wss";
-        const entry: Listening = {
-          protocol: s.protocol,
-          host: s.host,
-          port: s.port,
-          tls: secure,
-          ws: s.protocol === "ws" || s.protocol === "wss",
-          server: undefined as unknown as net.Server,
-          closed: false,
-        };
-        entry.server = await this.#bind(entry);
-        this.#listening.push(entry);
-      }
-    } catch (e) {
-      for (const l of this.#listening) l.server.close();
+    const start: ControlMessage = {
+      type: "start",
+      services: this.#services.map((s) => ({ protocol: s.protocol, host: s.host, port: s.port })),
+      maxRecv: this.#opts.config.maxRecv,
+      tls: this.#tls,
+    };
+    let reply = await this.#control(start, ["listening", "failed"]);
+    if (this.#threadUnavailable) {
+      this.#log.warn(`${this.#threadUnavailable.message}; serving client sockets on the main thread`);
+      this.#threadUnavailable = undefined;
+      this.#link = inlineLink(this.#deliver);
+      reply = await this.#control(start, ["listening", "failed"]);
+    }
+    if (reply.type !== "listening") {
       clearInterval(this.#tick);
-      throw e;
+      this.#link.close();
+      throw new Error(reply.type === "failed" ? reply.message : "the socket side did not start");
     }
-    this.addresses = this.#listening.map((l) => ({
-      protocol: l.protocol,
-      host: (l.server.address() as net.AddressInfo).address,
-      port: l.port,
+    this.addresses = this.#services.map((s, i) => ({
+      protocol: s.protocol,
+      host: reply.hosts[i],
+      port: reply.ports[i],
     }));
-    for (const l of this.#listening) {
-      this.#log.info(`listening for Electrum ${l.protocol} connections on ${formatHostPort(l.host, l.port)}`);
+    this.#bound = true;
+    for (const a of this.addresses) {
+      this.#log.info(`listening for Electrum ${a.protocol} connections on ${formatHostPort(a.host, a.port)}`);
     }
-  }
-
-  async #bind(l: Listening): Promise<net.Server> {
-    const where = `${l.protocol}://${formatHostPort(l.host, l.port)}`;
-    let server: net.Server;
-    try {
-      server = l.tls
-        ? tls.createServer({ cert: this.#tls!.cert, key: this.#tls!.key, allowHalfOpen: true })
-        : net.createServer({ allowHalfOpen: true });
-    } catch (e) {
-      throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
-    }
-    server.on(l.tls ? "secureConnection" : "connection", (sock: net.Socket) => this.#accept(sock, l));
-    // A failed handshake concerns that connection only.
-    if (l.tls) server.on("tlsClientError", () => {});
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(l.port, l.host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-    } catch (e) {
-      server.close();
-      throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
-    }
-    // E.g. out of file descriptors: node retries the accept itself; say so rather than crash.
-    server.on("error", (e) => this.#log.warn(`accepting ${l.protocol} connections failed: ${errorText(e)}`));
-    l.port = (server.address() as net.AddressInfo).port;
-    return server;
   }
 
   sessions(): SessionInfo[] {
@@ -195,20 +283,14 @@ class ElectrumServer implements Server {
     return false;
   }
 
-  reloadTls(cert: string, key: string): Promise<void> {
-    try {
-      // Prove the pair works before touching the live listeners (node:tls does not check that the key matches).
-      const probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
-      probe.close();
-      for (const l of this.#listening) {
-        if (l.tls && !l.closed) (l.server as tls.Server).setSecureContext({ cert, key });
-      }
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async reloadTls(cert: string, key: string): Promise<void> {
+    // Prove the pair works before touching the live listeners (node:tls does not check that the key matches).
+    const probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
+    probe.close();
+    const reply = await this.#control({ type: "tls", cert, key }, ["tls-done"]);
+    if (reply.type === "tls-done" && reply.error !== undefined) throw new Error(reply.error);
     this.#tls = { cert, key };
     this.#log.info("TLS certificate reloaded");
-    return Promise.resolve();
   }
 
   close(): Promise<void> {
@@ -216,11 +298,7 @@ class ElectrumServer implements Server {
   }
 
   async #shutdown(): Promise<void> {
-    // The servers' close callbacks fire once their connections are gone, i.e. after the sessions below.
-    const released = this.#listening.filter((l) => !l.closed).map((l) => {
-      l.closed = true;
-      return new Promise<void>((resolve) => l.server.close(() => resolve()));
-    });
+    if (!this.#dead) await this.#control({ type: "unlisten" }, ["unlistened"]);
     const sessions = [...this.#sessions];
     if (sessions.length) this.#log.info(`closing ${sessions.length} sessions`);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -231,7 +309,150 @@ class ElectrumServer implements Server {
     clearTimeout(timer);
     for (const s of this.#sessions) s.close("server shutting down");
     clearInterval(this.#tick);
-    await Promise.all(released);
+    if (!this.#dead) await this.#control({ type: "stop" }, ["stopped"]);
+    this.#link.close();
+  }
+
+  /** Sends a control message and waits for the first reply of one of `types` (or the thread's death). */
+  #control(msg: ControlMessage, types: readonly string[]): Promise<ControlReply> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise((resolve, reject) => {
+      const take = (reply: ControlReply) => {
+        for (const t of types) this.#waiting.delete(t);
+        if (reply.type === "failed" && !types.includes("failed")) reject(new Error(reply.message));
+        else resolve(reply);
+      };
+      for (const t of types) this.#waiting.set(t, take);
+      this.#waiting.set("failed", take);
+      this.#out.flush();
+      this.#link.post(msg);
+    });
+  }
+
+  /** The socket thread died: before it listened, listen() falls back to this thread; after, it is fatal. */
+  #threadFailed(err: Error): void {
+    if (!this.#link.thread) return;
+    if (this.#bound) {
+      this.#fail(err);
+      return;
+    }
+    this.#threadUnavailable = err;
+    this.#link.close();
+    const waiting = new Set(this.#waiting.values());
+    this.#waiting.clear();
+    for (const take of waiting) take({ type: "failed", message: err.message });
+  }
+
+  #fail(err: Error): void {
+    if (this.#dead) return;
+    this.#dead = err;
+    this.#log.error(err.message);
+    for (const t of this.#conns.values()) t.session.close("socket thread failed");
+    this.#conns.clear();
+    const waiting = new Set(this.#waiting.values());
+    this.#waiting.clear();
+    for (const take of waiting) take({ type: "failed", message: err.message });
+    this.#link.close();
+    this.#opts.onFatal?.(err);
+  }
+
+  #onMessage(msg: unknown[] | ControlReply): void {
+    if (!Array.isArray(msg)) {
+      if (msg.type === "log") {
+        this.#log[msg.level](msg.text);
+        return;
+      }
+      const take = this.#waiting.get(msg.type);
+      if (take) take(msg);
+      return;
+    }
+    for (let i = 0; i < msg.length; i += ENTRY) {
+      const op = msg[i] as number;
+      const id = msg[i + 1] as number;
+      if (op === OPENED) {
+        this.#open(id, msg[i + 2] as number, msg[i + 3] as string);
+        continue;
+      }
+      const t = this.#conns.get(id);
+      if (t === undefined) continue;
+      const session = t.session;
+      switch (op) {
+        case LINE:
+          session.receiveText(msg[i + 2] as string, msg[i + 3] as number);
+          break;
+        case BINARY:
+          session.receive(msg[i + 2] as Uint8Array);
+          break;
+        case OVERSIZE:
+          session.receiveOversize(msg[i + 2] as number);
+          break;
+        case WRITTEN:
+          t.written(msg[i + 2] as number);
+          continue;
+        case ENDED:
+          session.drain().then(() => session.close("connection closed"));
+          continue;
+        case CLOSED:
+          this.#conns.delete(id);
+          t.gone();
+          session.close(msg[i + 2] as string);
+          continue;
+      }
+      if (!t.paused && !session.closed) {
+        const room = session.room();
+        if (room) {
+          t.paused = true;
+          this.#out.add(PAUSE, id, 0, 0);
+          room.then(() => {
+            t.paused = false;
+            if (!session.closed) this.#out.add(RESUME, id, 0, 0);
+          });
+        }
+      }
+    }
+  }
+
+  #open(id: number, listener: number, peer: string): void {
+    const l = this.addresses[listener] ?? this.#services[listener];
+    const space = peer.lastIndexOf(" ");
+    const transport = new RemoteTransport(id, peer.slice(0, space), Number(peer.slice(space + 1)), this.#out);
+    if (this.#closing) {
+      transport.close();
+      return;
+    }
+    if (this.#sessions.size >= this.#opts.config.maxSessions) {
+      transport.close();
+      this.#noteRefused();
+      return;
+    }
+    const session = new Session({
+      id: this.#nextId++,
+      protocol: l.protocol,
+      transport,
+      methods: this.#methods,
+      limits: this.#limits,
+      cost: this.#cost,
+      groups: this.#groups,
+      serverVersion: this.#opts.serverVersion,
+      log: this.#log,
+      onClosed: (s) => this.#sessions.delete(s),
+    });
+    transport.session = session;
+    this.#conns.set(id, transport);
+    this.#sessions.add(session);
+    this.#log.debug(`session ${session.id} ${session.remoteAddress}: ${l.protocol} connection`);
+  }
+
+  #noteRefused(): void {
+    this.#refused++;
+    const now = Date.now();
+    if (now - this.#lastRefusalLog >= REFUSAL_LOG_INTERVAL_MS) {
+      this.#log.warn(
+        `refused ${this.#refused} connection(s): MAX_SESSIONS (${this.#opts.config.maxSessions}) sessions are open`,
+      );
+      this.#refused = 0;
+      this.#lastRefusalLog = now;
+    }
   }
 
   #onTick(): void {
@@ -249,152 +470,6 @@ class ElectrumServer implements Server {
       this.#lastSweep = now;
     }
   }
-
-  #accept(sock: net.Socket, l: Listening): void {
-    // Before anything else: an error event without a listener would take the process down.
-    sock.on("error", () => {});
-    if (this.#closing) {
-      sock.destroy();
-      return;
-    }
-    if (this.#sessions.size >= this.#opts.config.maxSessions) {
-      sock.destroy();
-      this.#refused++;
-      const now = Date.now();
-      if (now - this.#lastRefusalLog >= REFUSAL_LOG_INTERVAL_MS) {
-        this.#log.warn(
-          `refused ${this.#refused} connection(s): MAX_SESSIONS (${this.#opts.config.maxSessions}) sessions are open`,
-        );
-        this.#refused = 0;
-        this.#lastRefusalLog = now;
-      }
-      return;
-    }
-    if (!l.tls) sock.setNoDelay(true);
-    const transport = new SocketTransport(sock, l.ws);
-    const session = new Session({
-      id: this.#nextId++,
-      protocol: l.protocol,
-      transport,
-      methods: this.#methods,
-      limits: this.#limits,
-      cost: this.#cost,
-      groups: this.#groups,
-      serverVersion: this.#opts.serverVersion,
-      log: this.#log,
-      onClosed: (s) => this.#sessions.delete(s),
-    });
-    this.#sessions.add(session);
-    this.#log.debug(`session ${session.id} ${session.remoteAddress}: ${l.protocol} connection`);
-    const maxRecv = this.#opts.config.maxRecv;
-    let push: (chunk: Uint8Array) => void;
-    if (l.ws) {
-      const framer = new WsFramer(maxRecv);
-      const sink = wsSink(session, transport, this.#log);
-      push = (chunk) => framer.push(chunk, sink);
-    } else {
-      const framer = new LineFramer(maxRecv);
-      const sink: LineSink = {
-        line: (bytes) => session.receive(bytes),
-        oversize: (bytes) => session.receiveOversize(bytes),
-      };
-      push = (chunk) => framer.push(chunk, sink);
-    }
-    sock.on("data", (chunk: Uint8Array) => {
-      if (session.closed) return;
-      // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
-      push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      const room = session.room();
-      if (room) {
-        sock.pause();
-        room.then(() => {
-          if (!session.closed) sock.resume();
-        });
-      }
-    });
-    // The peer may only have shut down its sending side: answer what it asked, then close.
-    sock.on("end", () => {
-      session.drain().then(() => session.close("connection closed"));
-    });
-    sock.on("error", (e) => {
-      if (!session.closed) this.#log.debug(`session ${session.id}: connection failed: ${errorText(e)}`);
-    });
-    sock.on("close", () => session.close("connection closed"));
-  }
-}
-
-function wsSink(session: Session, transport: SocketTransport, log: Log): WsSink {
-  return {
-    open: (response) => {
-      transport.writeRaw(response).catch(() => session.close("handshake write failed"));
-      transport.opened = true;
-    },
-    reject: (response, reason) => {
-      log.debug(`session ${session.id} ${session.remoteAddress}: WebSocket upgrade refused: ${reason}`);
-      transport.writeRaw(response).finally(() => session.close(reason)).catch(() => {});
-    },
-    message: (bytes) => session.receive(bytes),
-    oversize: (bytes) => session.receiveOversize(bytes),
-    control: (frame) => {
-      transport.writeRaw(frame).catch(() => session.close("write failed"));
-    },
-    close: (frame, reason) => {
-      transport.closeSent = true;
-      transport.writeRaw(frame).finally(() => session.close(reason)).catch(() => {});
-    },
-  };
-}
-
-/** A node:net (or node:tls) socket with newline or WebSocket framing; the socket keeps writes in order. */
-class SocketTransport implements Transport {
-  readonly remoteAddress: string;
-  readonly remoteIp: string;
-  /** WebSocket only: the upgrade succeeded, so a close frame is due on close. */
-  opened = false;
-  closeSent = false;
-  #pendingWrites = 0;
-  #closed = false;
-
-  constructor(readonly sock: net.Socket, readonly ws: boolean) {
-    this.remoteIp = sock.remoteAddress ?? "";
-    this.remoteAddress = formatHostPort(this.remoteIp, sock.remotePort ?? 0);
-  }
-
-  write(messages: readonly string[]): Promise<number> {
-    const bytes = this.ws
-      ? encodeTextFrames(messages)
-      : ENCODER.encode(messages.length === 1 ? messages[0] + "\n" : messages.join("\n") + "\n");
-    return this.writeRaw(bytes);
-  }
-
-  /** Writes bytes after everything queued before them; resolves once the OS has taken them. */
-  writeRaw(bytes: Uint8Array): Promise<number> {
-    if (this.sock.destroyed) return Promise.reject(new Error("connection closed"));
-    this.#pendingWrites++;
-    return new Promise((resolve, reject) => {
-      this.sock.write(bytes, (err) => {
-        this.#pendingWrites--;
-        if (err) reject(err);
-        else resolve(bytes.length);
-      });
-    });
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.ws && this.opened && !this.closeSent && this.#pendingWrites === 0 && !this.sock.destroyed) {
-      // Best effort goodbye; a peer that is not reading does not get to hold the socket open.
-      this.closeSent = true;
-      const timer = setTimeout(() => this.sock.destroy(), 1000);
-      this.sock.write(closeFrame(CLOSE_NORMAL), () => {
-        clearTimeout(timer);
-        this.sock.destroy();
-      });
-      return;
-    }
-    this.sock.destroy();
-  }
 }
 
 function readTlsFiles(config: Config): { cert: string; key: string } {
@@ -407,10 +482,6 @@ function readTlsFiles(config: Config): { cert: string; key: string } {
     }
   };
   return { cert: read(config.sslCertfile, "SSL_CERTFILE"), key: read(config.sslKeyfile, "SSL_KEYFILE") };
-}
-
-function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function errorText(e: unknown): string {

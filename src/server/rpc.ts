@@ -1,6 +1,6 @@
 // JSON-RPC 2.0 as Electrum speaks it (protocol.md §2, §3, §6): request validation, reply text, parameter
-// binding with ElectrumX's messages, version negotiation, and newline framing with a bounded buffer. Pure: no
-// sockets, no clocks, so each piece is testable alone and the session's hot path stays allocation-light.
+// binding with ElectrumX's messages and version negotiation. Pure: no sockets, no clocks, so each piece is
+// testable alone and the session's hot path stays allocation-light.
 import { formatCount } from "../log.ts";
 import { type MethodSpec, type MethodTable, parseVersion, RpcError, versionAtLeast } from "./types.ts";
 
@@ -246,87 +246,4 @@ export function negotiateVersion(requested: unknown): Negotiated | null {
 
 function versionOrZero(v: unknown): readonly number[] {
   return (typeof v === "string" ? parseVersion(v) : null) ?? [0];
-}
-
-// --- framing -----------------------------------------------------------------------------------------
-
-/** Receives what LineFramer extracts from the byte stream. */
-export interface LineSink {
-  /** One complete line without its "\n"; a view that is only valid during the call. */
-  line(bytes: Uint8Array): void;
-  /** A line longer than the limit was dropped; `bytes` is how much of it arrived. */
-  oversize(bytes: number): void;
-}
-
-const NEWLINE = 0x0a;
-
-/**
- * Splits a byte stream into "\n"-terminated lines of at most `maxLine` bytes. A longer line is dropped and the
- * stream resynchronises at the next newline, so memory stays under maxLine + one read chunk whatever arrives.
- */
-export class LineFramer {
-  #parts: Uint8Array[] = [];
-  #partBytes = 0;
-  /** Bytes of an oversized line seen so far while skipping to its end; -1 when not skipping. */
-  #skipped = -1;
-
-  constructor(readonly maxLine: number) {}
-
-  /** Bytes held for an incomplete line. */
-  get buffered(): number {
-    return this.#partBytes;
-  }
-
-  /** Feeds a chunk; complete lines go to `sink` before this returns. `chunk` may be reused afterwards. */
-  push(chunk: Uint8Array, sink: LineSink): void {
-    let start = 0;
-    const end = chunk.length;
-    while (start < end) {
-      const nl = chunk.indexOf(NEWLINE, start);
-      if (nl < 0) {
-        this.#hold(chunk.subarray(start));
-        return;
-      }
-      if (this.#skipped >= 0) {
-        sink.oversize(this.#skipped + nl - start);
-        this.#skipped = -1;
-      } else if (this.#partBytes === 0) {
-        if (nl - start > this.maxLine) sink.oversize(nl - start);
-        else sink.line(chunk.subarray(start, nl));
-      } else {
-        const total = this.#partBytes + nl - start;
-        if (total > this.maxLine) {
-          sink.oversize(total);
-        } else {
-          const line = new Uint8Array(total);
-          let off = 0;
-          for (const p of this.#parts) {
-            line.set(p, off);
-            off += p.length;
-          }
-          line.set(chunk.subarray(start, nl), off);
-          sink.line(line);
-        }
-        this.#parts = [];
-        this.#partBytes = 0;
-      }
-      start = nl + 1;
-    }
-  }
-
-  #hold(rest: Uint8Array): void {
-    if (this.#skipped >= 0) {
-      this.#skipped += rest.length;
-      return;
-    }
-    if (this.#partBytes + rest.length > this.maxLine) {
-      // Too long already: forget what we hold and count bytes until the newline.
-      this.#skipped = this.#partBytes + rest.length;
-      this.#parts = [];
-      this.#partBytes = 0;
-      return;
-    }
-    this.#parts.push(rest.slice());
-    this.#partBytes += rest.length;
-  }
 }

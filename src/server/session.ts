@@ -258,18 +258,22 @@ export class Session implements SessionContext {
 
   /** Handles one complete message (a line without "\n", or a WebSocket message); `bytes` may be reused after. */
   receive(bytes: Uint8Array): void {
-    if (!this.#accepting) return;
-    const now = Date.now();
-    this.lastRecvAt = now;
-    this.recvBytes += bytes.length;
-    this.#charge(bytes.length / this.#cost.bandwidthUnitCost, now);
     let text: string;
     try {
       text = UTF8.decode(bytes);
     } catch {
+      if (!this.#accepting) return;
+      this.#received(bytes.length);
       this.#reject(null, PARSE_ERROR, "messages must be encoded in UTF-8", PARSE_ERROR_COST);
       return;
     }
+    this.receiveText(text, bytes.length);
+  }
+
+  /** Handles one complete message already decoded from UTF-8; `bytes` is its encoded length. */
+  receiveText(text: string, bytes: number): void {
+    if (!this.#accepting) return;
+    this.#received(bytes);
     let payload: unknown;
     try {
       payload = JSON.parse(text);
@@ -281,6 +285,13 @@ export class Session implements SessionContext {
     }
     if (Array.isArray(payload)) this.#receiveBatch(payload);
     else this.#receiveOne(payload);
+  }
+
+  #received(bytes: number): void {
+    const now = Date.now();
+    this.lastRecvAt = now;
+    this.recvBytes += bytes;
+    this.#charge(bytes / this.#cost.bandwidthUnitCost, now);
   }
 
   /** Notes a message that was dropped for exceeding MAX_RECV: no reply (as ElectrumX), but it costs. */

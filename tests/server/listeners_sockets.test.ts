@@ -1,5 +1,5 @@
 // The listeners' node:net sockets: half-closed peers are answered, and many pipelined requests from many
-// connections all get their replies, in order.
+// connections all get their replies, in order; with the sockets in the socket thread and on the main thread.
 import assert from "node:assert/strict";
 import { loadConfig } from "../../src/config.ts";
 import type { Config } from "../../src/config.ts";
@@ -13,9 +13,26 @@ const quiet = {
   error: () => {},
 } as unknown as Parameters<typeof startServer>[0]["log"];
 
+/** SOCKET_THREAD for the test running now (tests run one at a time). */
+let socketThread = "on";
+
+/** Registers `fn` once per SOCKET_THREAD mode. */
+function test(name: string, fn: () => Promise<void>): void {
+  for (const mode of ["on", "off"]) {
+    Deno.test(`${name} [SOCKET_THREAD=${mode}]`, () => {
+      socketThread = mode;
+      return fn();
+    });
+  }
+}
+
 async function server(gate: Promise<void> = Promise.resolve()) {
   const base = loadConfig(
-    { DB_DIRECTORY: "/tmp/coulomb-test", DAEMON_URL: "http://u:p@127.0.0.1:8332/" },
+    {
+      DB_DIRECTORY: "/tmp/coulomb-test",
+      DAEMON_URL: "http://u:p@127.0.0.1:8332/",
+      SOCKET_THREAD: socketThread,
+    },
     [],
   );
   const config: Config = { ...(base as Config), services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }] };
@@ -43,7 +60,7 @@ async function readAll(conn: Deno.Conn): Promise<string> {
 const line = (id: number, method: string, params: unknown[]) =>
   JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n";
 
-Deno.test("a peer that shuts down its sending side gets every reply, then the connection closes", async () => {
+test("a peer that shuts down its sending side gets every reply, then the connection closes", async () => {
   const gate = Promise.withResolvers<void>();
   const s = await server(gate.promise);
   try {
@@ -67,7 +84,7 @@ Deno.test("a peer that shuts down its sending side gets every reply, then the co
   }
 });
 
-Deno.test("many connections pipelining at once all get all their replies, in order", async () => {
+test("many connections pipelining at once all get all their replies, in order", async () => {
   const s = await server();
   try {
     const port = s.addresses[0].port;

@@ -1,0 +1,94 @@
+// What the listeners (main thread) and the socket thread (src/server/socket_thread.ts) say to each other.
+// Per-connection traffic travels in batches: flat arrays of [op, connection id, a, b] quadruples, one
+// postMessage per turn of either event loop, because a message per line would cost more than the line itself.
+// Everything else (start, TLS reload, stop) is a control object.
+import type { ServiceProtocol } from "../config.ts";
+
+/** A listener the socket thread binds. */
+export interface ListenSpec {
+  readonly protocol: ServiceProtocol;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The first message to the socket thread. */
+export interface StartMessage {
+  readonly type: "start";
+  readonly services: readonly ListenSpec[];
+  /** Longest message accepted (MAX_RECV); longer ones are dropped and reported as oversize. */
+  readonly maxRecv: number;
+  readonly tls?: { readonly cert: string; readonly key: string };
+}
+
+/** Control messages to the socket thread. */
+export type ControlMessage =
+  | StartMessage
+  | { readonly type: "tls"; readonly cert: string; readonly key: string }
+  /** Stop accepting; open connections stay. */
+  | { readonly type: "unlisten" }
+  /** Close every connection and report "stopped". */
+  | { readonly type: "stop" };
+
+/** Control messages from the socket thread. */
+export type ControlReply =
+  | { readonly type: "listening"; readonly ports: readonly number[]; readonly hosts: readonly string[] }
+  | { readonly type: "failed"; readonly message: string }
+  | { readonly type: "tls-done"; readonly error?: string }
+  | { readonly type: "unlistened" }
+  | { readonly type: "stopped" }
+  | { readonly type: "log"; readonly level: "debug" | "info" | "warn"; readonly text: string };
+
+/** Slots per entry of a batch: op, connection id, a, b. */
+export const ENTRY = 4;
+
+// Socket thread → listeners.
+/** A connection was accepted: a = listener index, b = "ip port". */
+export const OPENED = 1;
+/** One message: a = its text, b = its length in bytes. */
+export const LINE = 2;
+/** One message that is not UTF-8: a = its bytes. */
+export const BINARY = 3;
+/** A message over MAX_RECV was dropped: a = its length in bytes. */
+export const OVERSIZE = 4;
+/** The oldest pending write reached the OS: a = bytes written. */
+export const WRITTEN = 5;
+/** The peer shut down its sending side. */
+export const ENDED = 6;
+/** The connection is gone: a = why. */
+export const CLOSED = 7;
+
+// Listeners → socket thread.
+/** Send these messages, framed: a = string[]. Each WRITE is answered by one WRITTEN or a CLOSED. */
+export const WRITE = 11;
+/** Stop reading from the connection. */
+export const PAUSE = 12;
+/** Read again. */
+export const RESUME = 13;
+/** Close the connection (after a WebSocket close frame when one is due). */
+export const CLOSE = 14;
+
+/** A batch being filled; `flush` posts it once per turn, however many entries were added. */
+export class Batcher {
+  #entries: unknown[] = [];
+  #scheduled = false;
+
+  constructor(readonly post: (batch: unknown[]) => void) {}
+
+  /** Adds one entry; it leaves with the others at the end of this turn. */
+  add(op: number, id: number, a: unknown, b: unknown): void {
+    this.#entries.push(op, id, a, b);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Posts what has been added (if anything) now. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#entries.length === 0) return;
+    const batch = this.#entries;
+    this.#entries = [];
+    this.post(batch);
+  }
+}

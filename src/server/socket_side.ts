@@ -1,0 +1,349 @@
+// The socket side of the Electrum listeners: it owns the sockets, accepts connections, reads and frames their
+// input (newlines or WebSocket frames), decodes UTF-8, and encodes and writes the replies. It talks to the
+// sessions only through batches of src/server/socket_messages.ts, so it runs either in the socket thread (a
+// Worker, src/server/socket_thread.ts) or on the main thread beside the sessions (SOCKET_THREAD=off).
+//
+// Sockets are node:net/node:tls ones rather than Deno.listen's: under load with many connections, Deno.Conn
+// read loops serve connections very unevenly (measured with 1,000 sessions at saturation: some got 5 replies
+// while others got 1,000 in the same 8 s), whereas node:net's data events go round fairly.
+import net from "node:net";
+import tls from "node:tls";
+import { LineFramer, type LineSink } from "./line_framer.ts";
+import {
+  Batcher,
+  BINARY,
+  CLOSE,
+  CLOSED,
+  type ControlMessage,
+  type ControlReply,
+  ENDED,
+  ENTRY,
+  LINE,
+  OPENED,
+  OVERSIZE,
+  PAUSE,
+  RESUME,
+  type StartMessage,
+  WRITE,
+  WRITTEN,
+} from "./socket_messages.ts";
+import { CLOSE_NORMAL, closeFrame, encodeTextFrames, WsFramer, type WsSink } from "./websocket.ts";
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const ENCODER = new TextEncoder();
+/** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
+const STOP_GRACE_MS = 1500;
+
+interface Conn {
+  readonly id: number;
+  readonly sock: net.Socket;
+  readonly ws: boolean;
+  /** WebSocket only: the upgrade succeeded, so a close frame is due on close. */
+  opened: boolean;
+  closeSent: boolean;
+  pendingWrites: number;
+  closing: boolean;
+  /** Why we are closing it, reported with CLOSED. */
+  reason: string | undefined;
+  gone: boolean;
+}
+
+interface Listening {
+  readonly server: net.Server;
+  readonly tls: boolean;
+  closed: boolean;
+}
+
+/** Sockets, framing and writes for the listeners; fed with `handle`, answering through `post`. */
+export class SocketSide {
+  readonly #post: (msg: unknown[] | ControlReply) => void;
+  readonly #out: Batcher;
+  readonly #conns = new Map<number, Conn>();
+  readonly #listening: Listening[] = [];
+  #start: StartMessage | undefined;
+  #nextId = 1;
+  #stopping = false;
+  #stopTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(post: (msg: unknown[] | ControlReply) => void) {
+    this.#post = post;
+    this.#out = new Batcher((batch) => post(batch));
+  }
+
+  /** Takes one message from the listeners: a batch of connection commands or a control message. */
+  handle(msg: unknown[] | ControlMessage): void {
+    if (Array.isArray(msg)) {
+      for (let i = 0; i < msg.length; i += ENTRY) {
+        this.#command(msg[i] as number, msg[i + 1] as number, msg[i + 2]);
+      }
+      return;
+    }
+    switch (msg.type) {
+      case "start":
+        this.#start = msg;
+        this.#listen(msg).then(
+          (bound) =>
+            this.#reply({
+              type: "listening",
+              ports: bound.map((b) => b.port),
+              hosts: bound.map((b) => b.host),
+            }),
+          (err) => this.#reply({ type: "failed", message: errorText(err) }),
+        );
+        break;
+      case "tls":
+        try {
+          for (const l of this.#listening) {
+            if (l.tls && !l.closed) {
+              (l.server as tls.Server).setSecureContext({ cert: msg.cert, key: msg.key });
+            }
+          }
+          this.#reply({ type: "tls-done" });
+        } catch (err) {
+          this.#reply({ type: "tls-done", error: errorText(err) });
+        }
+        break;
+      case "unlisten":
+        this.#stopping = true;
+        for (const l of this.#listening) closeListener(l);
+        this.#reply({ type: "unlistened" });
+        break;
+      case "stop":
+        this.#stopping = true;
+        for (const l of this.#listening) closeListener(l);
+        for (const c of this.#conns.values()) this.#closeConn(c, "server shutting down");
+        // WebSocket peers get their close frame (bounded by #closeConn's own timer) before this reports.
+        this.#stopTimer = setTimeout(() => this.#stopped(), STOP_GRACE_MS);
+        if (this.#conns.size === 0) this.#stopped();
+        break;
+    }
+  }
+
+  #stopped(): void {
+    clearTimeout(this.#stopTimer);
+    this.#stopTimer = undefined;
+    this.#reply({ type: "stopped" });
+  }
+
+  #reply(msg: ControlReply): void {
+    // Control replies must not overtake connection traffic that was added before them.
+    this.#out.flush();
+    this.#post(msg);
+  }
+
+  #command(op: number, id: number, a: unknown): void {
+    const c = this.#conns.get(id);
+    if (c === undefined || c.gone) return;
+    switch (op) {
+      case WRITE: {
+        const messages = a as string[];
+        const bytes = c.ws
+          ? encodeTextFrames(messages)
+          : ENCODER.encode(messages.length === 1 ? messages[0] + "\n" : messages.join("\n") + "\n");
+        this.#write(c, bytes, (err) => {
+          if (err) this.#closeConn(c, `write failed: ${errorText(err)}`);
+          else this.#out.add(WRITTEN, id, bytes.length, 0);
+        });
+        break;
+      }
+      case PAUSE:
+        c.sock.pause();
+        break;
+      case RESUME:
+        c.sock.resume();
+        break;
+      case CLOSE:
+        this.#closeConn(c, undefined);
+        break;
+    }
+  }
+
+  async #listen(s: StartMessage): Promise<{ host: string; port: number }[]> {
+    const bound: { host: string; port: number }[] = [];
+    try {
+      for (let index = 0; index < s.services.length; index++) {
+        const spec = s.services[index];
+        const secure = spec.protocol === "ssl" || spec.protocol === "wss";
+        const ws = spec.protocol === "ws" || spec.protocol === "wss";
+        const where = `${spec.protocol}://${formatHostPort(spec.host, spec.port)}`;
+        let server: net.Server;
+        try {
+          server = secure
+            ? tls.createServer({ cert: s.tls!.cert, key: s.tls!.key, allowHalfOpen: true })
+            : net.createServer({ allowHalfOpen: true });
+        } catch (e) {
+          throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
+        }
+        server.on(
+          secure ? "secureConnection" : "connection",
+          (sock: net.Socket) => this.#accept(sock, index, secure, ws),
+        );
+        // A failed handshake concerns that connection only.
+        if (secure) server.on("tlsClientError", () => {});
+        this.#listening.push({ server, tls: secure, closed: false });
+        try {
+          await new Promise<void>((resolve, reject) => {
+            server.once("error", reject);
+            server.listen(spec.port, spec.host, () => {
+              server.off("error", reject);
+              resolve();
+            });
+          });
+        } catch (e) {
+          throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
+        }
+        // E.g. out of file descriptors: node retries the accept itself; say so rather than crash.
+        server.on(
+          "error",
+          (e) => this.#log("warn", `accepting ${spec.protocol} connections failed: ${errorText(e)}`),
+        );
+        const address = server.address() as net.AddressInfo;
+        bound.push({ host: address.address, port: address.port });
+      }
+    } catch (e) {
+      for (const l of this.#listening) closeListener(l);
+      throw e;
+    }
+    return bound;
+  }
+
+  #accept(sock: net.Socket, listener: number, secure: boolean, ws: boolean): void {
+    // Before anything else: an error event without a listener would take the thread down.
+    sock.on("error", () => {});
+    if (this.#stopping) {
+      sock.destroy();
+      return;
+    }
+    if (!secure) sock.setNoDelay(true);
+    const id = this.#nextId++;
+    const c: Conn = {
+      id,
+      sock,
+      ws,
+      opened: false,
+      closeSent: false,
+      pendingWrites: 0,
+      closing: false,
+      reason: undefined,
+      gone: false,
+    };
+    this.#conns.set(id, c);
+    const out = this.#out;
+    out.add(OPENED, id, listener, `${sock.remoteAddress ?? ""} ${sock.remotePort ?? 0}`);
+    const maxRecv = this.#start!.maxRecv;
+    const line = (bytes: Uint8Array) => {
+      let text: string;
+      try {
+        text = UTF8.decode(bytes);
+      } catch {
+        out.add(BINARY, id, bytes.slice(), 0);
+        return;
+      }
+      out.add(LINE, id, text, bytes.length);
+    };
+    const oversize = (bytes: number) => out.add(OVERSIZE, id, bytes, 0);
+    let push: (chunk: Uint8Array) => void;
+    if (ws) {
+      const framer = new WsFramer(maxRecv);
+      const sink = this.#wsSink(c, line, oversize);
+      push = (chunk) => framer.push(chunk, sink);
+    } else {
+      const framer = new LineFramer(maxRecv);
+      const sink: LineSink = { line, oversize };
+      push = (chunk) => framer.push(chunk, sink);
+    }
+    sock.on("data", (chunk: Uint8Array) => {
+      if (c.gone) return;
+      // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
+      push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    });
+    // The peer may only have shut down its sending side: the session answers what it asked, then closes.
+    sock.on("end", () => {
+      if (!c.gone) out.add(ENDED, id, 0, 0);
+    });
+    sock.on("close", () => this.#gone(c, c.reason ?? "connection closed"));
+  }
+
+  #wsSink(c: Conn, line: (bytes: Uint8Array) => void, oversize: (bytes: number) => void): WsSink {
+    return {
+      open: (response) => {
+        this.#write(c, response, (err) => {
+          if (err) this.#closeConn(c, "handshake write failed");
+        });
+        c.opened = true;
+      },
+      reject: (response, reason) => {
+        const peer = formatHostPort(c.sock.remoteAddress ?? "", c.sock.remotePort ?? 0);
+        this.#log("debug", `connection ${c.id} ${peer}: WebSocket upgrade refused: ${reason}`);
+        this.#write(c, response, () => this.#closeConn(c, reason));
+      },
+      message: line,
+      oversize,
+      control: (frame) => {
+        this.#write(c, frame, (err) => {
+          if (err) this.#closeConn(c, "write failed");
+        });
+      },
+      close: (frame, reason) => {
+        c.closeSent = true;
+        this.#write(c, frame, () => this.#closeConn(c, reason));
+      },
+    };
+  }
+
+  #write(c: Conn, bytes: Uint8Array, done: (err: Error | null | undefined) => void): void {
+    if (c.sock.destroyed) {
+      done(new Error("connection closed"));
+      return;
+    }
+    c.pendingWrites++;
+    c.sock.write(bytes, (err) => {
+      c.pendingWrites--;
+      done(err);
+    });
+  }
+
+  #closeConn(c: Conn, reason: string | undefined): void {
+    if (c.gone || c.closing) return;
+    c.closing = true;
+    c.reason = reason;
+    if (c.ws && c.opened && !c.closeSent && c.pendingWrites === 0 && !c.sock.destroyed) {
+      // Best effort goodbye; a peer that is not reading does not get to hold the socket open.
+      c.closeSent = true;
+      const timer = setTimeout(() => c.sock.destroy(), 1000);
+      c.sock.write(closeFrame(CLOSE_NORMAL), () => {
+        clearTimeout(timer);
+        c.sock.destroy();
+      });
+      return;
+    }
+    c.sock.destroy();
+  }
+
+  #gone(c: Conn, reason: string): void {
+    if (c.gone) return;
+    c.gone = true;
+    this.#conns.delete(c.id);
+    this.#out.add(CLOSED, c.id, reason, 0);
+    if (this.#stopTimer !== undefined && this.#conns.size === 0) this.#stopped();
+  }
+
+  #log(level: "debug" | "info" | "warn", text: string): void {
+    this.#reply({ type: "log", level, text });
+  }
+}
+
+function closeListener(l: Listening): void {
+  if (l.closed) return;
+  l.closed = true;
+  l.server.close();
+}
+
+/** "host:port", with IPv6 hosts in brackets. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
