@@ -7,6 +7,7 @@ import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
+import { ALLOCATOR_ENV } from "../src/allocator.ts";
 import { type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
 import { Prng } from "./simnet/prng.ts";
 import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
@@ -35,6 +36,7 @@ and peak RSS per scenario, and the latency of one large history.
   --max-history N      script hashes with longer histories are left out of the mix (default 1000)
   --history N          size of the single large history to time (default 50000)
   --server-env K=V     extra environment for the server (repeatable), e.g. to compare settings
+  --no-allocator-env   leave out the glibc malloc settings the launcher gives Coulomb (src/allocator.ts)
   --cpu-prof DIR       run the server under deno's --cpu-prof, writing profiles into DIR
   --deno-flag F        extra deno run flag for the server (repeatable), e.g. --v8-flags=--trace-gc
   --fresh              delete the database and sync again
@@ -119,6 +121,7 @@ interface Options {
   maxHistory: number;
   history: number;
   serverEnv: Record<string, string>;
+  noAllocatorEnv: boolean;
   cpuProf?: string;
   denoFlags: string[];
   fresh: boolean;
@@ -236,6 +239,8 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       COST_SOFT_LIMIT: "0",
       COST_HARD_LIMIT: "0",
       LOG_LEVEL: "info",
+      // As `deno task start` runs it (see src/allocator.ts).
+      ...(o.noAllocatorEnv ? {} : ALLOCATOR_ENV),
       ...o.serverEnv,
     },
     (line) => {
@@ -833,6 +838,7 @@ function parseOptions(argv: string[]): Options | "help" {
       "max-history": { type: "string", default: "1000" },
       history: { type: "string", default: "50000" },
       "server-env": { type: "string", multiple: true, default: [] },
+      "no-allocator-env": { type: "boolean", default: false },
       "cpu-prof": { type: "string" },
       "deno-flag": { type: "string", multiple: true, default: [] },
       fresh: { type: "boolean", default: false },
@@ -879,6 +885,7 @@ function parseOptions(argv: string[]): Options | "help" {
     maxHistory: int("max-history", values["max-history"], 1),
     history: int("history", values.history, 1),
     serverEnv,
+    noAllocatorEnv: values["no-allocator-env"],
     cpuProf: values["cpu-prof"],
     denoFlags: values["deno-flag"],
     fresh: values.fresh,
