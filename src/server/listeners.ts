@@ -7,8 +7,8 @@
 // The socket side runs in its own thread (a Worker) or on this one, per SOCKET_THREAD. The thread takes socket
 // reads and writes off the thread that owns LevelDB, which pays when many sessions keep it busy, but each
 // request then crosses threads twice (~15 µs of CPU and two wake-ups). Measured with `deno task bench query` on
-// 2 cores shared with the load generator: 1,000 × 1 29k → 33–35k req/s, p99 70–75 → 52 ms; 16 × 16 equal
-// (~100k); 16 × 1 40–42k → 25k req/s. Hence "auto": the thread only where there are cores to spare for it.
+// 2 cores shared with the load generator (off → on): 1,000 × 1 28–30k → 29–33k req/s, p99 70–74 → 53–64 ms;
+// 16 × 16 78–82k → 95–114k; 16 × 1 37–40k → 25k. Hence "auto": a thread only where there are cores to spare.
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { CostGroups, costSettings } from "./limits.ts";

@@ -13,23 +13,11 @@ import {
   useSocketThread,
 } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
+import { socketThread, testBothModes } from "./socket_modes.ts";
 import { LineReader } from "../line_reader.ts";
 import { makeCert } from "../tls_cert.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------
-
-/** SOCKET_THREAD for the test running now (tests run one at a time). */
-let socketThread = "on";
-
-/** Registers `fn` once per SOCKET_THREAD mode. */
-function test(name: string, fn: () => Promise<void>): void {
-  for (const mode of ["on", "off"]) {
-    Deno.test(`${name} [SOCKET_THREAD=${mode}]`, () => {
-      socketThread = mode;
-      return fn();
-    });
-  }
-}
 
 const enc = new TextEncoder();
 
@@ -193,7 +181,7 @@ async function start(
   const base = loadConfig({
     DB_DIRECTORY: "/tmp/coulomb-test",
     DAEMON_URL: "http://u:p@127.0.0.1:8332/",
-    SOCKET_THREAD: socketThread,
+    SOCKET_THREAD: socketThread(),
     ...env,
   }, []) as Config;
   // loadConfig rightly refuses port 0; tests want OS-assigned ports.
@@ -251,47 +239,50 @@ async function assertHealthy(port: number): Promise<void> {
 
 // --- TCP framing and dispatch --------------------------------------------------------------------------------
 
-test("tcp: binds port 0, pipelined and split lines, CRLF and blank lines, one compact line per reply", async () => {
-  // Two parse errors cost 2000, past the default soft limit; a high one keeps this test free of throttling delays.
-  await using f = await start({ COST_SOFT_LIMIT: "5000", COST_HARD_LIMIT: "10000" });
-  const [addr] = f.server.addresses;
-  assert.equal(addr.protocol, "tcp");
-  assert.equal(addr.host, "127.0.0.1");
-  assert.ok(addr.port > 0);
-  const c = await LineClient.tcp(f.port());
-  // Three requests in one write, one of them CRLF-terminated, with a blank keep-alive line between.
-  await c.sendRaw(
-    '{"jsonrpc":"2.0","id":1,"method":"server.version","params":["t","1.6"]}\n\n' +
-      '{"jsonrpc":"2.0","id":2,"method":"test.echo","params":["a\\nb"]}\r\n' +
-      '{"jsonrpc":"2.0","id":3,"method":"server.ping"}\n',
-  );
-  assert.equal(await c.nextLine(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
-  assert.deepEqual(await c.next(), ok(2, "a\nb"));
-  assert.deepEqual(await c.next(), ok(3, null));
-  // One request dribbled a few bytes at a time.
-  const line = JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: ["dribble"] }) + "\n";
-  for (let i = 0; i < line.length; i += 7) await c.sendRaw(line.slice(i, i + 7));
-  assert.deepEqual(await c.next(), ok(4, "dribble"));
-  // Errors keep the session usable.
-  await c.sendRaw("{oops\n");
-  await c.sendRaw(new Uint8Array([0xc3, 0x28, 0x0a]));
-  assert.deepEqual(await c.next(), err(null, -32700, "invalid JSON"));
-  assert.deepEqual(await c.next(), err(null, -32700, "messages must be encoded in UTF-8"));
-  assert.deepEqual(await c.call(5, "test.nope"), err(5, -32601, 'unknown method "test.nope"'));
-  assert.deepEqual(
-    await c.call(6, "test.echo", []),
-    err(6, -32602, '0 arguments passed to method "test.echo" but it requires 1'),
-  );
-  assert.deepEqual(await c.call(7, "test.echo", { value: "named" }), ok(7, "named"));
-  const [info] = f.server.sessions();
-  assert.equal(info.protocol, "tcp");
-  assert.equal(info.protocolVersion, "1.6");
-  assert.equal(info.client, "t");
-  assert.match(info.remoteAddress, /^127\.0\.0\.1:\d+$/);
-  c.close();
-});
+testBothModes(
+  "tcp: binds port 0, pipelined and split lines, CRLF and blank lines, one compact line per reply",
+  async () => {
+    // Two parse errors cost 2000, past the default soft limit; a high one keeps this test free of throttling delays.
+    await using f = await start({ COST_SOFT_LIMIT: "5000", COST_HARD_LIMIT: "10000" });
+    const [addr] = f.server.addresses;
+    assert.equal(addr.protocol, "tcp");
+    assert.equal(addr.host, "127.0.0.1");
+    assert.ok(addr.port > 0);
+    const c = await LineClient.tcp(f.port());
+    // Three requests in one write, one of them CRLF-terminated, with a blank keep-alive line between.
+    await c.sendRaw(
+      '{"jsonrpc":"2.0","id":1,"method":"server.version","params":["t","1.6"]}\n\n' +
+        '{"jsonrpc":"2.0","id":2,"method":"test.echo","params":["a\\nb"]}\r\n' +
+        '{"jsonrpc":"2.0","id":3,"method":"server.ping"}\n',
+    );
+    assert.equal(await c.nextLine(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
+    assert.deepEqual(await c.next(), ok(2, "a\nb"));
+    assert.deepEqual(await c.next(), ok(3, null));
+    // One request dribbled a few bytes at a time.
+    const line = JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: ["dribble"] }) + "\n";
+    for (let i = 0; i < line.length; i += 7) await c.sendRaw(line.slice(i, i + 7));
+    assert.deepEqual(await c.next(), ok(4, "dribble"));
+    // Errors keep the session usable.
+    await c.sendRaw("{oops\n");
+    await c.sendRaw(new Uint8Array([0xc3, 0x28, 0x0a]));
+    assert.deepEqual(await c.next(), err(null, -32700, "invalid JSON"));
+    assert.deepEqual(await c.next(), err(null, -32700, "messages must be encoded in UTF-8"));
+    assert.deepEqual(await c.call(5, "test.nope"), err(5, -32601, 'unknown method "test.nope"'));
+    assert.deepEqual(
+      await c.call(6, "test.echo", []),
+      err(6, -32602, '0 arguments passed to method "test.echo" but it requires 1'),
+    );
+    assert.deepEqual(await c.call(7, "test.echo", { value: "named" }), ok(7, "named"));
+    const [info] = f.server.sessions();
+    assert.equal(info.protocol, "tcp");
+    assert.equal(info.protocolVersion, "1.6");
+    assert.equal(info.client, "t");
+    assert.match(info.remoteAddress, /^127\.0\.0\.1:\d+$/);
+    c.close();
+  },
+);
 
-test("tcp: replies keep request order under concurrency; a batch is one line", async () => {
+testBothModes("tcp: replies keep request order under concurrency; a batch is one line", async () => {
   await using f = await start();
   const c = await LineClient.tcp(f.port());
   await c.hello();
@@ -311,40 +302,46 @@ test("tcp: replies keep request order under concurrency; a batch is one line", a
   c.close();
 });
 
-test("version negotiation over tcp: method first ⇒ error and disconnect; unsupported ⇒ error and disconnect", async () => {
-  await using f = await start();
-  const early = await LineClient.tcp(f.port());
-  assert.deepEqual(
-    await early.call(1, "test.echo", ["x"]),
-    err(1, 1, "use server.version to identify client"),
-  );
-  await early.eof();
-  const old = await LineClient.tcp(f.port());
-  assert.deepEqual(
-    await old.call(1, "server.version", ["old", ["1.0", "1.2"]]),
-    err(1, 1, 'unsupported protocol version: ["1.0","1.2"]'),
-  );
-  await old.eof();
-  await assertHealthy(f.port());
-});
+testBothModes(
+  "version negotiation over tcp: method first ⇒ error and disconnect; unsupported ⇒ error and disconnect",
+  async () => {
+    await using f = await start();
+    const early = await LineClient.tcp(f.port());
+    assert.deepEqual(
+      await early.call(1, "test.echo", ["x"]),
+      err(1, 1, "use server.version to identify client"),
+    );
+    await early.eof();
+    const old = await LineClient.tcp(f.port());
+    assert.deepEqual(
+      await old.call(1, "server.version", ["old", ["1.0", "1.2"]]),
+      err(1, 1, 'unsupported protocol version: ["1.0","1.2"]'),
+    );
+    await old.eof();
+    await assertHealthy(f.port());
+  },
+);
 
 // --- limits --------------------------------------------------------------------------------------------------
 
-test("MAX_RECV: an oversized line is dropped and the stream resynchronises at the next newline", async () => {
-  await using f = await start({ MAX_RECV: "1000" });
-  const c = await LineClient.tcp(f.port());
-  await c.hello();
-  // 5000 bytes without a newline, in pieces, then the end of that line and a good request.
-  for (let i = 0; i < 5; i++) await c.sendRaw("x".repeat(1000));
-  await c.sendRaw('"garbage"}\n{"jsonrpc":"2.0","id":1,"method":"test.echo","params":["after"]}\n');
-  assert.deepEqual(await c.next(), ok(1, "after"), "no reply to the dropped line, then in sync again");
-  await assertHealthy(f.port());
-  const info = f.server.sessions().find((s) => s.client === "test")!;
-  assert.equal(info.errors, 1);
-  c.close();
-});
+testBothModes(
+  "MAX_RECV: an oversized line is dropped and the stream resynchronises at the next newline",
+  async () => {
+    await using f = await start({ MAX_RECV: "1000" });
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    // 5000 bytes without a newline, in pieces, then the end of that line and a good request.
+    for (let i = 0; i < 5; i++) await c.sendRaw("x".repeat(1000));
+    await c.sendRaw('"garbage"}\n{"jsonrpc":"2.0","id":1,"method":"test.echo","params":["after"]}\n');
+    assert.deepEqual(await c.next(), ok(1, "after"), "no reply to the dropped line, then in sync again");
+    await assertHealthy(f.port());
+    const info = f.server.sessions().find((s) => s.client === "test")!;
+    assert.equal(info.errors, 1);
+    c.close();
+  },
+);
 
-test("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
+testBothModes("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
   await using f = await start({ MAX_SEND: "350000" });
   const c = await LineClient.tcp(f.port());
   await c.hello();
@@ -357,46 +354,52 @@ test("MAX_SEND: a reply over the limit becomes -32600 for that request only", as
   c.close();
 });
 
-test("endless batches: over 1000 items refused; a costly batch hits the hard limit and is cut off", async () => {
-  await using f = await start({ COST_SOFT_LIMIT: "500", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "0" });
-  const c = await LineClient.tcp(f.port());
-  await c.hello();
-  const batch = (n: number, method = "server.ping", params: unknown[] = []) =>
-    Array.from({ length: n }, (_, i) => ({ jsonrpc: "2.0", id: i, method, params }));
-  await c.send(batch(5000));
-  assert.deepEqual(await c.next(), err(null, -32600, "batch too large (5000 items, at most 1000)"));
-  await c.send(batch(1000, "test.cost", [5]));
-  const replies = await c.next() as { error?: { code: number } }[];
-  assert.ok(replies.length < 1000);
-  assert.equal(replies.at(-1)!.error!.code, -101);
-  await c.eof();
-  await assertHealthy(f.port());
-});
+testBothModes(
+  "endless batches: over 1000 items refused; a costly batch hits the hard limit and is cut off",
+  async () => {
+    await using f = await start({ COST_SOFT_LIMIT: "500", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "0" });
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    const batch = (n: number, method = "server.ping", params: unknown[] = []) =>
+      Array.from({ length: n }, (_, i) => ({ jsonrpc: "2.0", id: i, method, params }));
+    await c.send(batch(5000));
+    assert.deepEqual(await c.next(), err(null, -32600, "batch too large (5000 items, at most 1000)"));
+    await c.send(batch(1000, "test.cost", [5]));
+    const replies = await c.next() as { error?: { code: number } }[];
+    assert.ok(replies.length < 1000);
+    assert.equal(replies.at(-1)!.error!.code, -101);
+    await c.eof();
+    await assertHealthy(f.port());
+  },
+);
 
-test("a client that never reads is disconnected and memory stays bounded; others are served", async () => {
-  await using f = await start({ MAX_SEND: "350000" });
-  const slow = await LineClient.tcp(f.port());
-  await slow.hello();
-  // 40 MB of replies asked for in one write, far more than socket buffers hold; the client never reads them.
-  const lines = Array.from(
-    { length: 200 },
-    (_, i) => JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.big", params: [200_000] }),
-  ).join("\n") + "\n";
-  const conn = slow.conn;
-  const raw = await Deno.connect({ hostname: "127.0.0.1", port: f.port() });
-  await raw.write(
-    enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 0, method: "server.version", params: [] }) + "\n"),
-  );
-  await raw.write(enc.encode(lines));
-  const line = await f.logs.waitFor(/closing: peer is not reading its replies/);
-  assert.match(line, /bytes queued/);
-  for (const s of f.server.sessions()) assert.ok(s.queuedBytes <= 2 * 350_000, `${s.queuedBytes} queued`);
-  await assertHealthy(f.port());
-  raw.close();
-  conn.close();
-});
+testBothModes(
+  "a client that never reads is disconnected and memory stays bounded; others are served",
+  async () => {
+    await using f = await start({ MAX_SEND: "350000" });
+    const slow = await LineClient.tcp(f.port());
+    await slow.hello();
+    // 40 MB of replies asked for in one write, far more than socket buffers hold; the client never reads them.
+    const lines = Array.from(
+      { length: 200 },
+      (_, i) => JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.big", params: [200_000] }),
+    ).join("\n") + "\n";
+    const conn = slow.conn;
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: f.port() });
+    await raw.write(
+      enc.encode(JSON.stringify({ jsonrpc: "2.0", id: 0, method: "server.version", params: [] }) + "\n"),
+    );
+    await raw.write(enc.encode(lines));
+    const line = await f.logs.waitFor(/closing: peer is not reading its replies/);
+    assert.match(line, /bytes queued/);
+    for (const s of f.server.sessions()) assert.ok(s.queuedBytes <= 2 * 350_000, `${s.queuedBytes} queued`);
+    await assertHealthy(f.port());
+    raw.close();
+    conn.close();
+  },
+);
 
-test("2000 idle connections, then a normal session is still answered", async () => {
+testBothModes("2000 idle connections, then a normal session is still answered", async () => {
   await using f = await start({ MAX_SESSIONS: "3000" });
   const idle: Deno.Conn[] = [];
   for (let i = 0; i < 10; i++) {
@@ -411,42 +414,48 @@ test("2000 idle connections, then a normal session is still answered", async () 
   for (const c of idle) c.close();
 });
 
-test("MAX_SESSIONS: connections beyond it are closed at once and logged; room frees up on disconnect", async () => {
-  await using f = await start({ MAX_SESSIONS: "2", LOG_LEVEL: "debug" });
-  const a = await LineClient.tcp(f.port());
-  const b = await LineClient.tcp(f.port());
-  await a.hello();
-  await b.hello();
-  const refused = await LineClient.tcp(f.port());
-  await refused.eof();
-  await f.logs.waitFor(/refused 1 connection\(s\): MAX_SESSIONS \(2\)/);
-  b.close();
-  await f.logs.waitFor(/session 2 .*closed/);
-  const c = await LineClient.tcp(f.port());
-  await c.hello();
-  a.close();
-  c.close();
-  refused.close();
-});
+testBothModes(
+  "MAX_SESSIONS: connections beyond it are closed at once and logged; room frees up on disconnect",
+  async () => {
+    await using f = await start({ MAX_SESSIONS: "2", LOG_LEVEL: "debug" });
+    const a = await LineClient.tcp(f.port());
+    const b = await LineClient.tcp(f.port());
+    await a.hello();
+    await b.hello();
+    const refused = await LineClient.tcp(f.port());
+    await refused.eof();
+    await f.logs.waitFor(/refused 1 connection\(s\): MAX_SESSIONS \(2\)/);
+    b.close();
+    await f.logs.waitFor(/session 2 .*closed/);
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    a.close();
+    c.close();
+    refused.close();
+  },
+);
 
-test("throttling: past the soft limit requests are delayed, at the hard limit -101 and close", async () => {
-  await using f = await start({ COST_SOFT_LIMIT: "100", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "20" });
-  const c = await LineClient.tcp(f.port());
-  await c.hello();
-  assert.deepEqual(await c.call(1, "test.cost", [550]), ok(1, 550));
-  let info = f.server.sessions()[0];
-  assert.ok(info.throttleFraction > 0.4 && info.throttleFraction < 0.6, String(info.throttleFraction));
-  assert.equal(info.concurrency, 5);
-  assert.deepEqual(await c.call(2, "server.ping"), ok(2, null));
-  info = f.server.sessions()[0];
-  assert.equal(info.throttledRequests, 1, "the ping was delayed");
-  assert.deepEqual(await c.call(3, "test.cost", [500]), ok(3, 500));
-  assert.deepEqual(await c.call(4, "server.ping"), err(4, -101, "excessive resource usage"));
-  await c.eof();
-  await assertHealthy(f.port());
-});
+testBothModes(
+  "throttling: past the soft limit requests are delayed, at the hard limit -101 and close",
+  async () => {
+    await using f = await start({ COST_SOFT_LIMIT: "100", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "20" });
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    assert.deepEqual(await c.call(1, "test.cost", [550]), ok(1, 550));
+    let info = f.server.sessions()[0];
+    assert.ok(info.throttleFraction > 0.4 && info.throttleFraction < 0.6, String(info.throttleFraction));
+    assert.equal(info.concurrency, 5);
+    assert.deepEqual(await c.call(2, "server.ping"), ok(2, null));
+    info = f.server.sessions()[0];
+    assert.equal(info.throttledRequests, 1, "the ping was delayed");
+    assert.deepEqual(await c.call(3, "test.cost", [500]), ok(3, 500));
+    assert.deepEqual(await c.call(4, "server.ping"), err(4, -101, "excessive resource usage"));
+    await c.eof();
+    await assertHealthy(f.port());
+  },
+);
 
-test("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async () => {
+testBothModes("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async () => {
   await using f = await start({ SESSION_TIMEOUT: "1", REQUEST_TIMEOUT: "1" });
   const idle = await LineClient.tcp(f.port());
   await idle.hello();
@@ -464,22 +473,25 @@ test("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async
   idle.close();
 });
 
-test("startServer rejects with the service named when it cannot listen or has no certificate", async () => {
-  await using f = await start();
-  await assert.rejects(
-    start({}, [{ protocol: "tcp", host: "127.0.0.1", port: f.port() }]),
-    new RegExp(`cannot listen on tcp://127\\.0\\.0\\.1:${f.port()}`),
-  );
-  await assert.rejects(
-    start({}, [{ protocol: "ssl", host: "127.0.0.1", port: 0 }]),
-    /SSL_CERTFILE is required/,
-  );
-  await assertHealthy(f.port());
-});
+testBothModes(
+  "startServer rejects with the service named when it cannot listen or has no certificate",
+  async () => {
+    await using f = await start();
+    await assert.rejects(
+      start({}, [{ protocol: "tcp", host: "127.0.0.1", port: f.port() }]),
+      new RegExp(`cannot listen on tcp://127\\.0\\.0\\.1:${f.port()}`),
+    );
+    await assert.rejects(
+      start({}, [{ protocol: "ssl", host: "127.0.0.1", port: 0 }]),
+      /SSL_CERTFILE is required/,
+    );
+    await assertHealthy(f.port());
+  },
+);
 
 // --- TLS and WebSocket -------------------------------------------------------------------------------------
 
-test("ssl: serves over TLS; reloadTls switches certificates for new connections only", async () => {
+testBothModes("ssl: serves over TLS; reloadTls switches certificates for new connections only", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const one = await makeCert(dir, "one");
@@ -507,47 +519,50 @@ test("ssl: serves over TLS; reloadTls switches certificates for new connections 
   }
 });
 
-test("ws: one JSON message per text frame, no newline; batches and notifications of errors", async () => {
-  await using f = await start({}, [
-    { protocol: "tcp", host: "127.0.0.1", port: 0 },
-    { protocol: "ws", host: "127.0.0.1", port: 0 },
-  ]);
-  const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
-  const messages: string[] = [];
-  let waiter: (() => void) | undefined;
-  ws.onmessage = (e) => {
-    messages.push(e.data as string);
-    waiter?.();
-  };
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  const next = async () => {
-    while (messages.length === 0) await new Promise<void>((r) => waiter = r);
-    return messages.shift()!;
-  };
-  ws.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.version", params: ["ws", "1.6"] }));
-  assert.equal(await next(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
-  ws.send(JSON.stringify([{ jsonrpc: "2.0", id: 2, method: "test.echo", params: ["a"] }, {
-    jsonrpc: "2.0",
-    id: 3,
-    method: "server.ping",
-  }]));
-  assert.deepEqual(JSON.parse(await next()), [ok(2, "a"), ok(3, null)]);
-  ws.send("not json");
-  assert.deepEqual(JSON.parse(await next()), err(null, -32700, "invalid JSON"));
-  const big = "y".repeat(70_000);
-  ws.send(JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: [big] }));
-  assert.deepEqual(JSON.parse(await next()), ok(4, big));
-  assert.equal(f.server.sessions().find((s) => s.protocol === "ws")?.client, "ws");
-  const closed = new Promise((resolve) => ws.onclose = resolve);
-  ws.close();
-  await closed;
-  await assertHealthy(f.port());
-});
+testBothModes(
+  "ws: one JSON message per text frame, no newline; batches and notifications of errors",
+  async () => {
+    await using f = await start({}, [
+      { protocol: "tcp", host: "127.0.0.1", port: 0 },
+      { protocol: "ws", host: "127.0.0.1", port: 0 },
+    ]);
+    const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
+    const messages: string[] = [];
+    let waiter: (() => void) | undefined;
+    ws.onmessage = (e) => {
+      messages.push(e.data as string);
+      waiter?.();
+    };
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const next = async () => {
+      while (messages.length === 0) await new Promise<void>((r) => waiter = r);
+      return messages.shift()!;
+    };
+    ws.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.version", params: ["ws", "1.6"] }));
+    assert.equal(await next(), '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
+    ws.send(JSON.stringify([{ jsonrpc: "2.0", id: 2, method: "test.echo", params: ["a"] }, {
+      jsonrpc: "2.0",
+      id: 3,
+      method: "server.ping",
+    }]));
+    assert.deepEqual(JSON.parse(await next()), [ok(2, "a"), ok(3, null)]);
+    ws.send("not json");
+    assert.deepEqual(JSON.parse(await next()), err(null, -32700, "invalid JSON"));
+    const big = "y".repeat(70_000);
+    ws.send(JSON.stringify({ jsonrpc: "2.0", id: 4, method: "test.echo", params: [big] }));
+    assert.deepEqual(JSON.parse(await next()), ok(4, big));
+    assert.equal(f.server.sessions().find((s) => s.protocol === "ws")?.client, "ws");
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close();
+    await closed;
+    await assertHealthy(f.port());
+  },
+);
 
-test("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
+testBothModes("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const tls = await makeCert(dir, "wss");
@@ -602,33 +617,36 @@ test("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
 
 // --- shutdown ----------------------------------------------------------------------------------------------
 
-test("close(): stops accepting, lets in-flight replies finish, then closes every session", async () => {
-  const f = await start();
-  const c = await LineClient.tcp(f.port());
-  await c.hello();
-  const idle = await LineClient.tcp(f.port());
-  await idle.hello();
-  await c.send({ jsonrpc: "2.0", id: 1, method: "test.wait", params: ["inflight"] });
-  await f.started("inflight");
-  const closing = f.server.close();
-  // The listener closes in the socket thread: a connection racing close() is refused, or closed unanswered.
-  const late = await LineClient.tcp(f.port()).catch(() => undefined);
-  if (late) {
-    // Reset or closed, either way without an answer.
-    await late.send({ jsonrpc: "2.0", id: 9, method: "server.ping" }).catch(() => {});
-    assert.equal(await late.next().catch(() => undefined), undefined);
-    late.close();
-  }
-  await idle.eof();
-  f.release("inflight", "finished");
-  assert.deepEqual(await c.next(), ok(1, "finished"));
-  await c.eof();
-  await closing;
-  assert.equal(f.server.sessions().length, 0);
-  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: f.port() }));
-  c.close();
-  idle.close();
-});
+testBothModes(
+  "close(): stops accepting, lets in-flight replies finish, then closes every session",
+  async () => {
+    const f = await start();
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    const idle = await LineClient.tcp(f.port());
+    await idle.hello();
+    await c.send({ jsonrpc: "2.0", id: 1, method: "test.wait", params: ["inflight"] });
+    await f.started("inflight");
+    const closing = f.server.close();
+    // The listener closes in the socket thread: a connection racing close() is refused, or closed unanswered.
+    const late = await LineClient.tcp(f.port()).catch(() => undefined);
+    if (late) {
+      // Reset or closed, either way without an answer.
+      await late.send({ jsonrpc: "2.0", id: 9, method: "server.ping" }).catch(() => {});
+      assert.equal(await late.next().catch(() => undefined), undefined);
+      late.close();
+    }
+    await idle.eof();
+    f.release("inflight", "finished");
+    assert.deepEqual(await c.next(), ok(1, "finished"));
+    await c.eof();
+    await closing;
+    assert.equal(f.server.sessions().length, 0);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: f.port() }));
+    c.close();
+    idle.close();
+  },
+);
 
 Deno.test("SOCKET_THREAD: on and off decide; auto gives the socket side a thread only with cores to spare", () => {
   for (const cores of [1, 2, 8]) {

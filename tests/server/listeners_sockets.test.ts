@@ -5,6 +5,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { Config } from "../../src/config.ts";
 import { startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
+import { socketThread, testBothModes } from "./socket_modes.ts";
 
 const quiet = {
   debug: () => {},
@@ -13,25 +14,12 @@ const quiet = {
   error: () => {},
 } as unknown as Parameters<typeof startServer>[0]["log"];
 
-/** SOCKET_THREAD for the test running now (tests run one at a time). */
-let socketThread = "on";
-
-/** Registers `fn` once per SOCKET_THREAD mode. */
-function test(name: string, fn: () => Promise<void>): void {
-  for (const mode of ["on", "off"]) {
-    Deno.test(`${name} [SOCKET_THREAD=${mode}]`, () => {
-      socketThread = mode;
-      return fn();
-    });
-  }
-}
-
 async function server(gate: Promise<void> = Promise.resolve()) {
   const base = loadConfig(
     {
       DB_DIRECTORY: "/tmp/coulomb-test",
       DAEMON_URL: "http://u:p@127.0.0.1:8332/",
-      SOCKET_THREAD: socketThread,
+      SOCKET_THREAD: socketThread(),
     },
     [],
   );
@@ -60,31 +48,34 @@ async function readAll(conn: Deno.Conn): Promise<string> {
 const line = (id: number, method: string, params: unknown[]) =>
   JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n";
 
-test("a peer that shuts down its sending side gets every reply, then the connection closes", async () => {
-  const gate = Promise.withResolvers<void>();
-  const s = await server(gate.promise);
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.addresses[0].port });
-    // More requests than a session takes before it stops reading (256), padded so that they arrive in several
-    // reads: reading has to pause, then resume once replies go out.
-    const pad = "x".repeat(400);
-    let text = line(0, "server.version", ["t", "1.4"]);
-    for (let i = 1; i <= 600; i++) text += line(i, "test.gated", [i, pad]);
-    const writing = conn.write(new TextEncoder().encode(text)).then(() => conn.closeWrite());
-    // Nothing is answered before the peer has shut down its side, so the replies come after its EOF.
-    await writing;
-    gate.resolve();
-    const replies = (await readAll(conn)).trim().split("\n").map((l) => JSON.parse(l));
-    conn.close();
-    assert.equal(replies.length, 601);
-    assert.deepEqual(replies.map((r) => r.id), [...Array(601).keys()]);
-    for (let i = 1; i <= 600; i++) assert.equal(replies[i].result, i);
-  } finally {
-    await s.close();
-  }
-});
+testBothModes(
+  "a peer that shuts down its sending side gets every reply, then the connection closes",
+  async () => {
+    const gate = Promise.withResolvers<void>();
+    const s = await server(gate.promise);
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: s.addresses[0].port });
+      // More requests than a session takes before it stops reading (256), padded so that they arrive in several
+      // reads: reading has to pause, then resume once replies go out.
+      const pad = "x".repeat(400);
+      let text = line(0, "server.version", ["t", "1.4"]);
+      for (let i = 1; i <= 600; i++) text += line(i, "test.gated", [i, pad]);
+      const writing = conn.write(new TextEncoder().encode(text)).then(() => conn.closeWrite());
+      // Nothing is answered before the peer has shut down its side, so the replies come after its EOF.
+      await writing;
+      gate.resolve();
+      const replies = (await readAll(conn)).trim().split("\n").map((l) => JSON.parse(l));
+      conn.close();
+      assert.equal(replies.length, 601);
+      assert.deepEqual(replies.map((r) => r.id), [...Array(601).keys()]);
+      for (let i = 1; i <= 600; i++) assert.equal(replies[i].result, i);
+    } finally {
+      await s.close();
+    }
+  },
+);
 
-test("many connections pipelining at once all get all their replies, in order", async () => {
+testBothModes("many connections pipelining at once all get all their replies, in order", async () => {
   const s = await server();
   try {
     const port = s.addresses[0].port;
