@@ -43,9 +43,6 @@ export interface Service {
 /** How peer discovery runs (ElectrumX's PEER_DISCOVERY). */
 export type PeerDiscovery = "on" | "off" | "self";
 
-/** Whether client sockets get a thread of their own (SOCKET_THREAD); "auto" decides by the number of cores. */
-export type SocketThread = "auto" | "on" | "off";
-
 /** A peer server named in PEERS (or built in): its host and the ports to try; null = not offered. */
 export interface PeerSpec {
   readonly host: string;
@@ -85,7 +82,8 @@ export interface Config {
   readonly requestSleepMs: number;
   readonly requestTimeoutS: number;
   readonly sessionTimeoutS: number;
-  readonly socketThread: SocketThread;
+  /** Client sockets in a thread of their own (SOCKET_THREAD=on). */
+  readonly socketThread: boolean;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */
   readonly bannerFile: string | undefined;
   readonly donationAddress: string;
@@ -226,8 +224,8 @@ const VARS: readonly VarSpec[] = [
   {
     name: "SOCKET_THREAD",
     kind: "string",
-    def: "auto",
-    help: "client sockets in a thread of their own: on, off, or auto (on with 4 or more cores)",
+    def: "off",
+    help: "client sockets in a thread of their own: on or off",
   },
   {
     name: "BANNER_FILE",
@@ -460,14 +458,14 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     );
   }
 
-  const stRaw = strOr("SOCKET_THREAD", "auto").trim().toLowerCase();
-  const socketThread = (stRaw === "" ? "auto" : stRaw) as SocketThread;
-  if (!["auto", "on", "off"].includes(socketThread)) {
+  const stRaw = strOr("SOCKET_THREAD", "off").trim().toLowerCase();
+  if (!["on", "off", ""].includes(stRaw)) {
     throw new ConfigError(
       "SOCKET_THREAD",
-      `${label(raw, "SOCKET_THREAD")} must be auto, on or off, got '${stRaw}'`,
+      `${label(raw, "SOCKET_THREAD")} must be on or off, got '${stRaw}'`,
     );
   }
+  const socketThread = stRaw === "on";
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw

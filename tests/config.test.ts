@@ -168,10 +168,10 @@ Deno.test("required variables and choices are checked", () => {
   rejects({ ...BASE, PEER_DISCOVERY: "maybe" }, "PEER_DISCOVERY", /on, off or self, got 'maybe'/);
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "SELF" }).peerDiscovery, "self");
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "" }).peerDiscovery, "off");
-  rejects({ ...BASE, SOCKET_THREAD: "sometimes" }, "SOCKET_THREAD", /auto, on or off, got 'sometimes'/);
-  assert.equal(load(BASE).socketThread, "auto");
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }).socketThread, "on");
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }).socketThread, "auto");
+  rejects({ ...BASE, SOCKET_THREAD: "auto" }, "SOCKET_THREAD", /on or off, got 'auto'/);
+  assert.equal(load(BASE).socketThread, false);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }).socketThread, true);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }).socketThread, false);
 });
 
 Deno.test("obsolete ElectrumX variables are refused, unsupported ones reported", () => {

@@ -103,16 +103,18 @@ Deno.test("permissionFlags: network only to the daemons, listeners and metrics; 
   assert.ok(!f.has("--allow-run") && !f.has("-A"));
 });
 
-Deno.test("permissionFlags: the source directory is readable for the socket thread's Worker unless SOCKET_THREAD=off", () => {
+Deno.test("permissionFlags: the source directory is readable for the socket thread's Worker with SOCKET_THREAD=on", () => {
   const paths = { nodeModules: "/opt/coulomb/node_modules", code: "/opt/coulomb/src" };
-  for (const setting of ["auto", "on"]) {
-    const read = flagMap(permissionFlags(config({ SOCKET_THREAD: setting }), paths)).get("--allow-read")!;
-    assert.ok(read.includes("/opt/coulomb/src"), setting);
+  const on = flagMap(permissionFlags(config({ SOCKET_THREAD: "on" }), paths)).get("--allow-read")!;
+  assert.ok(on.includes("/opt/coulomb/src"));
+  for (const env of [{ SOCKET_THREAD: "off" }, {}] as Record<string, string>[]) {
+    const read = flagMap(permissionFlags(config(env), paths)).get("--allow-read")!;
+    assert.ok(!read.includes("/opt/coulomb/src"), JSON.stringify(env));
   }
-  const off = flagMap(permissionFlags(config({ SOCKET_THREAD: "off" }), paths)).get("--allow-read")!;
-  assert.ok(!off.includes("/opt/coulomb/src"));
   // A compiled binary embeds the module: no source directory to grant.
-  const compiled = flagMap(permissionFlags(config({}), { nodeModules: "/n" })).get("--allow-read")!;
+  const compiled = flagMap(permissionFlags(config({ SOCKET_THREAD: "on" }), { nodeModules: "/n" })).get(
+    "--allow-read",
+  )!;
   assert.ok(!compiled.some((p) => p.endsWith("/src")));
 });
 

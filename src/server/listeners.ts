@@ -4,11 +4,11 @@
 // side to be written. Reading pauses while the session has no room, so a client cannot make us buffer more than
 // MAX_RECV plus a few read chunks of its input. One timer drives idle and request timeouts for all sessions.
 //
-// The socket side runs in its own thread (a Worker) or on this one, per SOCKET_THREAD. The thread takes socket
-// reads and writes off the thread that owns LevelDB, which pays when many sessions keep it busy, but each
-// request then crosses threads twice (~15 µs of CPU and two wake-ups). Measured with `deno task bench query` on
-// 2 cores shared with the load generator (off → on): 1,000 × 1 28–30k → 29–33k req/s, p99 70–74 → 53–64 ms;
-// 16 × 16 78–82k → 95–114k; 16 × 1 37–40k → 25k. Hence "auto": a thread only where there are cores to spare.
+// The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, else on this one. The thread takes
+// socket reads and writes off the thread that owns LevelDB, but each request then crosses threads twice
+// (~15 µs of CPU and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load
+// generator (off → on, all runs of one session): 1,000 × 1 p99 median 75 → 71 ms (runs 70–86 → 52–109 ms);
+// 16 × 16 about equal; 16 × 1 37–40k → 25k req/s. No measured gain, hence off by default.
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { CostGroups, costSettings } from "./limits.ts";
@@ -48,8 +48,6 @@ export interface ServerOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Called if the socket thread dies: every session is gone and nothing is served any more. */
   readonly onFatal?: (err: Error) => void;
-  /** Cores to decide SOCKET_THREAD=auto by (default: this machine's). */
-  readonly cores?: number;
   /** The socket thread's module (tests substitute one that fails). */
   readonly socketThreadModule?: URL;
 }
@@ -90,14 +88,6 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
 }
 
 const SOCKET_THREAD = new URL("./socket_thread.ts", import.meta.url);
-/** Cores from which SOCKET_THREAD=auto runs the socket side in its own thread. */
-export const SOCKET_THREAD_MIN_CORES = 4;
-
-/** Whether the socket side gets its own thread, for a SOCKET_THREAD setting on a machine with `cores` cores. */
-export function useSocketThread(setting: Config["socketThread"], cores: number): boolean {
-  return setting === "on" || (setting === "auto" && cores >= SOCKET_THREAD_MIN_CORES);
-}
-
 /** Where the socket side runs: messages to it, and a way to stop it. */
 interface SocketLink {
   readonly thread: boolean;
@@ -231,7 +221,7 @@ class ElectrumServer implements Server {
       this.#tls = opts.tls ? { ...opts.tls } : readTlsFiles(config);
     }
     this.addresses = [];
-    this.#link = useSocketThread(config.socketThread, opts.cores ?? navigator.hardwareConcurrency)
+    this.#link = config.socketThread
       ? workerLink(opts.socketThreadModule ?? SOCKET_THREAD, this.#deliver, (err) => this.#threadFailed(err))
       : inlineLink(this.#deliver);
     this.#out = new Batcher((batch) => this.#link.post(batch));

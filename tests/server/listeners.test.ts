@@ -5,13 +5,7 @@
 import assert from "node:assert/strict";
 import { type Config, loadConfig, type Service } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
-import {
-  type Server,
-  type ServerOptions,
-  SOCKET_THREAD_MIN_CORES,
-  startServer,
-  useSocketThread,
-} from "../../src/server/listeners.ts";
+import { type Server, type ServerOptions, startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
 import { socketThread, testBothModes } from "./socket_modes.ts";
 import { LineReader } from "../line_reader.ts";
@@ -647,15 +641,6 @@ testBothModes(
     idle.close();
   },
 );
-
-Deno.test("SOCKET_THREAD: on and off decide; auto gives the socket side a thread only with cores to spare", () => {
-  for (const cores of [1, 2, 8]) {
-    assert.equal(useSocketThread("on", cores), true);
-    assert.equal(useSocketThread("off", cores), false);
-  }
-  assert.equal(useSocketThread("auto", SOCKET_THREAD_MIN_CORES - 1), false);
-  assert.equal(useSocketThread("auto", SOCKET_THREAD_MIN_CORES), true);
-});
 
 Deno.test("a socket thread that cannot start: the server says so and serves its sockets from the main thread", async () => {
   await using f = await start({ SOCKET_THREAD: "on" }, undefined, undefined, {
