@@ -5,6 +5,7 @@
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
 import { type Config, ENV_VARIABLES } from "./config.ts";
+import { hostPort } from "./host_port.ts";
 import type { Log } from "./log.ts";
 import { SEEDS } from "./server/peer_seeds.ts";
 
@@ -73,10 +74,6 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
     // such as the hostname and load, and grants nothing to read, write, connect or run.
     "--allow-sys",
   ];
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** The source directory (src/) beside a file of the project root (e.g. deno.json's URL). */

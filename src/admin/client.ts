@@ -1,6 +1,7 @@
 // The client side of the admin RPC: one request over one connection, the way `coulomb rpc` talks to a running
 // server. Failures are split by what the operator has to do about them: nothing listening (start Coulomb or
 // fix the port), a garbled reply, or the command itself refusing.
+import { hostPort } from "../host_port.ts";
 
 /** Why an admin call failed: "connect" (nothing answered), "protocol" (bad reply), "command" (an error reply). */
 export class AdminCallError extends Error {
@@ -122,5 +123,5 @@ export function parseReply(line: string): unknown {
 }
 
 function where(opts: AdminCallOptions): string {
-  return opts.host.includes(":") ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+  return hostPort(opts.host, opts.port);
 }

@@ -3,6 +3,7 @@
 // on one connection are answered one after another, in order. Anyone who can connect can stop the server, so
 // the default address is loopback and a non-loopback one is warned about.
 import type { Log } from "../log.ts";
+import { hostPort } from "../host_port.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -317,11 +318,6 @@ function safeClose(conn: Deno.Conn): void {
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase();
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^0*:(0*:)*0*1$/.test(h);
-}
-
-/** host:port, with brackets around an IPv6 host. */
-export function hostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function errorText(e: unknown): string {

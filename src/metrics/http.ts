@@ -3,6 +3,7 @@
 // here can change the server, but it does reveal load and sizes, so METRICS should stay on loopback or behind
 // a firewall.
 import type { Log } from "../log.ts";
+import { hostPort } from "../host_port.ts";
 import type { CoulombMetrics } from "./coulomb.ts";
 import { statusPage } from "./page.ts";
 
@@ -36,15 +37,13 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
       (req) => route(req, metrics),
     );
   } catch (e) {
-    const where = opts.host.includes(":") ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    const where = hostPort(opts.host, opts.port);
     throw new Error(
       `cannot listen for METRICS on http://${where}: ${e instanceof Error ? e.message : String(e)}`,
     );
   }
   const address = { host: server.addr.hostname, port: server.addr.port };
-  const shown = address.host.includes(":")
-    ? `[${address.host}]:${address.port}`
-    : `${address.host}:${address.port}`;
+  const shown = hostPort(address.host, address.port);
   log.info(`serving metrics at http://${shown}/metrics and the status page at http://${shown}/`);
 
   let sizing: Promise<void> | undefined;

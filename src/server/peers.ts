@@ -12,6 +12,7 @@ import {
 } from "../config.ts";
 import { lookup } from "node:dns/promises";
 import type { Log } from "../log.ts";
+import { hostPort } from "../host_port.ts";
 import { SEEDS } from "./peer_seeds.ts";
 import { normalizeIp, type PeerConnector, PeerError, type PeerLink, type PeerTarget } from "./peer_client.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "./rpc.ts";
@@ -673,8 +674,7 @@ function asPeerError(err: unknown): PeerError {
 
 /** Whether the running process may connect to host:port (Deno's sandbox; everything under -A). */
 export function sandboxAllows(host: string, port: number): boolean {
-  const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-  return Deno.permissions.querySync({ name: "net", host: where }).state === "granted";
+  return Deno.permissions.querySync({ name: "net", host: hostPort(host, port) }).state === "granted";
 }
 
 /**

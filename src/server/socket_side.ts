@@ -8,6 +8,7 @@
 // while others got 1,000 in the same 8 s), whereas node:net's data events go round fairly.
 import net from "node:net";
 import tls from "node:tls";
+import { hostPort } from "../host_port.ts";
 import { LineFramer, type LineSink } from "./line_framer.ts";
 import {
   Batcher,
@@ -165,7 +166,7 @@ export class SocketSide {
         const spec = s.services[index];
         const secure = spec.protocol === "ssl" || spec.protocol === "wss";
         const ws = spec.protocol === "ws" || spec.protocol === "wss";
-        const where = `${spec.protocol}://${formatHostPort(spec.host, spec.port)}`;
+        const where = `${spec.protocol}://${hostPort(spec.host, spec.port)}`;
         let server: net.Server;
         try {
           server = secure
@@ -273,7 +274,7 @@ export class SocketSide {
         c.opened = true;
       },
       reject: (response, reason) => {
-        const peer = formatHostPort(c.sock.remoteAddress ?? "", c.sock.remotePort ?? 0);
+        const peer = hostPort(c.sock.remoteAddress ?? "", c.sock.remotePort ?? 0);
         this.#log("debug", `connection ${c.id} ${peer}: WebSocket upgrade refused: ${reason}`);
         this.#write(c, response, () => this.#closeConn(c, reason));
       },
@@ -337,11 +338,6 @@ function closeListener(l: Listening): void {
   if (l.closed) return;
   l.closed = true;
   l.server.close();
-}
-
-/** "host:port", with IPv6 hosts in brackets. */
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function errorText(e: unknown): string {
