@@ -233,7 +233,7 @@ class ElectrumServer implements Server {
   async listen(): Promise<void> {
     const start: ControlMessage = {
       type: "start",
-      services: this.#services.map((s) => ({ protocol: s.protocol, host: s.host, port: s.port })),
+      services: this.#services,
       maxRecv: this.#opts.config.maxRecv,
       tls: this.#tls,
     };
@@ -304,7 +304,7 @@ class ElectrumServer implements Server {
     this.#link.close();
   }
 
-  /** Sends a control message and waits for the first reply of one of `types` (or the thread's death). */
+  /** Sends a control message and waits for the first reply of one of `types`; rejects if the thread dies. */
   #control(msg: ControlMessage, types: readonly string[]): Promise<ControlReply> {
     if (this.#dead) return Promise.reject(this.#dead);
     return new Promise((resolve, reject) => {
@@ -314,7 +314,6 @@ class ElectrumServer implements Server {
         else resolve(reply);
       };
       for (const t of types) this.#waiting.set(t, take);
-      this.#waiting.set("failed", take);
       this.#out.flush();
       this.#link.post(msg);
     });
@@ -329,6 +328,11 @@ class ElectrumServer implements Server {
     }
     this.#threadUnavailable = err;
     this.#link.close();
+    this.#failWaiting(err);
+  }
+
+  /** Every control call still waiting gets a "failed" reply: nothing will answer it. */
+  #failWaiting(err: Error): void {
     const waiting = new Set(this.#waiting.values());
     this.#waiting.clear();
     for (const take of waiting) take({ type: "failed", message: err.message });
@@ -340,9 +344,7 @@ class ElectrumServer implements Server {
     this.#log.error(err.message);
     for (const t of this.#conns.values()) t.session.close("socket thread failed");
     this.#conns.clear();
-    const waiting = new Set(this.#waiting.values());
-    this.#waiting.clear();
-    for (const take of waiting) take({ type: "failed", message: err.message });
+    this.#failWaiting(err);
     this.#link.close();
     this.#opts.onFatal?.(err);
   }
@@ -404,7 +406,7 @@ class ElectrumServer implements Server {
   }
 
   #open(id: number, listener: number, peer: string): void {
-    const l = this.addresses[listener] ?? this.#services[listener];
+    const protocol = this.#services[listener].protocol;
     const space = peer.lastIndexOf(" ");
     const transport = new RemoteTransport(id, peer.slice(0, space), Number(peer.slice(space + 1)), this.#out);
     if (this.#closing) {
@@ -418,7 +420,7 @@ class ElectrumServer implements Server {
     }
     const session = new Session({
       id: this.#nextId++,
-      protocol: l.protocol,
+      protocol,
       transport,
       methods: this.#methods,
       limits: this.#limits,
@@ -431,7 +433,7 @@ class ElectrumServer implements Server {
     transport.session = session;
     this.#conns.set(id, transport);
     this.#sessions.add(session);
-    this.#log.debug(`session ${session.id} ${session.remoteAddress}: ${l.protocol} connection`);
+    this.#log.debug(`session ${session.id} ${session.remoteAddress}: ${protocol} connection`);
   }
 
   #noteRefused(): void {

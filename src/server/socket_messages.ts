@@ -1,20 +1,15 @@
-// What the listeners (main thread) and the socket thread (src/server/socket_thread.ts) say to each other.
+// What the listeners (src/server/listeners.ts) and their socket side (src/server/socket_side.ts, in the socket
+// thread or on the main thread) say to each other.
 // Per-connection traffic travels in batches: flat arrays of [op, connection id, a, b] quadruples, one
 // postMessage per turn of either event loop, because a message per line would cost more than the line itself.
 // Everything else (start, TLS reload, stop) is a control object.
-import type { ServiceProtocol } from "../config.ts";
-
-/** A listener the socket thread binds. */
-export interface ListenSpec {
-  readonly protocol: ServiceProtocol;
-  readonly host: string;
-  readonly port: number;
-}
+import type { Service } from "../config.ts";
 
 /** The first message to the socket thread. */
 export interface StartMessage {
   readonly type: "start";
-  readonly services: readonly ListenSpec[];
+  /** The listeners to bind, in the order OPENED's listener index refers to. */
+  readonly services: readonly Service[];
   /** Longest message accepted (MAX_RECV); longer ones are dropped and reported as oversize. */
   readonly maxRecv: number;
   readonly tls?: { readonly cert: string; readonly key: string };

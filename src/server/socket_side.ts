@@ -61,7 +61,8 @@ export class SocketSide {
   readonly #out: Batcher;
   readonly #conns = new Map<number, Conn>();
   readonly #listening: Listening[] = [];
-  #start: StartMessage | undefined;
+  /** MAX_RECV, from the start message. */
+  #maxRecv = 0;
   #nextId = 1;
   #stopping = false;
   #stopTimer: ReturnType<typeof setTimeout> | undefined;
@@ -81,7 +82,7 @@ export class SocketSide {
     }
     switch (msg.type) {
       case "start":
-        this.#start = msg;
+        this.#maxRecv = msg.maxRecv;
         this.#listen(msg).then(
           (bound) =>
             this.#reply({
@@ -105,19 +106,22 @@ export class SocketSide {
         }
         break;
       case "unlisten":
-        this.#stopping = true;
-        for (const l of this.#listening) closeListener(l);
+        this.#unlisten();
         this.#reply({ type: "unlistened" });
         break;
       case "stop":
-        this.#stopping = true;
-        for (const l of this.#listening) closeListener(l);
+        this.#unlisten();
         for (const c of this.#conns.values()) this.#closeConn(c, "server shutting down");
         // WebSocket peers get their close frame (bounded by #closeConn's own timer) before this reports.
         this.#stopTimer = setTimeout(() => this.#stopped(), STOP_GRACE_MS);
         if (this.#conns.size === 0) this.#stopped();
         break;
     }
+  }
+
+  #unlisten(): void {
+    this.#stopping = true;
+    for (const l of this.#listening) closeListener(l);
   }
 
   #stopped(): void {
@@ -231,7 +235,7 @@ export class SocketSide {
     this.#conns.set(id, c);
     const out = this.#out;
     out.add(OPENED, id, listener, `${sock.remoteAddress ?? ""} ${sock.remotePort ?? 0}`);
-    const maxRecv = this.#start!.maxRecv;
+    const maxRecv = this.#maxRecv;
     const line = (bytes: Uint8Array) => {
       let text: string;
       try {

@@ -1,6 +1,6 @@
 // The socket thread: a Worker running the listeners' socket side (src/server/socket_side.ts), so that socket
 // reads and writes, framing and UTF-8 work happen beside the main thread, which owns LevelDB and answers the
-// requests. Chosen by SOCKET_THREAD (src/server/listeners.ts says when it pays).
+// requests. Used with SOCKET_THREAD=on (src/server/listeners.ts says what it costs).
 /// <reference lib="deno.worker" />
 import type { ControlMessage } from "./socket_messages.ts";
 import { SocketSide } from "./socket_side.ts";
