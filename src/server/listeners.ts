@@ -30,6 +30,7 @@ import {
   OVERSIZE,
   PAUSE,
   RESUME,
+  THREAD_BATCH_ENTRIES,
   WRITE,
   WRITTEN,
 } from "./socket_messages.ts";
@@ -192,7 +193,7 @@ class ElectrumServer implements Server {
   #bound = false;
   /** The socket thread could not start (e.g. no read permission for its module): serve from this thread. */
   #threadUnavailable: Error | undefined;
-  readonly #out: Batcher;
+  #out: Batcher;
   /** Control replies not yet taken, by type, for the one caller waiting for each. */
   readonly #waiting = new Map<string, (reply: ControlReply) => void>();
   #tls: { cert: string; key: string } | undefined;
@@ -225,8 +226,17 @@ class ElectrumServer implements Server {
     this.#link = config.socketThread
       ? workerLink(opts.socketThreadModule ?? SOCKET_THREAD, this.#deliver, (err) => this.#threadFailed(err))
       : inlineLink(this.#deliver);
-    this.#out = new Batcher((batch) => this.#link.post(batch));
+    this.#out = this.#batcher();
     this.#tick = setInterval(() => this.#onTick(), TICK_MS);
+  }
+
+  // Only between threads do batches leave before the end of the turn (see THREAD_BATCH_ENTRIES). Replaced with
+  // the link, which happens only before anything is connected.
+  #batcher(): Batcher {
+    return new Batcher(
+      (batch) => this.#link.post(batch),
+      this.#link.thread ? THREAD_BATCH_ENTRIES : Infinity,
+    );
   }
 
   /** Binds every service; on a failure closes what was bound and throws, naming the service. */
@@ -242,6 +252,7 @@ class ElectrumServer implements Server {
       this.#log.warn(`${this.#threadUnavailable.message}; serving client sockets on the main thread`);
       this.#threadUnavailable = undefined;
       this.#link = inlineLink(this.#deliver);
+      this.#out = this.#batcher();
       reply = await this.#control(start, ["listening", "failed"]);
     }
     if (reply.type !== "listening") {

@@ -1,7 +1,8 @@
 // What the listeners (src/server/listeners.ts) and their socket side (src/server/socket_side.ts, in the socket
 // thread or on the main thread) say to each other.
 // Per-connection traffic travels in batches: flat arrays of [op, connection id, a, b] quadruples, one
-// postMessage per turn of either event loop, because a message per line would cost more than the line itself.
+// postMessage per turn of either event loop (or per THREAD_BATCH_ENTRIES entries between threads), because a
+// message per line would cost more than the line itself.
 // Everything else (start, TLS reload, stop) is a control object.
 import type { Service } from "../config.ts";
 
@@ -62,19 +63,37 @@ export const RESUME = 13;
 /** Close the connection (after a WebSocket close frame when one is due). */
 export const CLOSE = 14;
 
-/** A batch being filled; `flush` posts it once per turn, however many entries were added. */
+/**
+ * Entries per batch between threads before it leaves without waiting for the end of the turn. When one thread
+ * reads or answers 1,000 sessions in one turn, the other would otherwise sit idle until that turn ends and get
+ * everything at once: the two threads took turns instead of working side by side. On the main thread alone
+ * (SOCKET_THREAD=off) there is nothing to overlap, so batches there stay one per turn.
+ */
+export const THREAD_BATCH_ENTRIES = 64;
+
+/**
+ * A batch being filled: it leaves at the end of the turn (a microtask), or as soon as it holds `maxEntries`
+ * (by default, never before the end of the turn).
+ */
 export class Batcher {
   #entries: unknown[] = [];
   #scheduled = false;
+  readonly #maxSlots: number;
 
-  constructor(readonly post: (batch: unknown[]) => void) {}
+  constructor(readonly post: (batch: unknown[]) => void, maxEntries = Infinity) {
+    this.#maxSlots = Math.max(1, maxEntries) * ENTRY;
+  }
 
-  /** Adds one entry; it leaves with the others at the end of this turn. */
+  /** Adds one entry; it leaves with the others at the end of this turn, or now if the batch is full. */
   add(op: number, id: number, a: unknown, b: unknown): void {
     this.#entries.push(op, id, a, b);
-    if (!this.#scheduled) {
+    if (this.#entries.length >= this.#maxSlots) {
+      this.flush();
+    } else if (!this.#scheduled) {
       this.#scheduled = true;
-      queueMicrotask(() => this.flush());
+      queueMicrotask(() => {
+        if (this.#scheduled) this.flush();
+      });
     }
   }
 

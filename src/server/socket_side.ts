@@ -67,9 +67,10 @@ export class SocketSide {
   #stopping = false;
   #stopTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(post: (msg: unknown[] | ControlReply) => void) {
+  /** `batchEntries`: see Batcher; the socket thread passes THREAD_BATCH_ENTRIES. */
+  constructor(post: (msg: unknown[] | ControlReply) => void, batchEntries = Infinity) {
     this.#post = post;
-    this.#out = new Batcher((batch) => post(batch));
+    this.#out = new Batcher((batch) => post(batch), batchEntries);
   }
 
   /** Takes one message from the listeners: a batch of connection commands or a control message. */

@@ -2,8 +2,8 @@
 // reads and writes, framing and UTF-8 work happen beside the main thread, which owns LevelDB and answers the
 // requests. Used with SOCKET_THREAD=on (src/server/listeners.ts says what it costs).
 /// <reference lib="deno.worker" />
-import type { ControlMessage } from "./socket_messages.ts";
+import { type ControlMessage, THREAD_BATCH_ENTRIES } from "./socket_messages.ts";
 import { SocketSide } from "./socket_side.ts";
 
-const side = new SocketSide((msg) => self.postMessage(msg));
+const side = new SocketSide((msg) => self.postMessage(msg), THREAD_BATCH_ENTRIES);
 self.onmessage = (e: MessageEvent<unknown[] | ControlMessage>) => side.handle(e.data);
