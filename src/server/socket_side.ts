@@ -234,6 +234,10 @@ export class SocketSide {
       gone: false,
     };
     this.#conns.set(id, c);
+    // What failed becomes the close reason (the session logs it), unless we were already closing for our own.
+    sock.on("error", (e) => {
+      if (!c.closing) c.reason ??= `connection failed: ${errorText(e)}`;
+    });
     const out = this.#out;
     out.add(OPENED, id, listener, `${sock.remoteAddress ?? ""} ${sock.remotePort ?? 0}`);
     const maxRecv = this.#maxRecv;
