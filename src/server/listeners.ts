@@ -6,9 +6,9 @@
 //
 // The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, else on this one. The thread takes
 // socket reads and writes off the thread that owns LevelDB, but each request then crosses threads twice
-// (~15 µs of CPU and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load
-// generator (off → on, all runs of one session): 1,000 × 1 p99 median 75 → 71 ms (runs 70–86 → 52–109 ms);
-// 16 × 16 about equal; 16 × 1 37–40k → 25k req/s. No measured gain, hence off by default.
+// (CPU and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator
+// (off → on): 1,000 × 1 about +10% req/s, p99 70–75 → 57–60 ms; 16 × 1 35–38k → 21–23k req/s, below its
+// 25k target, hence off by default (docs/operations.md, "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
