@@ -1,15 +1,7 @@
 // SocketSide driven directly, as the listeners drive it: what it reports about a connection that fails.
 import assert from "node:assert/strict";
 import net from "node:net";
-import {
-  CLOSED,
-  type ControlReply,
-  ENTRY,
-  LINE,
-  OPENED,
-  WRITE,
-  WRITTEN,
-} from "../../src/server/socket_messages.ts";
+import { CLOSED, type ControlReply, ENTRY, LINE, OPENED } from "../../src/server/socket_messages.ts";
 import { SocketSide } from "../../src/server/socket_side.ts";
 
 type Entry = { op: number; id: number; a: unknown };
