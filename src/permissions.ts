@@ -8,6 +8,7 @@ import { type Config, ENV_VARIABLES } from "./config.ts";
 import { hostPort } from "./host_port.ts";
 import type { Log } from "./log.ts";
 import { SEEDS } from "./server/peer_seeds.ts";
+import { errorText } from "./error_text.ts";
 
 // classic-level loads its native addon through node-gyp-build, which reads these variables and probes
 // /etc/alpine-release to choose a prebuilt binary. Without them the addon cannot load at all.
@@ -120,7 +121,7 @@ export function parseDenial(message: string): Denial | undefined {
  * error's message) restated as the access and the flag that would grant it.
  */
 export function describeError(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorText(err);
   const d = parseDenial(message);
   if (!d) {
     return err instanceof Deno.errors.NotCapable ? `the sandbox denied an operation: ${message}` : message;
@@ -133,7 +134,7 @@ export function describeError(err: unknown): string {
 
 /** For a sandbox refusal that stops Coulomb, how the flags come about and what to do; undefined otherwise. */
 export function sandboxAdvice(err: unknown): string | undefined {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorText(err);
   if (!(err instanceof Deno.errors.NotCapable) && !parseDenial(message)) return undefined;
   return "the permissions are computed from the configuration: `deno task start` recomputes them at every " +
     "start, a compiled binary keeps those of its build: rebuild it with `deno task compile` for this " +

@@ -2,6 +2,7 @@
 // server. Failures are split by what the operator has to do about them: nothing listening (start Coulomb or
 // fix the port), a garbled reply, or the command itself refusing.
 import { hostPort } from "../host_port.ts";
+import { errorText } from "../error_text.ts";
 
 /** Why an admin call failed: "connect" (nothing answered), "protocol" (bad reply), "command" (an error reply). */
 export class AdminCallError extends Error {
@@ -28,7 +29,7 @@ export async function adminCall(opts: AdminCallOptions, method: string, params: 
   try {
     conn = await Deno.connect({ hostname: opts.host, port: opts.port });
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
+    const why = errorText(e);
     throw new AdminCallError(
       "connect",
       `cannot reach Coulomb's admin RPC at ${where(opts)}: ${why}. Is Coulomb running with ` +

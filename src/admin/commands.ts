@@ -8,6 +8,7 @@ import { sortedMempool, withoutConfirmed } from "../server/status.ts";
 import { compactAllHistory, type CompactionResult } from "./compact.ts";
 import { directorySize, nodeInfo, type NodeView, subscriptionsBySession } from "./node.ts";
 import { type AdminCommand, type AdminCommands, AdminError, COMMAND_FAILED } from "./server.ts";
+import { errorText } from "../error_text.ts";
 
 /** What the commands need. */
 export interface AdminCommandDeps {
@@ -178,7 +179,7 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
       try {
         height = await view.loop.reorg(count);
       } catch (e) {
-        throw new AdminError(COMMAND_FAILED, `reorg failed: ${e instanceof Error ? e.message : String(e)}`);
+        throw new AdminError(COMMAND_FAILED, `reorg failed: ${errorText(e)}`);
       }
       return `backed up ${count} block${
         count === 1 ? "" : "s"
@@ -203,7 +204,7 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
       } catch (e) {
         throw new AdminError(
           COMMAND_FAILED,
-          `compaction stopped: ${e instanceof Error ? e.message : String(e)}`,
+          `compaction stopped: ${errorText(e)}`,
         );
       } finally {
         compacting = undefined;

@@ -4,6 +4,7 @@
 // the default address is loopback and a non-loopback one is warned about.
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
+import { errorText } from "../error_text.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -318,8 +319,4 @@ function safeClose(conn: Deno.Conn): void {
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase();
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^0*:(0*:)*0*1$/.test(h);
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

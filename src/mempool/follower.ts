@@ -3,6 +3,7 @@
 // callback in order — the notifier's single entry point for mempool changes.
 import { isDaemonClosed } from "../daemon/errors.ts";
 import type { Log } from "../log.ts";
+import { errorText } from "../error_text.ts";
 
 /** What the follower drives (Mempool provides it). */
 export interface Refreshable {
@@ -68,7 +69,7 @@ export class MempoolFollower {
         for (const w of served) w.resolve(touched);
       } catch (err) {
         for (const w of served) w.reject(err);
-        const message = err instanceof Error ? err.message : String(err);
+        const message = errorText(err);
         // One line per distinct failure, not one per poll while bitcoind keeps failing the same way.
         if (message !== this.lastError && !isDaemonClosed(err)) {
           this.lastError = message;

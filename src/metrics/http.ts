@@ -6,6 +6,7 @@ import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import type { CoulombMetrics } from "./coulomb.ts";
 import { statusPage } from "./page.ts";
+import { errorText } from "../error_text.ts";
 
 /** What startMetricsServer needs. */
 export interface MetricsServerOptions {
@@ -39,7 +40,7 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
   } catch (e) {
     const where = hostPort(opts.host, opts.port);
     throw new Error(
-      `cannot listen for METRICS on http://${where}: ${e instanceof Error ? e.message : String(e)}`,
+      `cannot listen for METRICS on http://${where}: ${errorText(e)}`,
     );
   }
   const address = { host: server.addr.hostname, port: server.addr.port };

@@ -35,6 +35,7 @@ import {
   WRITTEN,
 } from "./socket_messages.ts";
 import type { MethodTable } from "./types.ts";
+import { errorText } from "../error_text.ts";
 
 export type { SessionInfo } from "./session.ts";
 
@@ -486,8 +487,4 @@ function readTlsFiles(config: Config): { cert: string; key: string } {
     }
   };
   return { cert: read(config.sslCertfile, "SSL_CERTFILE"), key: read(config.sslKeyfile, "SSL_KEYFILE") };
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -29,6 +29,7 @@ import {
   WRITTEN,
 } from "./socket_messages.ts";
 import { CLOSE_NORMAL, closeFrame, encodeTextFrames, WsFramer, type WsSink } from "./websocket.ts";
+import { errorText } from "../error_text.ts";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const ENCODER = new TextEncoder();
@@ -347,8 +348,4 @@ function closeListener(l: Listening): void {
   if (l.closed) return;
   l.closed = true;
   l.server.close();
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -6,6 +6,7 @@
 import { isDaemonClosed } from "../daemon/errors.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import { type BlockSource, Prefetcher, type RawBlock } from "./prefetch.ts";
+import { errorText } from "../error_text.ts";
 
 /** What the sync loop needs from the block processor. Heights include unflushed blocks. */
 export interface SyncProcessor {
@@ -370,8 +371,4 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
