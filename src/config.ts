@@ -449,23 +449,8 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     }
   }
 
-  const pdRaw = strOr("PEER_DISCOVERY", "on").trim().toLowerCase();
-  const peerDiscovery: PeerDiscovery = pdRaw === "" ? "off" : pdRaw as PeerDiscovery;
-  if (!["on", "off", "self"].includes(peerDiscovery)) {
-    throw new ConfigError(
-      "PEER_DISCOVERY",
-      `${label(raw, "PEER_DISCOVERY")} must be on, off or self, got '${pdRaw}'`,
-    );
-  }
-
-  const stRaw = strOr("SOCKET_THREAD", "off").trim().toLowerCase();
-  if (!["on", "off", ""].includes(stRaw)) {
-    throw new ConfigError(
-      "SOCKET_THREAD",
-      `${label(raw, "SOCKET_THREAD")} must be on or off, got '${stRaw}'`,
-    );
-  }
-  const socketThread = stRaw === "on";
+  const peerDiscovery = oneOf(raw, "PEER_DISCOVERY", "on", ["on", "off", "self"] as const);
+  const socketThread = oneOf(raw, "SOCKET_THREAD", "off", ["on", "off"] as const) === "on";
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw
@@ -512,6 +497,19 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
     ignoredVariables: Object.freeze(IGNORED.filter((n) => env[n] !== undefined)),
   };
   return Object.freeze(config);
+}
+
+/** A setting that is one of a few words (any case; empty = "off"); ConfigError naming them otherwise. */
+function oneOf<W extends string>(raw: Map<string, Raw>, name: string, def: W, words: readonly W[]): W {
+  const value = (raw.get(name)?.value ?? def).trim().toLowerCase();
+  const word = (value === "" ? "off" : value) as W;
+  if (!words.includes(word)) {
+    const list = words.length > 1
+      ? `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}`
+      : words[0];
+    throw new ConfigError(name, `${label(raw, name)} must be ${list}, got '${value}'`);
+  }
+  return word;
 }
 
 function label(raw: Map<string, Raw>, name: string): string {
