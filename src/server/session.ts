@@ -592,7 +592,7 @@ export class Session implements SessionContext {
     }
     const text = resultMessage(id, json);
     const maxSend = this.#limits.maxSend;
-    if (text.length * 3 > maxSend && utf8Length(text) > maxSend) {
+    if (text.length * 3 > maxSend && replyBytes(id, json, text, result) > maxSend) {
       return this.#error(id, INVALID_REQUEST, responseTooLargeMessage(maxSend));
     }
     return text;
@@ -899,6 +899,12 @@ export class Session implements SessionContext {
 }
 
 const NON_ASCII = /[\u0080-\uffff]/;
+
+// The UTF-8 size of a reply line: an ASCII RawJson result counts by its length, only the id is scanned.
+function replyBytes(id: RequestId, json: string, text: string, result: unknown): number {
+  if (result instanceof RawJson && result.ascii) return json.length + utf8Length(resultMessage(id, ""));
+  return utf8Length(text);
+}
 
 /** UTF-8 length of a string without encoding it. */
 export function utf8Length(s: string): number {

@@ -22,7 +22,11 @@ export class RpcError extends Error {
  * the rest of the request.
  */
 export class RawJson {
-  constructor(readonly json: string) {}
+  /**
+   * `ascii` promises that every character of `json` is below U+0080 (hex, numbers, fixed keys), so its UTF-8
+   * size is its length and the session need not scan megabytes of text to check MAX_SEND.
+   */
+  constructor(readonly json: string, readonly ascii = false) {}
 
   /** The value it stands for, so that JSON.stringify of a result containing it still writes the same JSON. */
   toJSON(): unknown {

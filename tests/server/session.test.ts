@@ -7,7 +7,7 @@ import type { Log } from "../../src/log.ts";
 import { CostGroups, costSettings } from "../../src/server/limits.ts";
 import { prepareMethods } from "../../src/server/rpc.ts";
 import { Session, type Transport, utf8Length } from "../../src/server/session.ts";
-import { type MethodSpec, RpcError, type SessionContext } from "../../src/server/types.ts";
+import { type MethodSpec, RawJson, RpcError, type SessionContext } from "../../src/server/types.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------
 
@@ -137,6 +137,12 @@ function makeSession(
       },
     }],
     ["test.big", { params: ["n"], cost: 1, handler: (_ctx, [n]) => "x".repeat(n as number) }],
+    ["test.raw", {
+      params: ["n", "char", "ascii"],
+      cost: 1,
+      handler: (_ctx, [n, c, a]) =>
+        new RawJson(JSON.stringify((c as string).repeat(n as number)), a as boolean),
+    }],
     ["test.cost", { params: ["n"], cost: 0, handler: (ctx, [n]) => (ctx.addCost(n as number), n) }],
     ["test.undefined", { params: [], cost: 0, handler: () => undefined }],
     ["test.bigint", { params: [], cost: 0, handler: () => 1n }],
@@ -477,6 +483,20 @@ Deno.test("MAX_SEND: an oversized reply becomes -32600 and batch items over the 
   assert.equal(batch[0].result!.length, 200_000);
   assert.deepEqual(batch[1], err(5, -32600, "response too large (over 350,000 bytes"));
   assert.deepEqual(batch[2], ok(6, null));
+});
+
+Deno.test("MAX_SEND counts bytes: an ASCII raw result by its length, but the id and other text by UTF-8", async () => {
+  const h = await negotiated({ MAX_SEND: "350000" });
+  // 349,800 characters of result plus 35 of envelope: 100 characters of id fit as ASCII, not as two-byte "é".
+  h.send(req("a".repeat(100), "test.raw", [349_798, "x", true]));
+  assert.equal(((await h.next()) as { result: string }).result.length, 349_798);
+  h.send(req("é".repeat(100), "test.raw", [349_798, "x", true]));
+  assert.deepEqual(await h.next(), err("é".repeat(100), -32600, "response too large (over 350,000 bytes"));
+  // A raw result not declared ASCII is measured: 175,000 "é" are 350,000 bytes.
+  h.send(req(1, "test.raw", [175_000, "é", false]));
+  assert.deepEqual(await h.next(), err(1, -32600, "response too large (over 350,000 bytes"));
+  h.send(req(2, "test.raw", [174_800, "é", false]));
+  assert.equal(((await h.next()) as { result: string }).result.length, 174_800);
 });
 
 Deno.test("cost past the soft limit delays requests; groups share cost; loopback is exempt", async () => {
