@@ -113,7 +113,8 @@ const EMPTY_UTXOS: UtxoRows = {
 };
 
 // readTxids reads neighbouring txids with one system call when they are at most this many records apart (8 KB:
-// copying that much costs about what a seek and a read do) and a run spans at most TXID_RUN_MAX records.
+// copying that much costs about what one more read system call does) and a run spans at most TXID_RUN_MAX
+// records.
 const TXID_RUN_GAP = 256;
 const TXID_RUN_MAX = 16384;
 /** Default bounds of the read caches (see read_cache.ts). */
