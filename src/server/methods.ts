@@ -5,7 +5,7 @@
 // Consistency: each answer reads the database in one gated read (a flush cannot land in the middle of it)
 // and the mempool synchronously right after, so it reflects one moment. Between a flush and the next mempool
 // refresh a just-confirmed transaction can be in both; the scripthash methods count it once (confirmed).
-import { fromHex, isHex, toHex, toHexReversed } from "../chain/hex.ts";
+import { fromHex, isHex, reversedHashesHex, toHex, toHexReversed } from "../chain/hex.ts";
 import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
 import type { Config, Service } from "../config.ts";
@@ -24,7 +24,6 @@ import {
   historyTooLarge,
   type MempoolItem,
   RECENT_BLOCKS,
-  reversedHexes,
   sortedMempool,
   withoutConfirmed,
 } from "./status.ts";
@@ -135,15 +134,6 @@ const NO_ROWS: HistoryRows = {
   heights: new Int32Array(0),
   txids: new Uint8Array(0),
 };
-
-const HEX32 = new Uint8Array(32);
-
-// Display-order hex of a 32-byte hash: reversed into a scratch buffer, then one native conversion (building it
-// two digits at a time costs several times more, and every merkle branch is a dozen of them).
-function hexReversed32(b: Uint8Array): string {
-  for (let k = 0; k < 32; k++) HEX32[k] = b[31 - k];
-  return HEX32.toHex();
-}
 
 function sumValues(rows: UtxoRows): number {
   let sum = 0;
@@ -539,7 +529,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   function utxoReply(ctx: SessionContext, hashX: Uint8Array, rows: UtxoRows) {
     const pending = mempool.utxos(hashX);
     ctx.addCost((rows.count + pending.length) / 50);
-    const hexes = reversedHexes(rows.txids, rows.count);
+    const hexes = reversedHashesHex(rows.txids, rows.count);
     const parts: string[] = [];
     let seen: Set<string> | undefined;
     for (let i = 0; i < rows.count; i++) {
@@ -834,7 +824,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
       }
       const branch = found.proof.branch;
       let json = `{"block_height":${height},"merkle":[`;
-      for (let i = 0; i < branch.length; i++) json += `${i > 0 ? "," : ""}"${hexReversed32(branch[i])}"`;
+      for (let i = 0; i < branch.length; i++) json += `${i > 0 ? "," : ""}"${toHexReversed(branch[i])}"`;
       return new RawJson(`${json}],"pos":${found.index}}`, true);
     }),
   );

@@ -3,7 +3,7 @@
 // txid). Wallets compare this digest with their own to decide whether to fetch the history again, so it has
 // to be byte-exact with ElectrumX's.
 import { sha256 } from "../chain/hash.ts";
-import { toHex } from "../chain/hex.ts";
+import { reversedHashesHex, toHex } from "../chain/hex.ts";
 import { BAD_REQUEST, RpcError } from "./types.ts";
 
 /** A confirmed history entry (the store's HistoryItem fits). */
@@ -103,25 +103,12 @@ function equal32(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/**
- * The display-order hex of `count` txids packed 32 bytes each (internal order), concatenated: 64 characters
- * per txid. One native hex conversion for all of them instead of a string per byte.
- */
-export function reversedHexes(txids: Uint8Array, count: number): string {
-  const rev = new Uint8Array(count * 32);
-  for (let i = 0; i < count; i++) {
-    const b = i * 32;
-    for (let k = 0; k < 32; k++) rev[b + k] = txids[b + 31 - k];
-  }
-  return rev.toHex();
-}
-
 /** The string §4.3 hashes: "txid:height:" for each confirmed entry, then each mempool entry (0 or -1). */
 export function statusString(confirmed: readonly ConfirmedItem[], mempool: readonly MempoolItem[]): string {
   const n = confirmed.length;
   const packed = new Uint8Array(n * 32);
   for (let i = 0; i < n; i++) packed.set(confirmed[i].txHash, i * 32);
-  const hex = reversedHexes(packed, n);
+  const hex = reversedHashesHex(packed, n);
   const parts: string[] = new Array(n + mempool.length);
   for (let i = 0; i < n; i++) parts[i] = `${hex.slice(i * 64, i * 64 + 64)}:${confirmed[i].height}:`;
   let i = n;
