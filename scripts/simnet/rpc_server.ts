@@ -6,6 +6,7 @@
 
 import { CoreRpcError, type RestProvider, RPC, type RpcMethod, type RpcMethodTable } from "./rpc_types.ts";
 import { fromHexReversed, isHex, toHex, toHexReversed } from "../../src/chain/hex.ts";
+import { errorText } from "../../src/error_text.ts";
 
 /** How to start the server. */
 export interface RpcServerOptions {
@@ -751,7 +752,7 @@ class SimnetHttpServer implements RpcServer {
       try {
         reply = route.kind === "rpc" ? await this.handleRpcHttp(req, parsed) : this.handleRest(route, req);
       } catch (e) {
-        reply = { status: 500, contentType: "text/plain", body: `Internal error: ${errorMessage(e)}\r\n` };
+        reply = { status: 500, contentType: "text/plain", body: `Internal error: ${errorText(e)}\r\n` };
       }
       if (control) return reply;
       if (f.delayMs > 0) await this.sleep(f.delayMs);
@@ -858,7 +859,7 @@ class SimnetHttpServer implements RpcServer {
       return JSON.stringify(result) ?? "null";
     } catch (e) {
       if (e instanceof CoreRpcError) throw e;
-      throw new CoreRpcError(RPC.MISC_ERROR, errorMessage(e));
+      throw new CoreRpcError(RPC.MISC_ERROR, errorText(e));
     }
   }
 
@@ -992,11 +993,7 @@ function replyText(
 function asRpcError(e: unknown): { code: number; message: string } {
   // Anything that is not an RPC error is a bug in parsing; Core reports those as parse errors.
   if (e instanceof CoreRpcError) return { code: e.code, message: e.message };
-  return { code: RPC.PARSE_ERROR, message: errorMessage(e) };
-}
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return { code: RPC.PARSE_ERROR, message: errorText(e) };
 }
 
 function paramSpec(pattern: string): { optional: boolean; names: string } {
