@@ -131,6 +131,12 @@ const TX_LOCATION_CACHE_ENTRIES = 1 << 17;
 const TX_LOCATION_ENTRY_BYTES = 150;
 /** Most script hashes each of the history and UTXO caches holds. */
 const CACHE_ENTRIES = 1 << 18;
+// Idle LevelDB iterators kept for reuse: as many as there are scans at once when every one of MAX_SESSIONS'
+// default 1,000 sessions misses the caches. Creating an iterator costs the main thread 11-23 us and closing one
+// ~4 us, about what the whole request costs otherwise; with 64 kept, 1,000 busy sessions made and closed one
+// per miss (measured: 16-17k -> 21-23k req/s on a cold server, 23-25k -> 26-32k warm). Idle ones cost no
+// measurable memory, and closing 1,024 stale ones after a new block takes ~4 ms.
+const SCAN_ITERATORS_KEPT = 1024;
 
 /** Everything a flush writes: the new blocks' flat-file records, the LevelDB changes and the new state. */
 export interface FlushUpdate {
@@ -250,7 +256,10 @@ export class Store {
   ) {
     this.current = state;
     this.txCounts = txCounts;
-    this.scans = new ScanPool(() => db.iterator({ fillCache: true }) as unknown as SeekableIterator);
+    this.scans = new ScanPool(
+      () => db.iterator({ fillCache: true }) as unknown as SeekableIterator,
+      SCAN_ITERATORS_KEPT,
+    );
   }
 
   /**
@@ -331,6 +340,11 @@ export class Store {
       await db.close();
       throw err;
     }
+  }
+
+  /** LevelDB iterators made for range scans so far; they are pooled and reused (for tests and metrics). */
+  get scanIteratorsCreated(): number {
+    return this.scans.created;
   }
 
   /** The flushed state: height (-1 when empty), tip hash, tx count, flush count, sync time, first-sync flag. */

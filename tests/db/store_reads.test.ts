@@ -89,6 +89,31 @@ Deno.test("once synced, a flush keeps the cached answers of every hashX it did n
   });
 });
 
+Deno.test("a thousand concurrent cache misses reuse the iterators of the thousand before them", async () => {
+  await withStore(async (store, p) => {
+    const chain = SynthChain.create(23, 6, 10);
+    chain.extend(5);
+    p.advance(chain.blocks.map(raw));
+    await p.flush();
+    // Unknown hashXs: each one is a miss and a scan (an empty answer is cached, so every round needs new ones).
+    const round = (seed: number) =>
+      Promise.all(Array.from({ length: 1000 }, (_, i) => {
+        const hashX = new Uint8Array(11);
+        new DataView(hashX.buffer).setUint32(0, seed * 1000 + i);
+        hashX[10] = 0xee;
+        return i % 2 === 0 ? store.historyRows(hashX) : store.utxoRows(hashX);
+      }));
+    const before = store.scanIteratorsCreated;
+    const first = await round(1);
+    assert.ok(first.every((r) => r.count === 0));
+    const made = store.scanIteratorsCreated - before;
+    assert.ok(made > 0 && made <= 1000, `${made} iterators for 1,000 scans`);
+    await round(2);
+    await round(3);
+    assert.equal(store.scanIteratorsCreated - before, made);
+  });
+});
+
 Deno.test("a history of many rows is read whole, though LevelDB hands its rows over in byte-limited batches", async () => {
   await withStore(async (store, p) => {
     // Two scripts share every output; a flush every 25 blocks gives each a row of ~700 tx numbers (~3.5 KB),
