@@ -7,8 +7,9 @@
 // The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, else on this one. The thread takes
 // socket reads and writes off the thread that owns LevelDB, but each request then crosses threads twice
 // (CPU and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator
-// (off → on): 1,000 × 1 p99 69–79 → 57–60 ms (76–101 → 52–87 in a slower hour); 16 × 1 loses 30–45%, to
-// 20–28k req/s, around its 25k target, hence off by default (docs/operations.md, "Threads").
+// (off → on): 1,000 × 1 p99 69–79 → 57–60 ms (76–101 → 52–87 in a slower hour, 59–72 → 55–61 at 3b474d6);
+// 16 × 1 loses 30–45%, to 20–28k req/s, around its 25k target, hence off by default (docs/operations.md,
+// "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
