@@ -6,7 +6,9 @@
 //
 // An iterator reads the database as it was when the iterator was created, so each is tagged with the store's
 // state object at creation and reused only while that state is current: every write that changes an answer
-// replaces the state object.
+// replaces the state object. Only iterators of the newest state a scan asked for are kept: an idle iterator
+// holds on to LevelDB's memtables and table files of its time, and a pool of hundreds could otherwise keep
+// those of many past states alive.
 
 /** The part of a classic-level iterator a pool needs. */
 export interface SeekableIterator {
@@ -27,6 +29,8 @@ const STEP = 64;
 /** A pool of reusable iterators for range scans under one database state at a time. */
 export class ScanPool {
   readonly #free: Pooled[] = [];
+  /** The newest state a scan asked for; every pooled iterator was made under it. */
+  #state: object | undefined;
   #closed = false;
   /** Iterators created (for tests and metrics). */
   created = 0;
@@ -73,18 +77,24 @@ export class ScanPool {
   }
 
   #acquire(state: object): Pooled {
-    while (this.#free.length > 0) {
-      const p = this.#free.pop()!;
-      if (p.state === state) return p;
-      void p.it.close().catch(() => {});
+    if (state !== this.#state) {
+      // A new state: every idle iterator is of an older one.
+      this.#state = state;
+      for (const p of this.#free.splice(0)) void p.it.close().catch(() => {});
     }
+    const p = this.#free.pop();
+    if (p !== undefined) return p;
     this.created++;
     return { it: this.open(), state };
   }
 
   #release(p: Pooled, reusable: boolean): void {
-    if (reusable && !this.#closed && this.#free.length < this.keep) this.#free.push(p);
-    else void p.it.close().catch(() => {});
+    // One made under an older state (a scan that was running when the state changed) is not kept either.
+    if (reusable && !this.#closed && p.state === this.#state && this.#free.length < this.keep) {
+      this.#free.push(p);
+    } else {
+      void p.it.close().catch(() => {});
+    }
   }
 }
 

@@ -80,6 +80,44 @@ Deno.test("scan pool: fn can stop a scan; a new state gets fresh iterators and t
   assert.equal(db.log.closed, 4);
 });
 
+Deno.test("scan pool: an iterator still scanning when the state changes is closed, not pooled", async () => {
+  const log = { opened: 0, closed: 0 };
+  // While `hold` is set, a scan's read waits for it: that scan keeps its iterator busy.
+  let hold: Promise<void> | undefined;
+  const pool = new ScanPool(() => {
+    log.opened++;
+    return {
+      seek() {},
+      nextv: async () => {
+        if (hold) await hold;
+        return [];
+      },
+      close() {
+        log.closed++;
+        return Promise.resolve();
+      },
+    };
+  }, 8);
+  const s1 = {}, s2 = {};
+  const scan = (state: object) => pool.scan(state, enc("a"), enc("b"), () => {});
+  await Promise.all([scan(s1), scan(s1)]);
+  assert.deepEqual(log, { opened: 2, closed: 0 }, "both are pooled while s1 is the newest state");
+  const held = Promise.withResolvers<void>();
+  hold = held.promise;
+  const slow = scan(s1);
+  hold = undefined;
+  // s2 arrives while an s1 scan is running: the idle s1 iterator goes at once, the running one on release.
+  await scan(s2);
+  assert.deepEqual(log, { opened: 3, closed: 1 });
+  held.resolve();
+  await slow;
+  assert.deepEqual(log, { opened: 3, closed: 2 }, "the s1 iterator that was running is closed when released");
+  await scan(s2);
+  assert.equal(log.opened, 3, "the s2 iterator is reused");
+  await pool.close();
+  assert.equal(log.closed, 3);
+});
+
 Deno.test("scan pool: an iterator that failed is not reused", async () => {
   let opened = 0;
   let fail = true;
