@@ -21,6 +21,21 @@ async function withStore(fn: (store: Store, p: BlockProcessor) => Promise<void>)
   }
 }
 
+/** withStore with a synthetic chain (SynthChain.create's arguments, then `blocks` blocks) synced and flushed. */
+function withSyncedChain(
+  create: Parameters<typeof SynthChain.create>,
+  blocks: number,
+  fn: (store: Store, chain: SynthChain) => Promise<void> | void,
+): Promise<void> {
+  return withStore(async (store, p) => {
+    const chain = SynthChain.create(...create);
+    chain.extend(blocks);
+    p.advance(chain.blocks.map(raw));
+    await p.flush();
+    await fn(store, chain);
+  });
+}
+
 Deno.test("cached answers never outlive a flush or a backup", async () => {
   await withStore(async (store, p) => {
     const chain = SynthChain.create(21, 6, 10);
@@ -90,11 +105,7 @@ Deno.test("once synced, a flush keeps the cached answers of every hashX it did n
 });
 
 Deno.test("a thousand concurrent cache misses reuse the iterators of the thousand before them", async () => {
-  await withStore(async (store, p) => {
-    const chain = SynthChain.create(23, 6, 10);
-    chain.extend(5);
-    p.advance(chain.blocks.map(raw));
-    await p.flush();
+  await withSyncedChain([23, 6, 10], 5, async (store) => {
     // Unknown hashXs: each one is a miss and a scan (an empty answer is cached, so every round needs new ones).
     const round = (seed: number) =>
       Promise.all(Array.from({ length: 1000 }, (_, i) => {
@@ -206,11 +217,7 @@ Deno.test("history ranges and limits answer the same from the cache as from a sc
 });
 
 Deno.test("readTxids reads runs, gaps, repeats and descending numbers like single reads", async () => {
-  await withStore(async (store, p) => {
-    const chain = SynthChain.create(23, 4, 12);
-    chain.extend(60);
-    p.advance(chain.blocks.map(raw));
-    await p.flush();
+  await withSyncedChain([23, 4, 12], 60, (store) => {
     const n = store.state.txCount;
     assert.ok(n > 300, `chain too small: ${n} txs`);
     const lists = [
@@ -234,11 +241,7 @@ Deno.test("readTxids reads runs, gaps, repeats and descending numbers like singl
 });
 
 Deno.test("utxoRows and balance agree with utxos", async () => {
-  await withStore(async (store, p) => {
-    const chain = SynthChain.create(24, 5, 10);
-    chain.extend(25);
-    p.advance(chain.blocks.map(raw));
-    await p.flush();
+  await withSyncedChain([24, 5, 10], 25, async (store, chain) => {
     for (const s of chain.scripts) {
       const hx = modelHashX(s);
       const items = await store.utxos(hx);
