@@ -4,3 +4,8 @@
 export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** For logging a failure that is a bug: an Error's stack (its message if it has none), anything else as text. */
+export function errorDetail(e: unknown): string {
+  return e instanceof Error ? (e.stack ?? e.message) : String(e);
+}

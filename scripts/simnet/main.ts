@@ -6,6 +6,7 @@ import { SimNode } from "./node.ts";
 import { controlMethods, coreMethods, restProvider } from "./methods.ts";
 import { faultMethods, newFaults, type RpcServer, startRpcServer } from "./rpc_server.ts";
 import type { RpcMethodTable } from "./rpc_types.ts";
+import { errorText } from "../../src/error_text.ts";
 
 /** What to simulate and how to serve it. */
 export interface SimnetOptions {
@@ -164,7 +165,7 @@ async function main(): Promise<number> {
   try {
     opts = parseCommandLine(Deno.args);
   } catch (e) {
-    console.error(`simnet: ${e instanceof Error ? e.message : e}`);
+    console.error(`simnet: ${errorText(e)}`);
     return 2;
   }
   if (opts === "help") {
@@ -175,7 +176,7 @@ async function main(): Promise<number> {
   try {
     simnet = await startSimnet(opts);
   } catch (e) {
-    console.error(`simnet: cannot start: ${e instanceof Error ? e.message : e}`);
+    console.error(`simnet: cannot start: ${errorText(e)}`);
     return 1;
   }
   const stopped = Promise.withResolvers<void>();

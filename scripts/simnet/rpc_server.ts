@@ -583,7 +583,7 @@ class SimnetHttpServer implements RpcServer {
       }
     } catch (e) {
       this.listener.close();
-      throw new Error(`cannot write RPC cookie ${this.cookiePath}: ${e instanceof Error ? e.message : e}`);
+      throw new Error(`cannot write RPC cookie ${this.cookiePath}: ${errorText(e)}`);
     }
     this.acceptTask = this.acceptLoop(this.listener);
     return Promise.resolve();

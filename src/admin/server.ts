@@ -4,7 +4,7 @@
 // the default address is loopback and a non-loopback one is warned about.
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
-import { errorText } from "../error_text.ts";
+import { errorDetail, errorText } from "../error_text.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -222,7 +222,7 @@ async function handleRequest(
   } catch (e) {
     if (e instanceof AdminError) return hasId ? errorReply(id, e.code, e.message) : null;
     opts.log.error(
-      `admin RPC: ${r.method} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+      `admin RPC: ${r.method} failed: ${errorDetail(e)}`,
     );
     return hasId ? errorReply(id, INTERNAL_ERROR, `${r.method} failed: ${errorText(e)}`) : null;
   }

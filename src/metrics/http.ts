@@ -6,7 +6,7 @@ import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import type { CoulombMetrics } from "./coulomb.ts";
 import { statusPage } from "./page.ts";
-import { errorText } from "../error_text.ts";
+import { errorDetail, errorText } from "../error_text.ts";
 
 /** What startMetricsServer needs. */
 export interface MetricsServerOptions {
@@ -109,6 +109,6 @@ function route(req: Request, metrics: CoulombMetrics): Response {
 }
 
 function internalError(log: Log, e: unknown): Response {
-  log.error(`metrics endpoint failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  log.error(`metrics endpoint failed: ${errorDetail(e)}`);
   return new Response("internal error\n", { status: 500 });
 }

@@ -37,6 +37,7 @@ import {
   SERVER_BUSY,
 } from "./rpc.ts";
 import { BAD_REQUEST, RawJson, RpcError, type SessionContext } from "./types.ts";
+import { errorDetail } from "../error_text.ts";
 
 /** How a session reaches its peer; the listener provides framing (newlines or WebSocket frames). */
 export interface Transport {
@@ -239,7 +240,7 @@ export class Session implements SessionContext {
     try {
       text = notificationMessage(method, params);
     } catch (e) {
-      this.#deps.log.error(`session ${this.id}: cannot serialize ${method} notification: ${errorText(e)}`);
+      this.#deps.log.error(`session ${this.id}: cannot serialize ${method} notification: ${errorDetail(e)}`);
       return;
     }
     if (this.#head === this.#slots.length) {
@@ -606,7 +607,7 @@ export class Session implements SessionContext {
 
   #failure(id: RequestId, method: string, e: unknown): string | null {
     if (e instanceof RpcError) return this.#error(id, e.code, e.message);
-    this.#deps.log.error(`session ${this.id}: ${method} failed: ${errorText(e)}`);
+    this.#deps.log.error(`session ${this.id}: ${method} failed: ${errorDetail(e)}`);
     return this.#error(id, INTERNAL_ERROR, "internal server error");
   }
 
@@ -761,7 +762,7 @@ export class Session implements SessionContext {
       }
     } catch (e) {
       this.#writing = false;
-      this.close(`write failed: ${errorText(e)}`);
+      this.close(`write failed: ${errorDetail(e)}`);
       return;
     }
     this.#writing = false;
@@ -851,7 +852,7 @@ export class Session implements SessionContext {
     try {
       fn();
     } catch (e) {
-      this.#deps.log.error(`session ${this.id}: close callback failed: ${errorText(e)}`);
+      this.#deps.log.error(`session ${this.id}: close callback failed: ${errorDetail(e)}`);
     }
   }
 
@@ -922,8 +923,4 @@ export function utf8Length(s: string): number {
     } else n += 3;
   }
   return n;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? (e.stack ?? e.message) : String(e);
 }
