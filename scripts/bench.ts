@@ -21,7 +21,8 @@ RSS, the database size and where the time went (fetch-wait, parse+hash, process,
   --main FILE      run FILE instead of main.ts (e.g. a patched copy, to compare)
   --rss-trace FILE write the indexer's RSS every 20 ms (seconds, MB, last log line) to FILE
   --env K=V        extra environment for the indexer (repeatable), e.g. FLUSH_SIZE=2000000
-  --no-allocator-env  leave out the glibc malloc settings the launcher gives Coulomb (src/allocator.ts)
+  --no-allocator-env  leave out the allocator settings the launcher gives Coulomb (glibc's, and jemalloc
+                      preloaded where installed: src/allocator.ts); --env LD_PRELOAD= leaves out jemalloc only
 
 deno task bench query [options]   the Electrum server under a wallet mix: see deno task bench query --help`;
 

@@ -7,7 +7,7 @@ import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
-import { ALLOCATOR_ENV } from "../src/allocator.ts";
+import { allocatorEnv, describeAllocator } from "../src/allocator.ts";
 import { type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
 import { Prng } from "./simnet/prng.ts";
 import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
@@ -36,7 +36,8 @@ and peak RSS per scenario, and the latency of one large history.
   --max-history N      script hashes with longer histories are left out of the mix (default 1000)
   --history N          size of the single large history to time (default 50000)
   --server-env K=V     extra environment for the server (repeatable), e.g. to compare settings
-  --no-allocator-env   leave out the glibc malloc settings the launcher gives Coulomb (src/allocator.ts)
+  --no-allocator-env   leave out the allocator settings the launcher gives Coulomb (glibc's and jemalloc's
+                       preload, src/allocator.ts); --server-env LD_PRELOAD= leaves out jemalloc only
   --cpu-prof DIR       run the server under deno's --cpu-prof, writing profiles into DIR
   --deno-flag F        extra deno run flag for the server (repeatable), e.g. --v8-flags=--trace-gc
   --fresh              delete the database and sync again
@@ -86,6 +87,8 @@ export interface QueryBenchResult {
   /** Methods and their shares of the requests. */
   mix: [string, number][];
   machine: { cpus: number; model: string };
+  /** The server's malloc and where it served the sockets, as its log said. */
+  server: { allocator: string; sockets: string };
   chain: {
     height: number;
     txs: number;
@@ -204,6 +207,8 @@ interface ServerChild {
   pid: number;
   /** Seconds spent catching up, when the database was behind. */
   syncSeconds?: number;
+  /** Where the server said it serves the sockets ("a thread of their own" or "the main thread"). */
+  sockets: string;
 }
 
 function freePort(): number {
@@ -213,11 +218,19 @@ function freePort(): number {
   return port;
 }
 
+/** The allocator environment `deno task start` would give the server (src/allocator.ts), then --server-env. */
+function serverAllocatorEnv(o: Options): Record<string, string> {
+  if (o.noAllocatorEnv) return { ...o.serverEnv };
+  // The server inherits this process's environment: an LD_PRELOAD there counts as the operator's choice.
+  return { ...allocatorEnv({ ...Deno.env.toObject(), ...o.serverEnv }), ...o.serverEnv };
+}
+
 async function startServer(o: Options, daemonUrl: string, dbDir: string): Promise<ServerChild> {
   const port = freePort();
   const ready = Promise.withResolvers<void>();
   let syncing: number | undefined;
   let caughtUpAt: number | undefined;
+  let sockets = "unknown";
   const started = performance.now();
   const child = spawnBenchChild(
     [
@@ -239,13 +252,13 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       COST_SOFT_LIMIT: "0",
       COST_HARD_LIMIT: "0",
       LOG_LEVEL: "info",
-      // As `deno task start` runs it (see src/allocator.ts).
-      ...(o.noAllocatorEnv ? {} : ALLOCATOR_ENV),
-      ...o.serverEnv,
+      ...serverAllocatorEnv(o),
     },
     (line) => {
       if (/ height \d+\/\d+: /.test(line)) syncing ??= performance.now();
       if (/ caught up to height /.test(line)) caughtUpAt = performance.now();
+      const where = /client sockets are served (?:by|on) (a thread of their own|the main thread)/.exec(line);
+      if (where) sockets = where[1];
       if (/listening for Electrum tcp connections/.test(line)) ready.resolve();
       if (o.verbose || / (WARNING|ERROR) /.test(line) || (syncing !== undefined && / height /.test(line))) {
         say(`coulomb| ${line}`);
@@ -261,6 +274,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
     syncSeconds: syncing !== undefined && caughtUpAt !== undefined
       ? (caughtUpAt - started) / 1000
       : undefined,
+    sockets,
   };
 }
 
@@ -769,6 +783,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
     // still be answering what the load generator left queued; the timing starts once it has gone quiet.
     if (big) await quiet(server.pid);
     const history = big ? await timeHistory(server.port, big.sh, 10) : undefined;
+    const sockets = server.sockets;
     await stop(server.child);
     server = undefined;
     let cpuinfo = "";
@@ -783,6 +798,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         cpus: navigator.hardwareConcurrency,
         model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown",
       },
+      server: { allocator: describeAllocator({ ...Deno.env.toObject(), ...serverAllocatorEnv(o) }), sockets },
       chain: {
         height: sim.height,
         txs: o.txs,
@@ -815,6 +831,7 @@ export function formatQueryResult(r: QueryBenchResult): string {
   const pad = (s: string, n: number) => s.padStart(n);
   const lines = [
     `machine      ${r.machine.cpus} × ${r.machine.model}`,
+    `server       ${r.server.allocator}, client sockets on ${r.server.sockets}`,
     `chain        height ${r.chain.height}, ~${r.chain.txs} txs (seed ${r.chain.seed}), database ${
       mb(r.chain.dbBytes)
     }, mempool ${r.chain.mempool} txs`,

@@ -222,7 +222,10 @@ async function attempt(op: string, target: string): Promise<void> {
       Deno.env.get(target);
       return;
     case "run":
-      await new Deno.Command(target, { stdin: "null", stdout: "null", stderr: "null" }).output();
+      // Without the inherited environment: under jemalloc it holds LD_PRELOAD, and Deno then refuses any spawn
+      // for that reason first, which would not say whether `target` itself may run.
+      await new Deno.Command(target, { clearEnv: true, stdin: "null", stdout: "null", stderr: "null" })
+        .output();
       return;
     case "ffi":
       Deno.dlopen(target, {}).close();

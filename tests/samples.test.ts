@@ -3,7 +3,7 @@
 // configuration that loads, and every variable is explained somewhere.
 import assert from "node:assert/strict";
 import { type Config, ENV_VARIABLES, helpText, loadConfig } from "../src/config.ts";
-import { ALLOCATOR_ENV } from "../src/allocator.ts";
+import { ALLOCATOR_ENV, JEMALLOC_CONF, JEMALLOC_PATHS } from "../src/allocator.ts";
 import { compileArgs, CONVENTIONAL_ENV, readEnvDir } from "../scripts/compile.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -34,11 +34,11 @@ function configVariables(): string[] {
   return helpRows().map((r) => r.names[0]);
 }
 
-/** The unit's Environment= lines, without glibc's allocator settings (checked on their own). */
+/** The unit's Environment= lines, without the allocator settings (checked on their own). */
 function unitEnvironment(text: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const m of text.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/gm)) {
-    if (!(m[1] in ALLOCATOR_ENV)) env[m[1]] = m[2];
+    if (!(m[1] in ALLOCATOR_ENV) && m[1] !== "LD_PRELOAD" && m[1] !== "MALLOC_CONF") env[m[1]] = m[2];
   }
   return env;
 }
@@ -125,10 +125,40 @@ Deno.test("samples: both services start Coulomb with the launcher's glibc alloca
   // Exported before the service is exec'd, not after.
   assert.ok(run.indexOf("\nexport MALLOC_") < run.indexOf("\nexec chpst"));
   const unit = await Deno.readTextFile(UNIT);
-  const set = [...unit.matchAll(/^Environment=(MALLOC_[A-Z_]+=\S+)$/gm)].map((m) => m[1]).sort();
+  const set = [...unit.matchAll(/^Environment=(MALLOC_(?!CONF=)[A-Z_]+=\S+)$/gm)].map((m) => m[1]).sort();
   assert.deepEqual(set, expected);
   const notes = await Deno.readTextFile(`${ROOT}samples/NOTES`);
   for (const kv of expected) assert.ok(notes.replace(/\s+/g, " ").includes(kv), `NOTES explain ${kv}`);
+});
+
+Deno.test("samples: both services preload jemalloc, the run script only where it is installed", async () => {
+  const unit = await Deno.readTextFile(UNIT);
+  const preload = /^Environment=LD_PRELOAD=(\S+)$/m.exec(unit)?.[1];
+  assert.ok(preload !== undefined && JEMALLOC_PATHS.includes(preload), `unit preloads ${preload}`);
+  assert.match(unit, new RegExp(`^Environment=MALLOC_CONF=${JEMALLOC_CONF}$`, "m"));
+  // Run the real run script with a chpst that prints the environment it was given instead of starting
+  // Coulomb: LD_PRELOAD must be there exactly when this machine has the library at the script's path.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/chpst`, "#!/bin/sh\nexec env\n");
+    await Deno.chmod(`${dir}/chpst`, 0o755);
+    const out = await new Deno.Command("sh", {
+      args: [`${ROOT}samples/runit/coulomb/run`],
+      cwd: `${ROOT}samples/runit/coulomb`,
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+      clearEnv: true,
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const env = new TextDecoder().decode(out.stdout).split("\n");
+    assert.ok(env.includes("MALLOC_ARENA_MAX=2"), "the run script reached chpst");
+    const path = /^jemalloc=(\S+)$/m.exec(await Deno.readTextFile(`${ROOT}samples/runit/coulomb/run`))?.[1];
+    assert.ok(path !== undefined && JEMALLOC_PATHS.includes(path));
+    const installed = await Deno.stat(path).then((st) => st.isFile, () => false);
+    assert.equal(env.find((e) => e.startsWith("LD_PRELOAD=")), installed ? `LD_PRELOAD=${path}` : undefined);
+    assert.equal(env.includes(`MALLOC_CONF=${JEMALLOC_CONF}`), installed);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("samples: the systemd unit reloads with SIGHUP, stops with SIGTERM and keeps V8's JIT possible", async () => {

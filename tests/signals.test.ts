@@ -3,7 +3,7 @@
 // on (and a broken certificate is refused without harm), SIGUSR1/SIGUSR2 log a status summary, SIGTERM flushes
 // and exits 0.
 import assert from "node:assert/strict";
-import { ALLOCATOR_ENV } from "../src/allocator.ts";
+import { ALLOCATOR_ENV, findJemalloc } from "../src/allocator.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
 import { ElectrumClient, freePort, startService } from "./launcher_harness.ts";
 import { makeCert } from "./tls_cert.ts";
@@ -46,6 +46,14 @@ Deno.test({
         const environ = await new Deno.Command("cat", { args: [`/proc/${server}/environ`] }).output();
         const env = new TextDecoder().decode(environ.stdout).split("\0");
         for (const [k, v] of Object.entries(ALLOCATOR_ENV)) assert.ok(env.includes(`${k}=${v}`), k);
+        // …and with jemalloc in place of glibc's malloc where it is installed: preloaded, and loaded.
+        const jemalloc = findJemalloc();
+        assert.equal(
+          env.find((e) => e.startsWith("LD_PRELOAD=")),
+          jemalloc === undefined ? undefined : `LD_PRELOAD=${jemalloc}`,
+        );
+        const maps = await new Deno.Command("cat", { args: [`/proc/${server}/maps`] }).output();
+        assert.equal(new TextDecoder().decode(maps.stdout).includes("libjemalloc"), jemalloc !== undefined);
         const before = await tls(one.cert);
         clients.push(before);
         assert.deepEqual(await before.call("server.version", ["old", "1.4"]), ["Coulomb 0.1.0", "1.4"]);

@@ -2,7 +2,7 @@
 // would see it. simnet and the indexer run as separate processes (as bitcoind and Coulomb would), so the
 // indexer's peak RSS and CPU time are its own; the split of its time comes from the `sync profile` line the
 // sync loop logs when it first catches up.
-import { ALLOCATOR_ENV } from "../../src/allocator.ts";
+import { allocatorEnv, describeAllocator } from "../../src/allocator.ts";
 import { type BenchChild, exitedError, spawnBenchChild } from "./child.ts";
 import { diskUsage, type ProcFigures, readProcFigures } from "./proc.ts";
 
@@ -66,6 +66,8 @@ export interface SyncBenchResult {
   simnetCpuSeconds: number;
   /** The database directory's size on disk after a clean shutdown. */
   dbBytes: number;
+  /** The indexer's malloc (src/allocator.ts). */
+  allocator: string;
   dbDir: string;
   cacheMb: number;
   profile: SyncProfile;
@@ -156,6 +158,11 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
     const caughtUp = Promise.withResolvers<{ height: number; at: number; figures?: ProcFigures }>();
     const profile = Promise.withResolvers<SyncProfile>();
     const started = performance.now();
+    // As `deno task start` runs it (see src/allocator.ts); the inherited environment and --env win.
+    const indexerAllocatorEnv = {
+      ...(opts.noAllocatorEnv ? {} : allocatorEnv({ ...Deno.env.toObject(), ...opts.env })),
+      ...opts.env,
+    };
     indexer = spawnBenchChild(
       ["run", "-A", ...(opts.denoFlags ?? []), opts.mainPath ?? `${repoRoot}main.ts`],
       {
@@ -168,9 +175,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
         DAEMON_POLL_MS: "1000",
         // Only the sync is measured: no listeners (they would also collide with other runs on the ports).
         SERVICES: "",
-        // As `deno task start` runs it (see src/allocator.ts).
-        ...(opts.noAllocatorEnv ? {} : ALLOCATOR_ENV),
-        ...opts.env,
+        ...indexerAllocatorEnv,
       },
       (line, child) => {
         const m = / caught up to height (\d+)/.exec(line);
@@ -229,6 +234,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       simnetCpuSeconds: Math.max(0, (simFigures?.cpuSeconds ?? 0) - simCpuAtReady),
       peakSample: peak,
       dbBytes,
+      allocator: describeAllocator({ ...Deno.env.toObject(), ...indexerAllocatorEnv }),
       dbDir,
       cacheMb: opts.cacheMb,
       profile: prof,
@@ -261,6 +267,7 @@ export function formatResult(r: SyncBenchResult): string {
       r.peakSample.at.toFixed(1)
     } s, after: ${r.peakSample.line.replace(/^\S+ \S+ /, "").slice(0, 90)}`,
     `DB size         ${mb(r.dbBytes)}`,
+    `allocator       ${r.allocator}`,
     `CPU             indexer ${r.indexerCpuSeconds.toFixed(1)} s, simnet ${r.simnetCpuSeconds.toFixed(1)} s`,
     `split           (sync loop, ${p.wall.toFixed(1)} s)`,
     `  fetch-wait    ${s(p.fetchWait)}${pct(p.fetchWait)}`,
