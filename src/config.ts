@@ -82,7 +82,7 @@ export interface Config {
   readonly requestSleepMs: number;
   readonly requestTimeoutS: number;
   readonly sessionTimeoutS: number;
-  /** Client sockets in a thread of their own (SOCKET_THREAD=on). */
+  /** Client sockets in a thread of their own (SOCKET_THREAD=on, or auto with two or more CPUs). */
   readonly socketThread: boolean;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */
   readonly bannerFile: string | undefined;
@@ -224,8 +224,8 @@ const VARS: readonly VarSpec[] = [
   {
     name: "SOCKET_THREAD",
     kind: "string",
-    def: "off",
-    help: "client sockets in a thread of their own: on or off",
+    def: "auto",
+    help: "client sockets in a thread of their own: on, off, or auto (on with two or more CPUs)",
   },
   {
     name: "BANNER_FILE",
@@ -293,12 +293,14 @@ interface Raw {
 }
 
 /**
- * Parses the environment and command-line flags (flags win) into a frozen Config. Pure: `env` is passed in.
+ * Parses the environment and command-line flags (flags win) into a frozen Config. Pure: `env` and the CPU
+ * count (for SOCKET_THREAD=auto) are passed in.
  * Returns `{help}` or `{version}` text when asked for; throws ConfigError naming the variable at fault.
  */
 export function loadConfig(
   env: Record<string, string | undefined>,
   argv: string[],
+  cpus: number = navigator.hardwareConcurrency,
 ): Config | { help: string } | { version: string } {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
@@ -334,10 +336,10 @@ export function loadConfig(
     // A boolean flag maps onto ElectrumX's "non-empty means on".
     raw.set(spec.name, { value: typeof v === "boolean" ? (v ? "1" : "") : v, source: `--${flag}` });
   }
-  return buildConfig(env, raw);
+  return buildConfig(env, raw, cpus);
 }
 
-function buildConfig(env: Record<string, string | undefined>, raw: Map<string, Raw>): Config {
+function buildConfig(env: Record<string, string | undefined>, raw: Map<string, Raw>, cpus: number): Config {
   for (const name of OBSOLETE) {
     if (env[name]) {
       throw new ConfigError(
@@ -450,7 +452,9 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
   }
 
   const peerDiscovery = oneOf(raw, "PEER_DISCOVERY", "on", ["on", "off", "self"] as const);
-  const socketThread = oneOf(raw, "SOCKET_THREAD", "off", ["on", "off"] as const) === "on";
+  const threadWord = oneOf(raw, "SOCKET_THREAD", "auto", ["on", "off", "auto"] as const);
+  // One CPU would only take turns between the two threads, paying for every crossing.
+  const socketThread = threadWord === "on" || (threadWord === "auto" && cpus >= 2);
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw

@@ -13,8 +13,8 @@ import { serverVersionString } from "../src/version.ts";
 
 const BASE = { DB_DIRECTORY: "/var/coulomb", DAEMON_URL: "http://rpc:secret@127.0.0.1:8332/" };
 
-function load(env: Record<string, string | undefined>, argv: string[] = []): Config {
-  const r = loadConfig(env, argv);
+function load(env: Record<string, string | undefined>, argv: string[] = [], cpus = 2): Config {
+  const r = loadConfig(env, argv, cpus);
   assert.ok(!("help" in r) && !("version" in r), "expected a Config");
   return r as Config;
 }
@@ -168,10 +168,14 @@ Deno.test("required variables and choices are checked", () => {
   rejects({ ...BASE, PEER_DISCOVERY: "maybe" }, "PEER_DISCOVERY", /on, off or self, got 'maybe'/);
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "SELF" }).peerDiscovery, "self");
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "" }).peerDiscovery, "off");
-  rejects({ ...BASE, SOCKET_THREAD: "auto" }, "SOCKET_THREAD", /on or off, got 'auto'/);
-  assert.equal(load(BASE).socketThread, false);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }).socketThread, true);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }).socketThread, false);
+  rejects({ ...BASE, SOCKET_THREAD: "yes" }, "SOCKET_THREAD", /on, off or auto, got 'yes'/);
+  // auto, the default: a thread only where there is a second CPU for it.
+  assert.equal(load(BASE, [], 2).socketThread, true);
+  assert.equal(load(BASE, [], 1).socketThread, false);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "AUTO" }, [], 8).socketThread, true);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }, [], 1).socketThread, true);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "off" }, [], 2).socketThread, false);
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }, [], 2).socketThread, false);
 });
 
 Deno.test("obsolete ElectrumX variables are refused, unsupported ones reported", () => {

@@ -26,14 +26,18 @@ import { ElectrumClient, freePort, LoggedProcess, startService, taskArgs } from 
 
 const REPO = new URL("../", import.meta.url).pathname;
 
-function config(env: Record<string, string>): Config {
+function config(env: Record<string, string>, cpus = 2): Config {
   // Discovery off unless a test turns it on: the peer grants have a test of their own.
-  const loaded = loadConfig({
-    DB_DIRECTORY: "/srv/db",
-    DAEMON_URL: "http://u:p@10.0.0.5:8332/",
-    PEER_DISCOVERY: "off",
-    ...env,
-  }, []);
+  const loaded = loadConfig(
+    {
+      DB_DIRECTORY: "/srv/db",
+      DAEMON_URL: "http://u:p@10.0.0.5:8332/",
+      PEER_DISCOVERY: "off",
+      ...env,
+    },
+    [],
+    cpus,
+  );
   assert.ok("coin" in loaded);
   return loaded;
 }
@@ -103,14 +107,15 @@ Deno.test("permissionFlags: network only to the daemons, listeners and metrics; 
   assert.ok(!f.has("--allow-run") && !f.has("-A"));
 });
 
-Deno.test("permissionFlags: the source directory is readable for the socket thread's Worker with SOCKET_THREAD=on", () => {
+Deno.test("permissionFlags: the source directory is readable for the socket thread's Worker when there is one", () => {
   const paths = { nodeModules: "/opt/coulomb/node_modules", code: "/opt/coulomb/src" };
-  const on = flagMap(permissionFlags(config({ SOCKET_THREAD: "on" }), paths)).get("--allow-read")!;
-  assert.ok(on.includes("/opt/coulomb/src"));
-  for (const env of [{ SOCKET_THREAD: "off" }, {}] as Record<string, string>[]) {
-    const read = flagMap(permissionFlags(config(env), paths)).get("--allow-read")!;
-    assert.ok(!read.includes("/opt/coulomb/src"), JSON.stringify(env));
-  }
+  const read = (env: Record<string, string>, cpus: number) =>
+    flagMap(permissionFlags(config(env, cpus), paths)).get("--allow-read")!;
+  // SOCKET_THREAD=on, or the default auto with a second CPU.
+  assert.ok(read({ SOCKET_THREAD: "on" }, 1).includes("/opt/coulomb/src"));
+  assert.ok(read({}, 2).includes("/opt/coulomb/src"));
+  assert.ok(!read({ SOCKET_THREAD: "off" }, 2).includes("/opt/coulomb/src"));
+  assert.ok(!read({}, 1).includes("/opt/coulomb/src"));
   // A compiled binary embeds the module: no source directory to grant.
   const compiled = flagMap(permissionFlags(config({ SOCKET_THREAD: "on" }), { nodeModules: "/n" })).get(
     "--allow-read",

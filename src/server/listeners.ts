@@ -4,12 +4,12 @@
 // side to be written. Reading pauses while the session has no room, so a client cannot make us buffer more than
 // MAX_RECV plus a few read chunks of its input. One timer drives idle and request timeouts for all sessions.
 //
-// The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, else on this one. The thread takes
-// socket reads and writes off the thread that owns LevelDB, but each request then crosses threads twice
-// (CPU and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator
-// (off → on): 1,000 × 1 p99 69–79 → 57–60 ms (76–101 → 52–87 in a slower hour, 59–72 → 55–61 at 3b474d6);
-// 16 × 1 loses 30–45%, to 20–28k req/s, around its 25k target, hence off by default (docs/operations.md,
-// "Threads").
+// The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, or auto (the default) with two or
+// more CPUs, else on this one. The thread takes socket reads and writes off the thread that owns LevelDB, so
+// the two cores share the work, but each request then crosses threads twice (CPU and two wake-ups). Measured
+// with `deno task bench query` on 2 cores shared with the load generator, jemalloc preloaded (off → on):
+// 1,000 × 1 p99 50.9–58.0 → 41.7–49.4 ms, 16 × 16 124–129k → 117–144k req/s, 16 × 1 41–45k → 26–29k
+// (docs/operations.md, "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
@@ -268,6 +268,11 @@ class ElectrumServer implements Server {
       port: reply.ports[i],
     }));
     this.#bound = true;
+    this.#log.info(
+      this.#link.thread
+        ? "client sockets are served by a thread of their own"
+        : "client sockets are served on the main thread",
+    );
     for (const a of this.addresses) {
       this.#log.info(`listening for Electrum ${a.protocol} connections on ${hostPort(a.host, a.port)}`);
     }
