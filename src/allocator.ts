@@ -11,9 +11,9 @@
 // jemalloc, where it is installed, replaces glibc's malloc altogether (LD_PRELOAD). Why: serving many busy
 // sessions, the Deno runtime allocates and frees small blocks for every socket read, write and buffer, and
 // glibc spent 13% of the main thread in _int_malloc, unlink_chunk and malloc_consolidate, the last in bursts
-// that stretched one event-loop turn in three by ~15 ms. `deno task bench query` with jemalloc: 16 × 16
-// +10–25% req/s, and with the socket thread 1,000 × 1 at p99 45 ms instead of 55–61 (README, "Serving
-// wallets"). The glibc settings stay in the environment: they are harmless under jemalloc and still apply if
+// that stretched one event-loop turn in three by ~15 ms. `deno task bench query` with the socket thread,
+// jemalloc against glibc: 16 × 16 117–143k against 91–100k req/s, 1,000 × 1 p99 39.9–49.4 against 49.1–52.3 ms
+// (README, "Serving wallets"). The glibc settings stay in the environment: they are harmless under jemalloc and still apply if
 // the preload is refused (a library of another architecture, for instance).
 
 /** Environment variables for glibc's malloc, applied unless the operator already set them. */
@@ -76,7 +76,7 @@ export function allocatorEnv(
   return out;
 }
 
-/** How the allocator in `env` reads in a report: "jemalloc (path)", "glibc", or the preloaded libraries. */
+/** How the allocator in `env` reads in a report: "jemalloc (path)", "glibc malloc", or what is preloaded. */
 export function describeAllocator(env: Readonly<Record<string, string>>): string {
   const preload = env.LD_PRELOAD ?? "";
   if (preload === "") return "glibc malloc";
