@@ -12,9 +12,9 @@
 // sessions, the Deno runtime allocates and frees small blocks for every socket read, write and buffer, and
 // glibc spent 13% of the main thread in _int_malloc, unlink_chunk and malloc_consolidate, the last in bursts
 // that stretched one event-loop turn in three by ~15 ms. `deno task bench query` with the socket thread,
-// jemalloc against glibc: 16 × 16 117–143k against 91–100k req/s, 1,000 × 1 p99 39.9–49.4 against 49.1–52.3 ms
-// (README, "Serving wallets"). The glibc settings stay in the environment: they are harmless under jemalloc and still apply if
-// the preload is refused (a library of another architecture, for instance).
+// jemalloc against glibc: 16 × 16 117–143k against 87–116k req/s, 1,000 × 1 p99 39.9–52.0 against
+// 49.1–59.9 ms (README, "Serving wallets"). The glibc settings stay in the environment: they are harmless
+// under jemalloc and still apply if the preload is refused (a library of another architecture, for instance).
 
 /** Environment variables for glibc's malloc, applied unless the operator already set them. */
 export const ALLOCATOR_ENV: Readonly<Record<string, string>> = {

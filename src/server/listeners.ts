@@ -8,7 +8,7 @@
 // more CPUs, else on this one. The thread takes socket reads and writes off the thread that owns LevelDB, so
 // the two cores share the work, but each request then crosses threads twice (CPU and two wake-ups). Measured
 // with `deno task bench query` on 2 cores shared with the load generator, jemalloc preloaded (off → on):
-// 1,000 × 1 p99 50.9–58.0 → 41.7–49.4 ms, 16 × 16 124–129k → 117–144k req/s, 16 × 1 41–45k → 26–29k
+// 1,000 × 1 p99 50.9–61.6 → 39.9–52.0 ms, 16 × 16 116–129k → 117–143k req/s, 16 × 1 37–45k → 25–29k
 // (docs/operations.md, "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
