@@ -209,6 +209,8 @@ interface ServerChild {
   syncSeconds?: number;
   /** Where the server said it serves the sockets ("a thread of their own" or "the main thread"). */
   sockets: string;
+  /** The malloc it was started with (describeAllocator). */
+  allocator: string;
 }
 
 function freePort(): number {
@@ -231,6 +233,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
   let syncing: number | undefined;
   let caughtUpAt: number | undefined;
   let sockets = "unknown";
+  const allocator = serverAllocatorEnv(o);
   const started = performance.now();
   const child = spawnBenchChild(
     [
@@ -252,7 +255,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       COST_SOFT_LIMIT: "0",
       COST_HARD_LIMIT: "0",
       LOG_LEVEL: "info",
-      ...serverAllocatorEnv(o),
+      ...allocator,
     },
     (line) => {
       if (/ height \d+\/\d+: /.test(line)) syncing ??= performance.now();
@@ -275,6 +278,8 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       ? (caughtUpAt - started) / 1000
       : undefined,
     sockets,
+    // The server inherits this process's environment, then gets `allocator` on top.
+    allocator: describeAllocator({ ...Deno.env.toObject(), ...allocator }),
   };
 }
 
@@ -783,7 +788,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
     // still be answering what the load generator left queued; the timing starts once it has gone quiet.
     if (big) await quiet(server.pid);
     const history = big ? await timeHistory(server.port, big.sh, 10) : undefined;
-    const sockets = server.sockets;
+    const { sockets, allocator } = server;
     await stop(server.child);
     server = undefined;
     let cpuinfo = "";
@@ -798,7 +803,7 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         cpus: navigator.hardwareConcurrency,
         model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown",
       },
-      server: { allocator: describeAllocator({ ...Deno.env.toObject(), ...serverAllocatorEnv(o) }), sockets },
+      server: { allocator, sockets },
       chain: {
         height: sim.height,
         txs: o.txs,
