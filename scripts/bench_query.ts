@@ -7,8 +7,7 @@ import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
 import { isUnspendable } from "../src/chain/script.ts";
-import { allocatorEnv, describeAllocator } from "../src/allocator.ts";
-import { type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
+import { benchAllocator, type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
 import { Prng } from "./simnet/prng.ts";
 import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
 import type { RunMessage, SetupMessage, WorkerReply } from "./bench_query_worker.ts";
@@ -220,20 +219,14 @@ function freePort(): number {
   return port;
 }
 
-/** The allocator environment `deno task start` would give the server (src/allocator.ts), then --server-env. */
-function serverAllocatorEnv(o: Options): Record<string, string> {
-  if (o.noAllocatorEnv) return { ...o.serverEnv };
-  // The server inherits this process's environment: an LD_PRELOAD there counts as the operator's choice.
-  return { ...allocatorEnv({ ...Deno.env.toObject(), ...o.serverEnv }), ...o.serverEnv };
-}
-
 async function startServer(o: Options, daemonUrl: string, dbDir: string): Promise<ServerChild> {
   const port = freePort();
   const ready = Promise.withResolvers<void>();
   let syncing: number | undefined;
   let caughtUpAt: number | undefined;
   let sockets = "unknown";
-  const allocator = serverAllocatorEnv(o);
+  // As `deno task start` would start it (src/allocator.ts), then --server-env.
+  const allocator = benchAllocator(o.serverEnv, !o.noAllocatorEnv);
   const started = performance.now();
   const child = spawnBenchChild(
     [
@@ -255,7 +248,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       COST_SOFT_LIMIT: "0",
       COST_HARD_LIMIT: "0",
       LOG_LEVEL: "info",
-      ...allocator,
+      ...allocator.env,
     },
     (line) => {
       if (/ height \d+\/\d+: /.test(line)) syncing ??= performance.now();
@@ -278,8 +271,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
       ? (caughtUpAt - started) / 1000
       : undefined,
     sockets,
-    // The server inherits this process's environment, then gets `allocator` on top.
-    allocator: describeAllocator({ ...Deno.env.toObject(), ...allocator }),
+    allocator: allocator.description,
   };
 }
 

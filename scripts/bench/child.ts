@@ -1,5 +1,6 @@
 // The benchmarks' child processes (simnet, the indexer, the server): started with piped output, their lines
 // handed over as they arrive and the last ones kept for error messages.
+import { allocatorEnv, describeAllocator } from "../../src/allocator.ts";
 import { forEachLine } from "./proc.ts";
 
 /** Lines of a child's output kept for error messages. */
@@ -49,4 +50,18 @@ export function exitedError(what: string, status: Deno.CommandStatus, lines: rea
   const tail = lines.slice(-15).map((l) => `  ${l}`).join("\n");
   const how = `code ${status.code}${status.signal ? `, ${status.signal}` : ""}`;
   return new Error(`${what} exited early (${how}); last lines:\n${tail}`);
+}
+
+/**
+ * The allocator environment `deno task start` gives Coulomb (src/allocator.ts) with `extra` on top (`extra`
+ * alone when `launcherSettings` is false), and how that allocator reads in a report. A child inherits this
+ * process's environment, so an LD_PRELOAD there counts as the operator's choice.
+ */
+export function benchAllocator(
+  extra: Readonly<Record<string, string>>,
+  launcherSettings: boolean,
+): { env: Record<string, string>; description: string } {
+  const inherited = Deno.env.toObject();
+  const env = { ...(launcherSettings ? allocatorEnv({ ...inherited, ...extra }) : {}), ...extra };
+  return { env, description: describeAllocator({ ...inherited, ...env }) };
 }

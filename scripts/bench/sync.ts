@@ -2,8 +2,7 @@
 // would see it. simnet and the indexer run as separate processes (as bitcoind and Coulomb would), so the
 // indexer's peak RSS and CPU time are its own; the split of its time comes from the `sync profile` line the
 // sync loop logs when it first catches up.
-import { allocatorEnv, describeAllocator } from "../../src/allocator.ts";
-import { type BenchChild, exitedError, spawnBenchChild } from "./child.ts";
+import { benchAllocator, type BenchChild, exitedError, spawnBenchChild } from "./child.ts";
 import { diskUsage, type ProcFigures, readProcFigures } from "./proc.ts";
 
 /** What to sync. */
@@ -159,10 +158,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
     const profile = Promise.withResolvers<SyncProfile>();
     const started = performance.now();
     // As `deno task start` runs it (see src/allocator.ts); the inherited environment and --env win.
-    const indexerAllocatorEnv = {
-      ...(opts.noAllocatorEnv ? {} : allocatorEnv({ ...Deno.env.toObject(), ...opts.env })),
-      ...opts.env,
-    };
+    const allocator = benchAllocator(opts.env ?? {}, !opts.noAllocatorEnv);
     indexer = spawnBenchChild(
       ["run", "-A", ...(opts.denoFlags ?? []), opts.mainPath ?? `${repoRoot}main.ts`],
       {
@@ -175,7 +171,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
         DAEMON_POLL_MS: "1000",
         // Only the sync is measured: no listeners (they would also collide with other runs on the ports).
         SERVICES: "",
-        ...indexerAllocatorEnv,
+        ...allocator.env,
       },
       (line, child) => {
         const m = / caught up to height (\d+)/.exec(line);
@@ -234,7 +230,7 @@ export async function runSyncBench(opts: SyncBenchOptions): Promise<SyncBenchRes
       simnetCpuSeconds: Math.max(0, (simFigures?.cpuSeconds ?? 0) - simCpuAtReady),
       peakSample: peak,
       dbBytes,
-      allocator: describeAllocator({ ...Deno.env.toObject(), ...indexerAllocatorEnv }),
+      allocator: allocator.description,
       dbDir,
       cacheMb: opts.cacheMb,
       profile: prof,
