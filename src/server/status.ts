@@ -122,7 +122,13 @@ export function statusOf(
   mempool: readonly MempoolItem[],
 ): string | null {
   if (confirmed.length === 0 && mempool.length === 0) return null;
-  return toHex(sha256(new TextEncoder().encode(statusString(confirmed, mempool))));
+  return digest(statusString(confirmed, mempool));
+}
+
+const ENCODER = new TextEncoder();
+
+function digest(text: string): string {
+  return toHex(sha256(ENCODER.encode(text)));
 }
 
 /**
@@ -143,7 +149,7 @@ export async function addressStatus(
   if (items === 0) return { status: null, hasMempool: false, items: 0, length: 0 };
   const text = statusString(confirmed, pool);
   return {
-    status: toHex(sha256(new TextEncoder().encode(text))),
+    status: digest(text),
     hasMempool: pool.length > 0,
     items,
     length: text.length,
