@@ -3,7 +3,7 @@
 // configuration that loads, and every variable is explained somewhere.
 import assert from "node:assert/strict";
 import { type Config, ENV_VARIABLES, helpText, loadConfig } from "../src/config.ts";
-import { ALLOCATOR_ENV, JEMALLOC_CONF, JEMALLOC_PATHS } from "../src/allocator.ts";
+import { ALLOCATOR_ENV, findJemalloc, JEMALLOC_CONF, JEMALLOC_PATHS } from "../src/allocator.ts";
 import { compileArgs, CONVENTIONAL_ENV, readEnvDir } from "../scripts/compile.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -151,11 +151,16 @@ Deno.test("samples: both services preload jemalloc, the run script only where it
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
     const env = new TextDecoder().decode(out.stdout).split("\n");
     assert.ok(env.includes("MALLOC_ARENA_MAX=2"), "the run script reached chpst");
-    const path = /^jemalloc=(\S+)$/m.exec(await Deno.readTextFile(`${ROOT}samples/runit/coulomb/run`))?.[1];
-    assert.ok(path !== undefined && JEMALLOC_PATHS.includes(path));
-    const installed = await Deno.stat(path).then((st) => st.isFile, () => false);
-    assert.equal(env.find((e) => e.startsWith("LD_PRELOAD=")), installed ? `LD_PRELOAD=${path}` : undefined);
-    assert.equal(env.includes(`MALLOC_CONF=${JEMALLOC_CONF}`), installed);
+    // The script looks where the launcher looks, in the same order, and picks what the launcher would.
+    const run = await Deno.readTextFile(`${ROOT}samples/runit/coulomb/run`);
+    const list = /^for jemalloc in ([^;]+); do$/m.exec(run.replace(/ \\\n\s*/g, " "))?.[1];
+    assert.deepEqual(list?.split(" "), [...JEMALLOC_PATHS]);
+    const path = findJemalloc();
+    assert.equal(
+      env.find((e) => e.startsWith("LD_PRELOAD=")),
+      path === undefined ? undefined : `LD_PRELOAD=${path}`,
+    );
+    assert.equal(env.includes(`MALLOC_CONF=${JEMALLOC_CONF}`), path !== undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
