@@ -146,6 +146,8 @@ class Call {
   startedAt = 0;
   done = false;
   closeAfter = false;
+  /** Waiting for version negotiation: not counted as running. */
+  parked = false;
 
   constructor(readonly req: Request, readonly slot: Slot, readonly index: number) {}
 }
@@ -469,6 +471,10 @@ export class Session implements SessionContext {
       if (this.#waitHead === this.#waiting.length) {
         this.#waiting.length = 0;
         this.#waitHead = 0;
+      } else if (this.#waitHead >= 1024) {
+        // A client that always keeps more calls waiting than may run would otherwise grow this without end.
+        this.#waiting = this.#waiting.slice(this.#waitHead);
+        this.#waitHead = 0;
       }
     } finally {
       this.#pumping = false;
@@ -525,7 +531,8 @@ export class Session implements SessionContext {
   #finish(call: Call, text: string | null): void {
     if (call.done) return;
     call.done = true;
-    this.#active--;
+    if (call.parked) call.parked = false;
+    else this.#active--;
     const slot = call.slot;
     if (call.closeAfter) slot.closeAfter = true;
     if (call.index < 0) {
@@ -546,7 +553,7 @@ export class Session implements SessionContext {
     if (req.method === "server.version") return this.#serverVersion(call);
     if (this.#versionState !== VersionState.Done) {
       if (this.#versionState === VersionState.Pending) {
-        return this.#versionDone!.then(() => this.#closed || this.#dropping ? null : this.#execute(call));
+        return this.#afterVersion(call, () => this.#execute(call));
       }
       if (this.#versionState === VersionState.Failed) return null;
       call.closeAfter = true;
@@ -599,6 +606,23 @@ export class Session implements SessionContext {
     return text;
   }
 
+  /**
+   * Runs `then` once version negotiation has settled. Meanwhile the call does not count as running: calls
+   * parked ahead of server.version (e.g. earlier in its batch) must not use up the concurrency that
+   * server.version itself needs to start.
+   */
+  #afterVersion(call: Call, then: () => string | null | Promise<string | null>): Promise<string | null> {
+    call.parked = true;
+    this.#active--;
+    this.#pump();
+    return this.#versionDone!.then(() => {
+      if (call.done) return null;
+      call.parked = false;
+      this.#active++;
+      return this.#closed || this.#dropping ? null : then();
+    });
+  }
+
   #error(id: RequestId, code: number, message: string): string | null {
     this.errors++;
     this.#charge(ERROR_COST, Date.now());
@@ -617,7 +641,7 @@ export class Session implements SessionContext {
     this.#charge(VERSION_COST, Date.now());
     if (this.#versionState === VersionState.Pending && req !== this.#versionRequest) {
       // A second server.version that overtook the first (e.g. in a batch): answer once that one is done.
-      return this.#versionDone!.then(() => this.#closed || this.#dropping ? null : this.#serverVersion(call));
+      return this.#afterVersion(call, () => this.#serverVersion(call));
     }
     if (this.#versionState === VersionState.Done || this.#versionState === VersionState.Failed) {
       return this.#error(id, BAD_REQUEST, "server.version already sent");

@@ -121,6 +121,14 @@ function makeSession(
         return wait(String(key)).promise;
       },
     }],
+    ["test.later", {
+      params: ["value"],
+      cost: 0,
+      handler: (_ctx, [value]) => {
+        started.push(String(value));
+        return Promise.resolve(value);
+      },
+    }],
     ["test.fail", {
       params: [],
       cost: 1,
@@ -273,6 +281,35 @@ Deno.test("requests arriving while server.version is in flight wait for it", asy
   ]);
   assert.deepEqual(await h.next(), ok(4, "new"));
   assert.ok(h.session.info().throttledRequests > 0);
+});
+
+Deno.test("requests ahead of server.version in its batch do not use up the concurrency it needs", async () => {
+  // INITIAL_CONCURRENT=2: before the fix, two parked pings held both places and server.version never started.
+  const h = makeSession({ INITIAL_CONCURRENT: "2" });
+  h.send([
+    req(1, "server.ping"),
+    req(2, "server.ping"),
+    req(3, "server.ping"),
+    req(4, "server.version", ["c", "1.6"]),
+  ]);
+  assert.deepEqual(await h.next(), [ok(1, null), ok(2, null), ok(3, null), ok(4, ["Coulomb 0.1.0", "1.6"])]);
+  h.send(req(5, "test.echo", ["after"]));
+  assert.deepEqual(await h.next(), ok(5, ["after", null]));
+  assert.equal(h.session.info().requests, 5);
+});
+
+Deno.test("a backlog of thousands of waiting calls starts them in order and answers every one", async () => {
+  // More calls wait than may run (INITIAL_CONCURRENT 10) for thousands of starts: the waiting queue is
+  // compacted as it goes rather than growing by one entry per call.
+  const h = await negotiated({ COST_SOFT_LIMIT: "0", COST_HARD_LIMIT: "0" });
+  const batches = [0, 1, 2].map((b) =>
+    Array.from({ length: 900 }, (_, i) => req(b * 900 + i, "test.later", [b * 900 + i]))
+  );
+  for (const batch of batches) h.send(batch);
+  for (const batch of batches) {
+    assert.deepEqual(await h.next(), batch.map((r) => ok(r.id, r.id)));
+  }
+  assert.deepEqual(h.started, Array.from({ length: 2700 }, (_, i) => String(i)));
 });
 
 Deno.test("methods are gated by the negotiated version: unknown method -32601", async () => {
