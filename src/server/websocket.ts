@@ -38,6 +38,7 @@ const OP_PING = 9;
 const OP_PONG = 10;
 
 const HEADER_END = new Uint8Array([13, 10, 13, 10]);
+const EMPTY = new Uint8Array(0);
 const LATIN1 = new TextDecoder("latin1");
 const ENCODER = new TextEncoder();
 
@@ -59,9 +60,10 @@ export class WsFramer {
   #maskPos = 0;
   #remaining = 0;
 
-  // Current message (may span fragments).
+  // Current message (may span fragments), unmasked into one buffer that grows by doubling: a message sent as
+  // a million one-byte fragments must cost its bytes, not a million allocations.
   #msgActive = false;
-  #msgParts: Uint8Array[] = [];
+  #msgBuf = EMPTY;
   #msgBytes = 0;
   #msgSkipping = false;
 
@@ -96,16 +98,25 @@ export class WsFramer {
         this.#msgBytes += take;
       } else if (this.#msgBytes + take > this.maxMessage) {
         this.#msgSkipping = true;
-        this.#msgParts = [];
+        this.#msgBuf = EMPTY;
         this.#msgBytes += take;
       } else {
-        const copy = new Uint8Array(take);
-        this.#unmaskInto(part, copy, 0);
-        this.#msgParts.push(copy);
-        this.#msgBytes += take;
+        // Room for the rest of this frame too (up to the limit), so that a whole frame takes one allocation.
+        const upTo = this.#msgBytes + take;
+        this.#reserve(upTo + Math.min(this.#remaining, this.maxMessage - upTo));
+        this.#unmaskInto(part, this.#msgBuf, this.#msgBytes);
+        this.#msgBytes = upTo;
       }
       if (this.#remaining === 0) this.#endFrame(sink);
     }
+  }
+
+  #reserve(bytes: number): void {
+    const buf = this.#msgBuf;
+    if (bytes <= buf.length) return;
+    const grown = new Uint8Array(Math.max(bytes, Math.min(this.maxMessage, buf.length * 2)));
+    grown.set(buf.subarray(0, this.#msgBytes));
+    this.#msgBuf = grown;
   }
 
   /** Returns where frames start in `chunk`, or -1 when the handshake is incomplete or refused. */
@@ -183,7 +194,7 @@ export class WsFramer {
     } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
       if (this.#msgActive) return this.#fail(sink, "new message inside a fragmented one", chunk.length);
       this.#msgActive = true;
-      this.#msgParts = [];
+      this.#msgBuf = EMPTY;
       this.#msgBytes = 0;
       this.#msgSkipping = false;
     } else {
@@ -233,18 +244,10 @@ export class WsFramer {
     this.#msgActive = false;
     if (this.#msgSkipping) {
       sink.oversize(this.#msgBytes);
-    } else if (this.#msgParts.length === 1) {
-      sink.message(this.#msgParts[0]);
     } else {
-      const all = new Uint8Array(this.#msgBytes);
-      let off = 0;
-      for (const p of this.#msgParts) {
-        all.set(p, off);
-        off += p.length;
-      }
-      sink.message(all);
+      sink.message(this.#msgBuf.subarray(0, this.#msgBytes));
     }
-    this.#msgParts = [];
+    this.#msgBuf = EMPTY;
     this.#msgBytes = 0;
   }
 

@@ -135,6 +135,22 @@ Deno.test("WsFramer: messages over the limit are skipped without buffering, and 
   assert.deepEqual(events.slice(1), [1600, "after"]);
 });
 
+Deno.test("WsFramer: a message in 100,000 one-byte fragments arrives whole; the limit counts all of them", () => {
+  const text = Array.from({ length: 100_000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("");
+  const frames = [clientFrame(1, text[0], false)];
+  for (let i = 1; i < text.length; i++) frames.push(clientFrame(0, text[i], i === text.length - 1));
+  const stream = concat(enc.encode(UPGRADE), ...frames, clientFrame(1, "next"));
+  for (const chunk of [stream.length, 4096, 7]) {
+    assert.deepEqual(
+      feed(new WsFramer(100_000), stream, chunk).slice(1),
+      [text, "next"],
+      `chunks of ${chunk}`,
+    );
+  }
+  // One byte over the limit, spread over fragments: skipped, reported with its full length.
+  assert.deepEqual(feed(new WsFramer(99_999), stream, 4096).slice(1), [100_000, "next"]);
+});
+
 Deno.test("WsFramer: close is echoed; protocol violations close with 1002", () => {
   const close = feed(
     new WsFramer(100),
