@@ -170,6 +170,13 @@ export async function startServing(
     historyLimit: historyLimit(config.maxSend),
     log,
   });
+  // Each flush takes what it confirmed out of the mempool in the same step (Mempool.confirmed), so no answer
+  // counts a transaction as both; the hashXs that changed go out with that tip's notifications.
+  let confirmedTouched: Uint8Array[] = [];
+  store.onAppend((txids) => {
+    const touched = mempool.confirmed(txids);
+    if (touched.length > 0) confirmedTouched = confirmedTouched.concat(touched);
+  });
   const follower = new MempoolFollower(mempool, {
     pollMs: config.daemonPollMs,
     log: getLog("mempool"),
@@ -224,15 +231,17 @@ export async function startServing(
   if (tipHeader) notifier.onNewTip(store.state.height, tipHeader);
   // What the catch-up touched concerns no subscriber (there were none); only later tips matter.
   processor.takeTouched();
+  confirmedTouched = [];
   // Peers check us back at the addresses we announce, so discovery starts once we listen.
   peers.start();
 
-  // Notifications for one tip go out in order: the header first, then the mempool refresh that drops the
-  // transactions the block confirmed, then the statuses of everything the block touched.
+  // Notifications for one tip go out in order: the header first, then a mempool refresh (children of what
+  // the block confirmed may now resolve, conflicts leave), then the statuses of everything the block touched.
   let chain = Promise.resolve();
   let stopping = false;
   const onTip = (height: number) => {
-    const touched = processor.takeTouched();
+    const touched = processor.takeTouched().concat(confirmedTouched);
+    confirmedTouched = [];
     if (stopping) return;
     chain = chain.then(async () => {
       if (stopping) return;

@@ -241,6 +241,7 @@ export class Store {
   );
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
+  private readonly appendListeners: ((txids: Uint8Array) => void)[] = [];
   private readonly scans: ScanPool;
   private closed = false;
 
@@ -268,6 +269,15 @@ export class Store {
    */
   followCache(cache: HashXCache<unknown>): void {
     this.followers.push(cache);
+  }
+
+  /**
+   * Calls `fn` with the txids (32 bytes each, internal order) of every flush's new transactions, in the same
+   * synchronous step that makes the flush visible to readers, so that state kept beside the database (the
+   * mempool) changes with it. `fn` must not throw: the flush has already been committed.
+   */
+  onAppend(fn: (txids: Uint8Array) => void): void {
+    this.appendListeners.push(fn);
   }
 
   /**
@@ -868,6 +878,7 @@ export class Store {
       this.blockHashCache.carry(s, update.state);
       // A flush appends transactions; those already found stay where they are (txids repeat only before BIP34).
       this.txLocationCache.carry(s, update.state, new Uint8Array(0));
+      for (const fn of this.appendListeners) fn(update.txids);
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
     // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it

@@ -48,7 +48,7 @@ export interface MempoolDaemon {
 /** The database reads the mempool needs (src/db's Store provides them). */
 export interface MempoolStore {
   /** Replaced by a new object on every flush or backup, which is how the mempool notices them. */
-  readonly state: { readonly height: number };
+  readonly state: { readonly height: number; readonly tipHash: Uint8Array };
   lookupUtxo(txid: Uint8Array, vout: number): Promise<{ hashX: Uint8Array; value: number } | undefined>;
 }
 
@@ -132,6 +132,9 @@ interface Candidate {
   ok: boolean;
 }
 
+/** removeEntry's generation when every remaining entry stays (a confirmation, not a refresh). */
+const ANY_GENERATION = -1;
+
 function outpointKey(hex: string, vout: number): string {
   return `${hex}:${vout}`;
 }
@@ -160,6 +163,10 @@ export class Mempool {
   private readonly pending = new Map<string, Pending>();
   /** Txids whose raw bytes did not decode: not fetched again while bitcoind lists them. */
   private readonly undecodable = new Map<string, number>();
+  /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
+  behindTip = 0;
+  /** Txids confirmed (see confirmed()) since the running refresh listed the mempool: it must not add them. */
+  private confirmedSinceList = new Set<string>();
   private generation = 0;
   private totalVsize = 0;
   private lastTriedState: unknown = undefined;
@@ -198,13 +205,38 @@ export class Mempool {
   /**
    * One poll: getrawmempool, fetch the new transactions in batches (a -5 means one left meanwhile and is
    * ignored), resolve their prevouts, drop the ones that left. A transaction whose prevouts are unknown waits
-   * for a later refresh. Returns each hashX whose mempool state changed, once. Concurrent calls run one after
-   * another. Call it again after every new block: confirmed transactions leave and children may go -1 → 0.
+   * for a later refresh. Does nothing while bitcoind's tip is not the database's (behindTip counts those).
+   * Returns each hashX whose mempool state changed, once. Concurrent calls run one after another. Call it
+   * again after every new block (with confirmed() at the flush): children of confirmed transactions may
+   * resolve, conflicts leave.
    */
   refresh(): Promise<Uint8Array[]> {
     const run = this.queue.then(() => this.refreshOnce());
     this.queue = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Drops the transactions a flush has just confirmed (32-byte txids, internal order) at once, with the flush,
+   * rather than at the next refresh: in between, get_balance would count them as confirmed and unconfirmed,
+   * get_mempool would list them, and their children would keep height -1. Returns each hashX whose mempool
+   * state changed (children's included), once. Never throws (the store calls it inside a flush).
+   */
+  confirmed(txids: Uint8Array): Uint8Array[] {
+    const touched = new Map<string, Uint8Array>();
+    let removed = 0;
+    for (let i = 0; i + 32 <= txids.length; i += 32) {
+      const hex = toHexReversed(txids.subarray(i, i + 32));
+      // A refresh under way may have listed it before the block and be about to add it.
+      this.confirmedSinceList.add(hex);
+      this.pending.delete(hex);
+      const e = this.txs.get(hex);
+      if (e === undefined) continue;
+      this.removeEntry(e, ANY_GENERATION, touched);
+      removed++;
+    }
+    if (removed > 0) this.histogramDirty = true;
+    return [...touched.values()];
   }
 
   /** Mempool transactions touching hashX: height 0 before -1, then by display-order txid (protocol 1.6). */
@@ -266,11 +298,24 @@ export class Mempool {
   // ---- refresh ------------------------------------------------------------------------------------------
 
   private async refreshOnce(): Promise<Uint8Array[]> {
+    // The list must belong to the block the database is at. Taken while bitcoind is at a block we have not
+    // flushed yet, it lacks that block's transactions, which the database does not hold either: for a
+    // moment they would be nowhere (a payment vanishing from the wallet); taken across a block it could add
+    // back what we have confirmed. So it counts only when bitcoind's tip before and after it is our tip;
+    // otherwise the refresh after our next flush takes it (ElectrumX waits for the same).
+    const before = await this.daemon.call<unknown>("getbestblockhash");
     const list = await this.daemon.call<unknown>("getrawmempool", [false]);
+    const after = await this.daemon.call<unknown>("getbestblockhash");
+    const ours = toHexReversed(this.store.state.tipHash);
+    if (before !== ours || after !== ours) {
+      this.behindTip++;
+      return [];
+    }
     if (!Array.isArray(list)) {
       throw new MempoolError("bad-reply", `getrawmempool returned ${typeof list}, not a list of txids`);
     }
     const gen = ++this.generation;
+    this.confirmedSinceList = new Set();
     const fresh: string[] = [];
     let known = 0;
     for (const item of list) {
@@ -314,9 +359,15 @@ export class Mempool {
 
     // Everything below is synchronous: readers see the mempool before or after this refresh, never between.
     const touched = new Map<string, Uint8Array>();
-    for (const e of removed) this.removeEntry(e, gen, touched);
+    // A flush during this refresh may have confirmed some already (confirmed()).
+    for (const e of removed) if (this.txs.get(e.hex) === e) this.removeEntry(e, gen, touched);
     let added = 0;
     for (const c of order) {
+      if (this.confirmedSinceList.has(c.hex)) {
+        // Its children failed against it here but would resolve against its confirmed outputs: retry them.
+        this.lastTriedState = undefined;
+        continue;
+      }
       if (!c.ok) {
         if (!this.pending.has(c.hex)) this.pending.set(c.hex, { tx: c.tx, seen: gen });
         continue;
@@ -591,7 +642,9 @@ export class Mempool {
     }
     // Children that stay lose an unconfirmed parent (it was confirmed): their height may go -1 → 0.
     this.forEachChild(e, (child) => {
-      if (child.seen === gen && --child.parentInputs === 0) this.touch(child, touched);
+      if ((gen === ANY_GENERATION || child.seen === gen) && --child.parentInputs === 0) {
+        this.touch(child, touched);
+      }
     });
   }
 

@@ -3,8 +3,10 @@
 // codes and messages follow ElectrumX (protocol.md §5/§6) so that wallets see what they are used to.
 //
 // Consistency: each answer reads the database in one gated read (a flush cannot land in the middle of it)
-// and the mempool synchronously right after, so it reflects one moment. Between a flush and the next mempool
-// refresh a just-confirmed transaction can be in both; the scripthash methods count it once (confirmed).
+// and the mempool synchronously right after, so it reflects one moment. A flush takes the transactions it
+// confirms out of the mempool in the same step (Mempool.confirmed, wired in main.ts); history, statuses and
+// listunspent also count a transaction found in both once (confirmed), for a mempool not wired that way.
+// After a reorg, the transactions of the blocks taken back are in neither until the next mempool refresh.
 import { fromHex, isHex, reversedHashesHex, toHex, toHexReversed } from "../chain/hex.ts";
 import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";

@@ -319,6 +319,29 @@ Deno.test("history honours fromHeight, toHeight and limit", async () => {
   });
 });
 
+Deno.test("onAppend gets each flush's txids in chain order, when readers already see the flush", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(17, 4, 8);
+    chain.extend(12);
+    const store = await Store.open(dir, REGTEST, { log: capture() });
+    const p = processor(store);
+    const seen: { height: number; txids: string[] }[] = [];
+    store.onAppend((txids) => {
+      const ids: string[] = [];
+      for (let i = 0; i < txids.length; i += 32) ids.push(toHex(txids.subarray(i, i + 32)));
+      seen.push({ height: store.state.height, txids: ids });
+    });
+    p.advance(chain.blocks.slice(0, 5).map(raw));
+    await p.flush();
+    p.advance(chain.blocks.slice(5).map(raw));
+    await p.flush();
+    const ids = (from: number, to: number) =>
+      chain.blocks.slice(from, to).flatMap((b) => b.txs.map((t) => toHex(t.txid)));
+    assert.deepEqual(seen, [{ height: 4, txids: ids(0, 5) }, { height: 11, txids: ids(5, 12) }]);
+    await store.close();
+  });
+});
+
 Deno.test("reads issued while a flush commits see the old state or the new one, never a mix", async () => {
   await withDir(async (dir) => {
     const chain = SynthChain.create(14, 6, 12);

@@ -168,9 +168,39 @@ Deno.test("a third-party Electrum client library uses the server as a wallet wou
       assert.deepEqual(await client.blockchainScripthash_getBalance(sh), model.balance(sh));
       assert.equal(await client.blockchainTransaction_get(txid), hex(raw));
 
-      // Mined: a new header, and both statuses change again (the tx now has a height).
+      // Mined: a new header, and both statuses change again (the tx now has a height). Meanwhile the wallet
+      // keeps asking, and bitcoind answers slowly for a while so that it and Coulomb's database disagree for
+      // longer: every answer is the state before the block or the state after it, never the payment counted
+      // twice or not at all.
+      sim.server.faults.delayMs = 200;
       node.mine(1);
       model = ElectrumModel.of(node);
+      let confirmedSeen = false;
+      const confirmed = events.next(statusOf(payeeSh), "the payee's confirmed status").then(() =>
+        confirmedSeen = true
+      );
+      let asked = 0;
+      while (!confirmedSeen) {
+        const [balance, pool] = await Promise.all([
+          client.blockchainScripthash_getBalance(payeeSh),
+          client.blockchainScripthash_getMempool(payeeSh),
+        ]);
+        asked++;
+        assert.ok(
+          [
+            JSON.stringify({ confirmed: 0, unconfirmed: 1_000_000 }),
+            JSON.stringify({ confirmed: 1_000_000, unconfirmed: 0 }),
+          ]
+            .includes(JSON.stringify(balance)),
+          `balance ${JSON.stringify(balance)} after ${asked} requests`,
+        );
+        assert.ok(pool.length <= 1 && pool.every((e) => e.tx_hash === txid && e.height === 0));
+      }
+      await confirmed;
+      sim.server.faults.delayMs = 0;
+      assert.ok(asked > 1);
+      assert.deepEqual(await client.blockchainScripthash_getBalance(payeeSh), model.balance(payeeSh));
+      assert.deepEqual(await client.blockchainScripthash_getMempool(payeeSh), []);
       const newTip = { height: node.height, hex: hex(node.blockInfo(node.tipHash)!.header) };
       const heads = await events.next(
         (m, p) =>

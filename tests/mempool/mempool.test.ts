@@ -23,6 +23,9 @@ function script(n: number): Uint8Array {
   return s;
 }
 
+/** The hash (internal order) of the fake chain's block at a height. */
+const blockHash = (height: number) => sha(`block ${height}`);
+
 /** A confirmed coin's txid (internal order) for a label. */
 const coinTxid = (label: string) => sha(`coin ${label}`);
 
@@ -51,7 +54,7 @@ function makeTx(
 }
 
 class FakeStore implements MempoolStore {
-  state = { height: 100 };
+  state = { height: 100, tipHash: blockHash(100) };
   lookups = 0;
   private coins = new Map<string, { hashX: Uint8Array; value: number }>();
 
@@ -61,7 +64,7 @@ class FakeStore implements MempoolStore {
       this.coins.set(`${hex(txid)}:${vout}`, { hashX: hashXOf(s), value });
     }
     for (const [txid, vout] of remove) this.coins.delete(`${hex(txid)}:${vout}`);
-    this.state = { height: this.state.height + 1 };
+    this.state = { height: this.state.height + 1, tipHash: blockHash(this.state.height + 1) };
   }
 
   lookupUtxo(txid: Uint8Array, vout: number) {
@@ -93,7 +96,17 @@ class FakeDaemon {
     for (const t of txs) this.pool.delete(t.id);
   }
 
+  /** bitcoind's tip, display hex (setup makes it follow the store's: the database is in sync). */
+  bestHash: () => string = () => "";
+  /** getbestblockhash calls (not in `calls`). */
+  tipCalls = 0;
+
   async call<T>(method: string, _params: unknown[] = []): Promise<T> {
+    if (method === "getbestblockhash") {
+      this.tipCalls++;
+      await Promise.resolve();
+      return this.bestHash() as T;
+    }
     this.calls.push(method);
     assert.equal(method, "getrawmempool");
     this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
@@ -135,6 +148,7 @@ function captureLog(lines: string[] = []): Log {
 function setup(opts: { batchSize?: number; histogramRefreshMs?: number; now?: () => number } = {}) {
   const daemon = new FakeDaemon();
   const store = new FakeStore();
+  daemon.bestHash = () => hex(reversed(store.state.tipHash));
   const lines: string[] = [];
   const mempool = new Mempool({
     daemon,
@@ -246,6 +260,115 @@ Deno.test("a parent confirming flips its child to 0; coming back in a reorg flip
   assert.deepEqual(history(mempool, C), [`${c.id}:-1:1000`]);
   assert.deepEqual(history(mempool, B), [`${p.id}:0:1000`, `${c.id}:-1:1000`].sort(byHeightThenId));
   assert.equal(mempool.balanceDelta(hashXOf(B)), 0);
+});
+
+const packed = (...txids: Uint8Array[]) => {
+  const out = new Uint8Array(32 * txids.length);
+  txids.forEach((t, i) => out.set(t, 32 * i));
+  return out;
+};
+
+Deno.test("confirmed(): a flush's transactions leave at once, children flip to 0, the next refresh agrees", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3);
+  const coin = coinTxid("conf");
+  store.flush([[coin, 0, A, 20_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  const c = makeTx([[p.txid, 0]], [[C, 18_000]]);
+  daemon.add(p, c);
+  await mempool.refresh();
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 0);
+
+  // The block with p is flushed; bitcoind has not been asked again yet.
+  store.flush([[p.txid, 0, B, 19_000]], [[coin, 0]]);
+  const touched = mempool.confirmed(packed(coinTxid("unrelated"), p.txid));
+  assert.deepEqual(keys(touched), hxs(A, B, C));
+  assert.ok(!mempool.has(p.txid) && mempool.has(c.txid));
+  assert.equal(mempool.size, 1);
+  assert.equal(mempool.vsizeTotal, c.vsize);
+  assert.deepEqual(history(mempool, C), [`${c.id}:0:1000`]);
+  assert.deepEqual(history(mempool, B), [`${c.id}:0:1000`]);
+  assert.equal(mempool.balanceDelta(hashXOf(A)), 0, "A's spend is confirmed now, not unconfirmed");
+  assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000, "c spends a confirmed coin of B");
+  assert.ok(!mempool.isSpent(coin, 0) && mempool.isSpent(p.txid, 0));
+
+  daemon.drop(p);
+  assert.deepEqual(await mempool.refresh(), [], "the refresh finds nothing left to change");
+  assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000);
+  assert.deepEqual(mempool.confirmed(packed(p.txid)), [], "confirming it again changes nothing");
+});
+
+Deno.test("confirmed() during a refresh: nothing removed twice, and nothing confirmed added back", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3), D = script(4);
+  const coin = coinTxid("race1"), coin2 = coinTxid("race2"), coin3 = coinTxid("race3");
+  const coin4 = coinTxid("race4");
+  store.flush([[coin, 0, A, 20_000], [coin2, 0, D, 7_000], [coin3, 0, D, 3_000], [coin4, 0, D, 4_000]]);
+  const old = makeTx([[coin2, 0]], [[D, 6_000]]);
+  const stays = makeTx([[coin4, 0]], [[D, 3_900]]);
+  daemon.add(old, stays);
+  await mempool.refresh();
+  assert.equal(mempool.balanceDelta(hashXOf(D)), -1_100);
+
+  // bitcoind's list is taken before the block (old gone from it, p and its child c new); while their bytes
+  // are fetched, the block confirming old and p is flushed.
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  const c = makeTx([[p.txid, 0]], [[C, 18_000]]);
+  const later = makeTx([[coin3, 0]], [[D, 2_500]]);
+  daemon.drop(old);
+  daemon.add(p, c, later);
+  daemon.beforeFetch = () => {
+    daemon.beforeFetch = undefined;
+    store.flush([[old.txid, 0, D, 6_000], [p.txid, 0, B, 19_000]], [[coin2, 0], [coin, 0]]);
+    mempool.confirmed(packed(old.txid, p.txid));
+  };
+  await mempool.refresh();
+  assert.ok(!mempool.has(old.txid) && !mempool.has(p.txid), "neither is in the mempool");
+  assert.equal(mempool.balanceDelta(hashXOf(D)), -600, "old's delta was taken out once; later's counts");
+  assert.equal(mempool.history(hashXOf(B)).length, 0, "c waits: its parent failed against the new state");
+  daemon.drop(p);
+  await mempool.refresh();
+  assert.deepEqual(history(mempool, C), [`${c.id}:0:1000`], "c resolves against the confirmed p");
+  assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000);
+});
+
+Deno.test("a list taken while bitcoind's tip is not the database's is not applied", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2);
+  const coin = coinTxid("tip");
+  store.flush([[coin, 0, A, 20_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  daemon.add(p);
+  await mempool.refresh();
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 19_000);
+
+  // bitcoind mines p before we have the block: its list no longer has p, and neither does our database.
+  daemon.drop(p);
+  const mined = hex(reversed(blockHash(store.state.height + 1)));
+  daemon.bestHash = () => mined;
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.ok(mempool.has(p.txid), "p stays unconfirmed until we have its block");
+  assert.equal(mempool.balanceDelta(hashXOf(B)), 19_000);
+  assert.equal(mempool.behindTip, 1);
+
+  // A list taken across a block (tip before it differs from the tip after it) is not applied either.
+  let n = 0;
+  const ours = hex(reversed(store.state.tipHash));
+  daemon.bestHash = () => n++ === 0 ? ours : mined;
+  assert.deepEqual(await mempool.refresh(), []);
+  assert.ok(mempool.has(p.txid));
+  assert.equal(mempool.behindTip, 2);
+
+  // Our flush of the block confirms p; bitcoind's tip is ours again and its list applies.
+  store.flush([[p.txid, 0, B, 19_000]], [[coin, 0]]);
+  mempool.confirmed(packed(p.txid));
+  daemon.bestHash = () => hex(reversed(store.state.tipHash));
+  assert.equal(mempool.size, 0);
+  const q = makeTx([[p.txid, 0]], [[A, 18_000]]);
+  daemon.add(q);
+  assert.deepEqual(keys(await mempool.refresh()), hxs(A, B));
+  assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000);
+  assert.equal(mempool.behindTip, 2);
 });
 
 Deno.test("nothing changed: one getrawmempool, no fetch, no database read, nothing touched", async () => {
