@@ -44,6 +44,9 @@ interface Conn {
   opened: boolean;
   closeSent: boolean;
   pendingWrites: number;
+  /** WebSocket only: a pong is being written; `pongNext` answers the latest ping that came meanwhile. */
+  pongBusy: boolean;
+  pongNext: Uint8Array | undefined;
   closing: boolean;
   /** Why we are closing it, reported with CLOSED. */
   reason: string | undefined;
@@ -230,6 +233,8 @@ export class SocketSide {
       opened: false,
       closeSent: false,
       pendingWrites: 0,
+      pongBusy: false,
+      pongNext: undefined,
       closing: false,
       reason: undefined,
       gone: false,
@@ -291,15 +296,30 @@ export class SocketSide {
       message: line,
       oversize,
       control: (frame) => {
-        this.#write(c, frame, (err) => {
-          if (err) this.#closeConn(c, "write failed");
-        });
+        // A peer that pings without reading must not make us queue pongs without end: one pong at a time,
+        // and of the pings that arrive meanwhile only the latest is answered (RFC 6455 §5.5.3 allows it).
+        if (c.pongBusy) c.pongNext = frame;
+        else this.#pong(c, frame);
       },
       close: (frame, reason) => {
         c.closeSent = true;
         this.#write(c, frame, () => this.#closeConn(c, reason));
       },
     };
+  }
+
+  #pong(c: Conn, frame: Uint8Array): void {
+    c.pongBusy = true;
+    this.#write(c, frame, (err) => {
+      c.pongBusy = false;
+      if (err) {
+        this.#closeConn(c, "write failed");
+        return;
+      }
+      const next = c.pongNext;
+      c.pongNext = undefined;
+      if (next !== undefined) this.#pong(c, next);
+    });
   }
 
   #write(c: Conn, bytes: Uint8Array, done: (err: Error | null | undefined) => void): void {

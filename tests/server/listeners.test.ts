@@ -609,6 +609,87 @@ testBothModes("wss: WebSocket over TLS, with a plain HTTP request refused", asyn
   }
 });
 
+testBothModes(
+  "ws: a peer that pings without reading gets pongs one at a time, for its latest ping",
+  async () => {
+    await using f = await start({}, [
+      { protocol: "tcp", host: "127.0.0.1", port: 0 },
+      { protocol: "ws", host: "127.0.0.1", port: 0 },
+    ]);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
+    const mask = [9, 8, 7, 6];
+    const frame = (opcode: number, payload: Uint8Array) => {
+      const out = new Uint8Array(6 + payload.length);
+      out[0] = 0x80 | opcode;
+      out[1] = 0x80 | payload.length;
+      out.set(mask, 2);
+      for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i] ^ mask[i & 3];
+      return out;
+    };
+    await conn.write(enc.encode(
+      "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    // 300,000 numbered pings of 125 bytes, none of their pongs read: 38 MB owed, more than loopback buffers hold.
+    const PINGS = 300_000;
+    const payload = new Uint8Array(125);
+    const batch = new Uint8Array(1000 * 131);
+    for (let sent = 0; sent < PINGS; sent += 1000) {
+      for (let i = 0; i < 1000; i++) {
+        new DataView(payload.buffer).setUint32(0, sent + i);
+        batch.set(frame(9, payload), i * 131);
+      }
+      for (let off = 0; off < batch.length;) off += await conn.write(batch.subarray(off));
+    }
+    const request = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.version", params: ["p", "1.6"] });
+    await conn.write(frame(1, enc.encode(request)));
+    // Now read: the 101 response, then pongs and the reply, until both the reply and the pong for the last
+    // ping have come (either may come first). Server frames are short here (length < 126).
+    const reader = new ByteReader(conn);
+    const headEnd = () => new TextDecoder().decode(reader.peek()).indexOf("\r\n\r\n");
+    while (headEnd() < 0) await reader.fill();
+    reader.skip(headEnd() + 4);
+    let pongs = 0, lastPong = -1, reply = "";
+    while (reply === "" || lastPong !== PINGS - 1) {
+      while (reader.peek().length < 2 || reader.peek().length < 2 + reader.peek()[1]) await reader.fill();
+      const bytes = reader.peek();
+      const body = bytes.slice(2, 2 + bytes[1]);
+      reader.skip(2 + bytes[1]);
+      if (bytes[0] === 0x8a) {
+        pongs++;
+        lastPong = new DataView(body.buffer).getUint32(0);
+      } else if (bytes[0] === 0x81) {
+        reply = new TextDecoder().decode(body);
+      }
+    }
+    assert.equal(reply, '{"jsonrpc":"2.0","result":["Coulomb 0.1.0","1.6"],"id":1}');
+    assert.ok(pongs > 0 && pongs < PINGS, `${pongs} pongs for ${PINGS} pings`);
+    conn.close();
+    await assertHealthy(f.port());
+  },
+);
+
+/** Bytes read from a connection, consumed from the front. */
+class ByteReader {
+  #buf = new Uint8Array(0);
+  readonly #chunk = new Uint8Array(1 << 16);
+  constructor(readonly conn: Deno.Conn) {}
+  peek(): Uint8Array {
+    return this.#buf;
+  }
+  skip(n: number): void {
+    this.#buf = this.#buf.subarray(n);
+  }
+  async fill(): Promise<void> {
+    const n = await this.conn.read(this.#chunk);
+    assert.ok(n !== null, "the server closed the connection");
+    const all = new Uint8Array(this.#buf.length + n);
+    all.set(this.#buf);
+    all.set(this.#chunk.subarray(0, n), this.#buf.length);
+    this.#buf = all;
+  }
+}
+
 // --- shutdown ----------------------------------------------------------------------------------------------
 
 testBothModes(
