@@ -39,8 +39,21 @@ export interface InvalidRequest {
   readonly id: RequestId;
 }
 
-/** Validates one decoded JSON value as a request (id number/string/null, method string, params array/object). */
-export function parseRequest(payload: unknown): Request | InvalidRequest {
+/**
+ * Whether a session's first message claims JSON-RPC 2.0 (for a batch, its first item): such a session must
+ * obey 2.0 fully, one that does not is tolerated as 1.0 (protocol.md §2, aiorpcX's auto-detection).
+ */
+export function claimsJsonRpc2(first: unknown): boolean {
+  const msg = Array.isArray(first) ? first[0] : first;
+  return typeof msg === "object" && msg !== null && (msg as Record<string, unknown>).jsonrpc === "2.0";
+}
+
+/**
+ * Validates one decoded JSON value as a request (id number/string/null, method string, params array/object).
+ * `strict` (a 2.0 session, see claimsJsonRpc2): "jsonrpc" must be "2.0"; otherwise it may also be "1.0" or
+ * absent.
+ */
+export function parseRequest(payload: unknown, strict: boolean): Request | InvalidRequest {
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
     return invalid(INVALID_REQUEST, "request object must be a dictionary", null);
   }
@@ -53,9 +66,13 @@ export function parseRequest(payload: unknown): Request | InvalidRequest {
     }
     id = rawId;
   }
-  // Electrum always sends "2.0"; a missing field is tolerated (JSON-RPC 1.0-style clients), a wrong one is not.
-  if (msg.jsonrpc !== undefined && msg.jsonrpc !== "2.0") {
-    return invalid(INVALID_REQUEST, '"jsonrpc" is not "2.0"', id);
+  const version = msg.jsonrpc;
+  if (strict ? version !== "2.0" : version !== undefined && version !== "2.0" && version !== "1.0") {
+    return invalid(
+      INVALID_REQUEST,
+      strict ? '"jsonrpc" is not "2.0"' : '"jsonrpc" is neither "2.0" nor "1.0"',
+      id,
+    );
   }
   const method = msg.method;
   if (typeof method !== "string") return invalid(INVALID_REQUEST, 'request has no "method" string', id);

@@ -17,6 +17,7 @@ import {
 } from "./limits.ts";
 import {
   bindArgs,
+  claimsJsonRpc2,
   describe,
   errorMessage,
   EXCESSIVE_RESOURCE_USAGE,
@@ -183,6 +184,8 @@ export class Session implements SessionContext {
   #draining = false;
   #closeAfterFlush = false;
 
+  /** Set by the first message: whether this session speaks JSON-RPC 2.0 (else 1.0 is tolerated). */
+  #jsonRpc2: boolean | undefined;
   #versionState = VersionState.None;
   #versionRequest: Request | undefined;
   #versionDone: Promise<void> | undefined;
@@ -339,7 +342,7 @@ export class Session implements SessionContext {
   // --- parsing into calls ---------------------------------------------------------------------------------
 
   #receiveOne(payload: unknown): void {
-    const req = parseRequest(payload);
+    const req = parseRequest(payload, this.#jsonRpc2 ??= claimsJsonRpc2(payload));
     if ("invalid" in req) {
       this.#reject(req.id, req.invalid.code, req.invalid.message, ERROR_COST);
       return;
@@ -365,13 +368,14 @@ export class Session implements SessionContext {
       );
       return;
     }
+    const strict = this.#jsonRpc2 ??= claimsJsonRpc2(items);
     const slot = new Slot(items.length);
     slot.items = new Array(items.length).fill(null);
     slot.ids = new Array(items.length).fill(null);
     this.#slots.push(slot);
     const calls: Call[] = [];
     for (let i = 0; i < items.length; i++) {
-      const req = parseRequest(items[i]);
+      const req = parseRequest(items[i], strict);
       if ("invalid" in req) {
         this.errors++;
         this.#charge(ERROR_COST, Date.now());

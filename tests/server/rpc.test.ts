@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   bindArgs,
+  claimsJsonRpc2,
   errorMessage,
   INVALID_PARAMS,
   INVALID_REQUEST,
@@ -37,21 +38,25 @@ Deno.test("parseVersion and versionAtLeast compare dotted versions as integer tu
 });
 
 Deno.test("parseRequest accepts requests and notifications and rejects malformed ones with ElectrumX's codes", () => {
-  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: [1], id: 7 }), {
+  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: [1], id: 7 }, true), {
     id: 7,
     method: "a",
     params: [1],
   });
-  assert.deepEqual(parseRequest({ method: "a", id: "x" }), { id: "x", method: "a", params: [] });
-  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: { k: 1 } }), {
+  assert.deepEqual(parseRequest({ method: "a", id: "x" }, false), { id: "x", method: "a", params: [] });
+  assert.deepEqual(parseRequest({ jsonrpc: "2.0", method: "a", params: { k: 1 } }, true), {
     id: null,
     method: "a",
     params: { k: 1 },
   });
-  assert.deepEqual(parseRequest({ method: "a", id: null }), { id: null, method: "a", params: [] });
+  assert.deepEqual(parseRequest({ jsonrpc: "1.0", method: "a", id: null }, false), {
+    id: null,
+    method: "a",
+    params: [],
+  });
 
-  const bad = (payload: unknown, code: number, message: RegExp, id: unknown = null) => {
-    const r = parseRequest(payload);
+  const bad = (payload: unknown, code: number, message: RegExp, id: unknown = null, strict = true) => {
+    const r = parseRequest(payload, strict);
     assert.ok("invalid" in r, JSON.stringify(payload));
     assert.equal(r.invalid.code, code);
     assert.match(r.invalid.message, message);
@@ -62,7 +67,17 @@ Deno.test("parseRequest accepts requests and notifications and rejects malformed
   bad({ method: "a", id: true }, INVALID_REQUEST, /invalid "id": true/);
   bad({ method: "a", id: [1] }, INVALID_REQUEST, /invalid "id"/);
   bad({ method: "a", id: { x: 1 } }, INVALID_REQUEST, /invalid "id"/);
+  // A 2.0 session must send "2.0" every time; a 1.0 one may send "1.0", "2.0" or nothing, but nothing else.
   bad({ jsonrpc: "1.0", method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is not "2.0"/, 3);
+  bad({ method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is not "2.0"/, 3);
+  bad(
+    { jsonrpc: "3.0", method: "a", id: 3 },
+    INVALID_REQUEST,
+    /"jsonrpc" is neither "2.0" nor "1.0"/,
+    3,
+    false,
+  );
+  bad({ jsonrpc: 2, method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is neither "2.0" nor "1.0"/, 3, false);
   bad({ jsonrpc: "2.0", id: 4 }, INVALID_REQUEST, /method/, 4);
   bad({ jsonrpc: "2.0", method: 12, id: 4 }, INVALID_REQUEST, /method/, 4);
   bad(
@@ -72,6 +87,16 @@ Deno.test("parseRequest accepts requests and notifications and rejects malformed
     5,
   );
   bad({ jsonrpc: "2.0", method: "a", params: null, id: 5 }, INVALID_PARAMS, /invalid request arguments/, 5);
+});
+
+Deno.test("claimsJsonRpc2: a session's first message (a batch's first item) decides its mode", () => {
+  assert.equal(claimsJsonRpc2({ jsonrpc: "2.0", method: "a" }), true);
+  assert.equal(claimsJsonRpc2([{ jsonrpc: "2.0", method: "a" }, { method: "b" }]), true);
+  assert.equal(claimsJsonRpc2({ jsonrpc: "1.0", method: "a" }), false);
+  assert.equal(claimsJsonRpc2({ method: "a" }), false);
+  assert.equal(claimsJsonRpc2([{ method: "a" }, { jsonrpc: "2.0" }]), false);
+  assert.equal(claimsJsonRpc2("2.0"), false);
+  assert.equal(claimsJsonRpc2(null), false);
 });
 
 Deno.test("reply lines are compact JSON-RPC 2.0 with no newline", () => {

@@ -312,6 +312,24 @@ Deno.test("a backlog of thousands of waiting calls starts them in order and answ
   assert.deepEqual(h.started, Array.from({ length: 2700 }, (_, i) => String(i)));
 });
 
+Deno.test("JSON-RPC 1.0 is tolerated in a session that starts with it; a 2.0 session must keep to 2.0", async () => {
+  const v1 = makeSession();
+  v1.send({ jsonrpc: "1.0", id: 1, method: "server.version", params: ["old", "1.4"] });
+  assert.deepEqual(await v1.next(), ok(1, ["Coulomb 0.1.0", "1.4"]));
+  v1.send({ id: 2, method: "test.echo", params: ["no version field"] });
+  v1.send({ jsonrpc: "2.0", id: 3, method: "server.ping" });
+  v1.send({ jsonrpc: "3.0", id: 4, method: "server.ping" });
+  assert.deepEqual(await v1.next(), ok(2, ["no version field", null]));
+  assert.deepEqual(await v1.next(), ok(3, null));
+  assert.deepEqual(await v1.next(), err(4, -32600, '"jsonrpc" is neither "2.0" nor "1.0"'));
+
+  const v2 = await negotiated();
+  v2.send({ jsonrpc: "1.0", id: 5, method: "server.ping" });
+  v2.send([{ id: 6, method: "server.ping" }, req(7, "server.ping")]);
+  assert.deepEqual(await v2.next(), err(5, -32600, '"jsonrpc" is not "2.0"'));
+  assert.deepEqual(await v2.next(), [err(6, -32600, '"jsonrpc" is not "2.0"'), ok(7, null)]);
+});
+
 Deno.test("methods are gated by the negotiated version: unknown method -32601", async () => {
   const h16 = await negotiated({}, "1.6");
   h16.send(req(1, "test.old"));
