@@ -22,12 +22,22 @@ export async function startService(env: Record<string, string>): Promise<LoggedP
   return LoggedProcess.spawn(await taskArgs("start"), env);
 }
 
-/** A TCP port nobody listens on right now (bound and released). */
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port nobody listens on right now (bound and released), never one this process was given before: the
+ * kernel may offer a just-released port again, and two services of one test given the same port fail.
+ */
 export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  for (;;) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** A newline-delimited JSON-RPC client over one connection. */

@@ -148,10 +148,4 @@ export async function withStore<T>(dir: string, fn: (store: Store) => Promise<T>
   }
 }
 
-/** A TCP port nobody listens on right now (bound and released), for a daemon that starts later. */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+export { freePort } from "../launcher_harness.ts";
