@@ -54,7 +54,16 @@ export interface ServerOptions {
   readonly onFatal?: (err: Error) => void;
   /** The socket thread's module (tests substitute one that fails). */
   readonly socketThreadModule?: URL;
+  /** See TLS_HANDSHAKE_TIMEOUT_MS (tests shorten it). */
+  readonly tlsHandshakeTimeoutMs?: number;
 }
+
+/**
+ * How long an ssl/wss connection may take to complete its TLS handshake. Until it does it is no session, so
+ * neither MAX_SESSIONS nor the idle timeout covers it: without this limit, connections that never send a
+ * ClientHello would each hold a file descriptor for good.
+ */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** A bound listener; `port` is the real one when the configuration said 0. */
 export interface ServerAddress {
@@ -247,6 +256,7 @@ class ElectrumServer implements Server {
       type: "start",
       services: this.#services,
       maxRecv: this.#opts.config.maxRecv,
+      handshakeTimeoutMs: this.#opts.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
       tls: this.#tls,
     };
     let reply = await this.#control(start, ["listening", "failed"]);

@@ -13,6 +13,8 @@ export interface StartMessage {
   readonly services: readonly Service[];
   /** Longest message accepted (MAX_RECV); longer ones are dropped and reported as oversize. */
   readonly maxRecv: number;
+  /** An ssl/wss connection whose TLS handshake takes longer is closed (it is not a session yet). */
+  readonly handshakeTimeoutMs: number;
   readonly tls?: { readonly cert: string; readonly key: string };
 }
 

@@ -179,7 +179,12 @@ export class SocketSide {
         let server: net.Server;
         try {
           server = secure
-            ? tls.createServer({ cert: s.tls!.cert, key: s.tls!.key, allowHalfOpen: true })
+            ? tls.createServer({
+              cert: s.tls!.cert,
+              key: s.tls!.key,
+              allowHalfOpen: true,
+              handshakeTimeout: s.handshakeTimeoutMs,
+            })
             : net.createServer({ allowHalfOpen: true });
         } catch (e) {
           throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
@@ -188,8 +193,9 @@ export class SocketSide {
           secure ? "secureConnection" : "connection",
           (sock: net.Socket) => this.#accept(sock, index, secure, ws),
         );
-        // A failed handshake concerns that connection only.
-        if (secure) server.on("tlsClientError", () => {});
+        // A failed or timed-out handshake concerns that connection only, which must go: node:tls (as Deno
+        // provides it) reports a handshake timeout without closing the socket.
+        if (secure) server.on("tlsClientError", (_err: Error, sock: tls.TLSSocket) => sock.destroy());
         this.#listening.push({ server, tls: secure, closed: false });
         try {
           await new Promise<void>((resolve, reject) => {

@@ -170,7 +170,7 @@ async function start(
   env: Record<string, string> = {},
   services: Service[] = [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
   tls?: { cert: string; key: string },
-  more: Pick<ServerOptions, "socketThreadModule" | "onFatal"> = {},
+  more: Pick<ServerOptions, "socketThreadModule" | "onFatal" | "tlsHandshakeTimeoutMs"> = {},
 ): Promise<Fixture> {
   const base = loadConfig({
     DB_DIRECTORY: "/tmp/coulomb-test",
@@ -512,6 +512,39 @@ testBothModes("ssl: serves over TLS; reloadTls switches certificates for new con
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+testBothModes(
+  "ssl: a connection that never completes its TLS handshake is closed after the timeout",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const tls = await makeCert(dir, "hs");
+      await using f = await start(
+        {},
+        [
+          { protocol: "tcp", host: "127.0.0.1", port: 0 },
+          { protocol: "ssl", host: "127.0.0.1", port: 0 },
+        ],
+        tls,
+        { tlsHandshakeTimeoutMs: 200 },
+      );
+      // Silent, and half a ClientHello: neither becomes a session, and both are closed by the server.
+      const silent = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ssl") });
+      const partial = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ssl") });
+      await partial.write(Uint8Array.of(0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00));
+      for (const conn of [silent, partial]) {
+        const buf = new Uint8Array(1024);
+        let n: number | null;
+        do n = await conn.read(buf).catch(() => null); while (n !== null);
+        conn.close();
+      }
+      assert.equal(f.server.sessions().length, 0);
+      await assertHealthy(f.port());
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
 testBothModes(
   "ws: one JSON message per text frame, no newline; batches and notifications of errors",
