@@ -44,6 +44,7 @@ Deno.test("a connection reset by its peer is reported closed with the error as t
     type: "start",
     services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
     maxRecv: 1000,
+    handshakeTimeoutMs: 10_000,
   });
   const listening = await h.control("listening");
   assert.equal(listening.type, "listening");
