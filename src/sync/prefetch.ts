@@ -31,7 +31,20 @@ export interface PrefetchOptions {
   onError?: (err: unknown) => void;
   /** Called after each batch lands: how many blocks, the height reached, the daemon's height, bytes queued. */
   onFetched?: (count: number, height: number, daemonHeight: number, queuedBytes: number) => void;
+  /** Our chain's hash at a height once that block is applied (else undefined): enables the tip check. */
+  hashAt?: (height: number) => Uint8Array | undefined;
+  /**
+   * Called when, with nothing new to fetch, the daemon's chain no longer holds our block at `height` (or its
+   * tip is below it): a reorg that brings no new block, which nothing else would notice.
+   */
+  onDiverged?: (height: number) => void;
 }
+
+/**
+ * Blocks fetched at once while their size is unknown (the first of a run): on mainnet a whole batch of 500
+ * blocks of ~1.5 MB would be several times the queue's byte limit.
+ */
+const FIRST_CHUNK = 10;
 
 /** Byte-bounded queue of future blocks, filled from a BlockSource in adaptively sized batches. */
 export class Prefetcher {
@@ -49,8 +62,9 @@ export class Prefetcher {
   private fetcherPending = false;
   private consumerPending = false;
   private sleepTimer: ReturnType<typeof setTimeout> | undefined;
-  // Running estimate of raw block size, so a batch fills the free space without overshooting it much.
-  private avgBlockSize = 1_000;
+  // Running estimate of raw block size, so a batch fills the free space without overshooting it much; 0 until
+  // the first batch has measured it.
+  private avgBlockSize = 0;
   private readonly maxBatch: number;
 
   constructor(
@@ -192,6 +206,31 @@ export class Prefetcher {
     this.signalConsumer();
   }
 
+  /**
+   * With everything fetched: our last block must still be in the daemon's chain. A tip that went down
+   * (invalidateblock) or was replaced at the same height (testnet's minimum-difficulty blocks) brings no new
+   * block whose parent would not connect, so it is looked for here, once per poll.
+   */
+  private async checkTip(generation: number): Promise<void> {
+    const { hashAt, onDiverged } = this.opts;
+    const ours = this.nextHeight - 1;
+    if (hashAt === undefined || onDiverged === undefined || ours < 0 || this.daemonHeight < 0) return;
+    if (this.daemonHeight < ours) {
+      onDiverged(this.daemonHeight + 1);
+      return;
+    }
+    const mine = hashAt(ours);
+    if (mine === undefined) return; // not applied yet: the processor's own check covers it
+    const [theirs] = await this.source.getBlockHashes(ours, 1);
+    if (generation !== this.generation || theirs === undefined) return;
+    for (let i = 0; i < 32; i++) {
+      if (theirs[i] !== mine[i]) {
+        onDiverged(ours);
+        return;
+      }
+    }
+  }
+
   /** One round: refresh the tip if needed and fetch one batch. Returns true if it fetched anything. */
   private async fetchSome(): Promise<boolean> {
     this.fetcherPending = false;
@@ -199,31 +238,57 @@ export class Prefetcher {
     if (this.nextHeight > this.daemonHeight) {
       this.daemonHeight = await this.source.getBlockCount();
       if (this.nextHeight > this.daemonHeight) {
+        if (this.queue.length === 0) await this.checkTip(generation);
         this.signalConsumer();
         return false;
       }
     }
     const free = this.opts.maxQueueBytes - this.queueBytes;
     if (free <= 0) return false;
-    const want = Math.max(1, Math.min(this.maxBatch, Math.floor(free / this.avgBlockSize)));
+    const want = Math.max(
+      1,
+      Math.min(this.maxBatch, this.avgBlockSize === 0 ? this.maxBatch : Math.floor(free / this.avgBlockSize)),
+    );
     const count = Math.min(want, this.daemonHeight - this.nextHeight + 1);
     const from = this.nextHeight;
-    const hashes = await this.source.getBlockHashes(from, count);
+    let hashes: Uint8Array[];
+    try {
+      hashes = await this.source.getBlockHashes(from, count);
+    } catch (err) {
+      // E.g. -8 "Block height out of range": the daemon's tip went down since we read it. Read it again next
+      // time rather than asking for the same heights for ever.
+      this.daemonHeight = -1;
+      throw err;
+    }
     if (generation !== this.generation) return true;
-    const raws = await this.source.getRawBlocks(hashes);
-    if (generation !== this.generation) return true;
+    // In chunks that at most double what this batch has fetched so far and fit the free space by the size
+    // estimate, stopping once the space is used: blocks bigger than estimated (or of unknown size) overshoot
+    // the limit by one chunk, about what the batch already holds. Hashes not fetched are asked for again.
+    let got = 0;
     let bytes = 0;
-    for (let i = 0; i < raws.length; i++) {
-      this.queue.push({ height: from + i, hash: hashes[i], raw: raws[i] });
-      bytes += raws[i].length;
-    }
-    this.queueBytes += bytes;
-    this.nextHeight = from + raws.length;
-    if (raws.length > 0) {
+    while (got < hashes.length && bytes < free) {
+      const fits = this.avgBlockSize === 0 ? FIRST_CHUNK : Math.floor((free - bytes) / this.avgBlockSize);
+      const chunk = hashes.slice(got, got + Math.max(1, Math.min(fits, Math.max(FIRST_CHUNK, got))));
+      const raws = await this.source.getRawBlocks(chunk);
+      if (generation !== this.generation) return true;
+      let chunkBytes = 0;
+      for (let i = 0; i < raws.length; i++) {
+        this.queue.push({ height: from + got + i, hash: chunk[i], raw: raws[i] });
+        chunkBytes += raws[i].length;
+      }
+      if (raws.length === 0) break;
+      got += raws.length;
+      bytes += chunkBytes;
+      this.queueBytes += chunkBytes;
+      this.nextHeight = from + got;
       // Weight the running average towards recent blocks: sizes trend over the chain's history.
-      this.avgBlockSize = Math.max(100, Math.round(this.avgBlockSize * 0.5 + (bytes / raws.length) * 0.5));
+      const size = chunkBytes / raws.length;
+      this.avgBlockSize = Math.max(
+        100,
+        Math.round(this.avgBlockSize === 0 ? size : this.avgBlockSize * 0.5 + size * 0.5),
+      );
     }
-    this.opts.onFetched?.(raws.length, this.nextHeight - 1, this.daemonHeight, this.queueBytes);
+    this.opts.onFetched?.(got, this.nextHeight - 1, this.daemonHeight, this.queueBytes);
     this.signalConsumer();
     return true;
   }

@@ -92,6 +92,9 @@ export class SyncLoop {
   // The prefetcher's wait in progress. A task interrupts the loop's waiting, not the wait itself: the next wait
   // reuses it, so no abandoned waiter piles up per task.
   private consumerWait: Promise<void> | undefined;
+  // Where the prefetcher found the daemon's chain to leave ours (see diverged), until step() handles it.
+  private divergedAt: number | undefined;
+  private readonly stopRequested = Promise.withResolvers<void>();
 
   constructor(
     private readonly source: BlockSource,
@@ -108,7 +111,15 @@ export class SyncLoop {
         if (!isDaemonClosed(err)) this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`);
       },
       onFetched: (count, height, daemonHeight, bytes) => this.logPrefill(count, height, daemonHeight, bytes),
+      hashAt: (height) => height <= processor.height ? processor.blockHashAt(height) : undefined,
+      onDiverged: (height) => this.diverged(height),
     });
+  }
+
+  /** The prefetcher found our tip gone from the daemon's chain with no new block to show it: see step(). */
+  private diverged(height: number): void {
+    this.divergedAt = Math.min(this.divergedAt ?? height, height);
+    this.taskArrived?.resolve();
   }
 
   /** Syncs to the daemon's tip, then follows it; resolves after `stop()` once everything is flushed. */
@@ -118,23 +129,14 @@ export class SyncLoop {
     this.prefetcher.start();
     try {
       while (!this.stopping) {
-        if (this.tasks.length > 0) {
-          await this.runTasks();
-          continue;
-        }
-        const blocks = this.prefetcher.take();
-        this.stats.daemonHeight = this.prefetcher.tipHeight;
-        if (blocks.length > 0) {
-          await this.apply(blocks);
-          continue;
-        }
-        if (this.prefetcher.caughtUp) {
-          await this.reachedTip();
-          await this.waitUnlessTask(() => this.prefetcher.waitForNewBlocks());
-        } else {
-          const waitFrom = performance.now();
-          await this.waitUnlessTask(() => this.prefetcher.waitForBlocks());
-          if (!this.caughtUpOnce) this.fetchWaitMs += performance.now() - waitFrom;
+        try {
+          await this.step();
+        } catch (err) {
+          // Shutting down closes the daemon client first and stops this loop only once sessions have drained
+          // (they read the database meanwhile): a daemon call cut short by that (say, while looking for a fork)
+          // is no failure. Wait for stop(), then flush what was applied.
+          if (!isDaemonClosed(err)) throw err;
+          await this.stopRequested.promise;
         }
       }
     } finally {
@@ -145,6 +147,37 @@ export class SyncLoop {
       await this.prefetcher.stop();
     }
     await this.processor.flush();
+  }
+
+  private async step(): Promise<void> {
+    if (this.tasks.length > 0) {
+      await this.runTasks();
+      return;
+    }
+    if (this.divergedAt !== undefined) {
+      const height = this.divergedAt;
+      this.divergedAt = undefined;
+      if (height <= this.processor.height) {
+        await this.handleReorg(height);
+        // Subscribers learn the new tip now: there may be no new block to announce it.
+        if (this.caughtUpOnce) this.opts.onTip?.(this.processor.height);
+      }
+      return;
+    }
+    const blocks = this.prefetcher.take();
+    this.stats.daemonHeight = this.prefetcher.tipHeight;
+    if (blocks.length > 0) {
+      await this.apply(blocks);
+      return;
+    }
+    if (this.prefetcher.caughtUp) {
+      await this.reachedTip();
+      await this.waitUnlessTask(() => this.prefetcher.waitForNewBlocks());
+    } else {
+      const waitFrom = performance.now();
+      await this.waitUnlessTask(() => this.prefetcher.waitForBlocks());
+      if (!this.caughtUpOnce) this.fetchWaitMs += performance.now() - waitFrom;
+    }
   }
 
   /**
@@ -183,7 +216,7 @@ export class SyncLoop {
   /** Waits as `wait` does, but returns early when a task is queued. */
   private async waitUnlessTask(wait: () => Promise<void>): Promise<void> {
     this.consumerWait ??= wait().finally(() => this.consumerWait = undefined);
-    if (this.tasks.length > 0) return;
+    if (this.tasks.length > 0 || this.divergedAt !== undefined) return;
     this.taskArrived = Promise.withResolvers<void>();
     try {
       await Promise.race([this.consumerWait, this.taskArrived.promise]);
@@ -199,6 +232,7 @@ export class SyncLoop {
   /** Asks `run` to finish: the block being applied completes, then one final flush. */
   stop(): void {
     this.stopping = true;
+    this.stopRequested.resolve();
     // stop() wakes any waiter; run's finally awaits the loop itself.
     void this.prefetcher.stop();
   }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DAEMON_ERROR, DaemonError } from "../../src/daemon/errors.ts";
 import type { BlockSource, RawBlock } from "../../src/sync/prefetch.ts";
 import { blockTxCount, SyncLoop, type SyncProcessor } from "../../src/sync/sync.ts";
 
@@ -165,6 +166,65 @@ for (const depth of [1, 6, 100]) {
     assert.deepEqual(proc.hashes, chain.blocks.map((b) => b.hash));
   });
 }
+
+Deno.test("a tip replaced at the same height, then one that went down, are followed with no new block", async () => {
+  const chain = new FakeChain(20);
+  const proc = new FakeProcessor();
+  const tips: number[] = [];
+  const lines: string[] = [];
+  const loop = makeLoop(chain, proc, tips, lines);
+  const finished = loop.run();
+  await new Promise<void>((resolve) => tipHooks.set(loop, () => tips.length === 1 && resolve()));
+  chain.reorg(18, 1, 5); // block 19 replaced
+  await new Promise<void>((resolve) => {
+    tipHooks.set(loop, () => proc.tipHash?.[2] === 5 && resolve());
+    loop.pollNow();
+  });
+  assert.deepEqual(proc.hashes, chain.blocks.map((b) => b.hash));
+  chain.blocks.length = 17; // the daemon's tip is now 16 (invalidateblock)
+  await new Promise<void>((resolve) => {
+    tipHooks.set(loop, () => proc.height === 16 && resolve());
+    loop.pollNow();
+  });
+  loop.stop();
+  await finished;
+  assert.deepEqual(proc.backups, [1, 3]);
+  assert.deepEqual(proc.hashes, chain.blocks.map((b) => b.hash));
+  assert.deepEqual(tips.slice(-2), [19, 16], "subscribers hear of each new tip");
+  assert.equal(lines.filter((l) => l.startsWith("chain reorganisation detected")).length, 2);
+});
+
+Deno.test("stopping while a reorg waits for a daemon that was closed still flushes, without an error", async () => {
+  const chain = new FakeChain(30);
+  const proc = new FakeProcessor();
+  const tips: number[] = [];
+  const lines: string[] = [];
+  const loop = makeLoop(chain, proc, tips, lines);
+  const finished = loop.run();
+  await new Promise<void>((resolve) => tipHooks.set(loop, () => tips.length === 1 && resolve()));
+  const flushes = proc.flushes;
+  // The daemon client is closed (shutdown) while the loop looks for the fork of a reorg.
+  chain.reorg(25, 6, 3);
+  const cut = Promise.withResolvers<void>();
+  let counted = 0;
+  chain.onCount = () => {
+    // The prefetcher's poll finds the new blocks; from then on the client is closed, as at shutdown.
+    if (++counted >= 2) {
+      cut.resolve();
+      throw new DaemonError(DAEMON_ERROR.CLOSED, "daemon client closed");
+    }
+  };
+  loop.pollNow();
+  await cut.promise;
+  // Let the loop reach findForkHeight's call, which fails, before it is told to stop.
+  while (!lines.some((l) => l.startsWith("chain reorganisation detected"))) {
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  loop.stop();
+  await finished;
+  assert.ok(proc.flushes > flushes, "the final flush ran");
+  assert.equal(proc.height, 29, "nothing was undone");
+});
 
 Deno.test("a reorg deeper than the processor allows ends the loop with its error", async () => {
   const chain = new FakeChain(50);
