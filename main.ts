@@ -222,6 +222,7 @@ export async function startServing(
     methods,
     log,
     serverVersion: serverVersionString(),
+    subscriptionCount: (session) => subscriptions.sessionCount(session),
     // The socket thread died (already logged): nothing is served any more, so stop (exit 1) and let the
     // supervisor start a fresh process.
     onFatal: () => void indexer.stop().catch(() => {}),

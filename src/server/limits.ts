@@ -1,5 +1,6 @@
 // Resource accounting for Electrum sessions, after aiorpcX/ElectrumX (protocol.md §7). Every session carries a
-// cost that grows with what it asks for and decays linearly with time; past COST_SOFT_LIMIT its requests are
+// cost that grows with what it asks for and decays linearly with time (more slowly the more script hashes it
+// is subscribed to, recomputed every 300 s); past COST_SOFT_LIMIT its requests are
 // delayed and its concurrency shrinks, at COST_HARD_LIMIT it is cut off. Sessions from one public /24 (IPv4) or
 // /48 (IPv6) share a group whose cost counts against each member, so opening many connections buys nothing;
 // the group keeps what departed members owed for a while, so reconnecting buys nothing either.
@@ -20,7 +21,7 @@ export const GROUP_SUM_TTL_MS = 1000;
 export interface CostSettings {
   readonly softLimit: number;
   readonly hardLimit: number;
-  /** Cost decay per second of every session (hard/10000, as aiorpcX). */
+  /** Cost decay per second of a session without subscriptions (hard/10000, as aiorpcX); see sessionDecay. */
   readonly decayPerSec: number;
   readonly requestSleepMs: number;
   readonly initialConcurrent: number;
@@ -39,19 +40,42 @@ export function costSettings(config: Config): CostSettings {
   };
 }
 
+/** How often each session's decay is recomputed from its subscriptions (ElectrumX's 300 s). */
+export const DECAY_RECOMPUTE_MS = 300_000;
+
+/**
+ * A session's cost decay per second, hard/(10000 + 5·subscriptions) as ElectrumX's: a session holding many
+ * subscriptions costs the server on every block, so what it spends decays more slowly.
+ */
+export function sessionDecay(hardLimit: number, subscriptions: number): number {
+  return hardLimit / (10000 + 5 * subscriptions);
+}
+
 /** A cost that decays linearly to zero; time is passed in (ms) so that tests control it. */
 export class CostMeter {
   #cost = 0;
   #at: number;
+  #decayPerSec: number;
 
-  constructor(readonly decayPerSec: number, now: number) {
+  constructor(decayPerSec: number, now: number) {
+    this.#decayPerSec = decayPerSec;
     this.#at = now;
+  }
+
+  get decayPerSec(): number {
+    return this.#decayPerSec;
+  }
+
+  /** Changes the decay rate from `now` on (what decayed until then is kept). */
+  setDecay(perSec: number, now: number): void {
+    this.value(now);
+    this.#decayPerSec = perSec;
   }
 
   /** The cost at time `now` after decay. */
   value(now: number): number {
     if (now > this.#at) {
-      this.#cost = Math.max(0, this.#cost - ((now - this.#at) / 1000) * this.decayPerSec);
+      this.#cost = Math.max(0, this.#cost - ((now - this.#at) / 1000) * this.#decayPerSec);
       this.#at = now;
     }
     return this.#cost;

@@ -13,7 +13,7 @@
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
-import { CostGroups, costSettings } from "./limits.ts";
+import { CostGroups, costSettings, DECAY_RECOMPUTE_MS } from "./limits.ts";
 import { prepareMethods } from "./rpc.ts";
 import { Session, type SessionInfo, type SessionLimits, type Transport } from "./session.ts";
 import { SocketSide } from "./socket_side.ts";
@@ -56,6 +56,8 @@ export interface ServerOptions {
   readonly socketThreadModule?: URL;
   /** See TLS_HANDSHAKE_TIMEOUT_MS (tests shorten it). */
   readonly tlsHandshakeTimeoutMs?: number;
+  /** How many script hashes a session is subscribed to: its cost decays more slowly the more it holds. */
+  readonly subscriptionCount?: (session: Session) => number;
 }
 
 /**
@@ -211,6 +213,7 @@ class ElectrumServer implements Server {
   #nextId = 1;
   #tick: ReturnType<typeof setInterval>;
   #lastSweep = Date.now();
+  #lastDecay = Date.now();
   #closing: Promise<void> | undefined;
   #dead: Error | undefined;
   #refused = 0;
@@ -489,6 +492,11 @@ class ElectrumServer implements Server {
     if (now - this.#lastSweep > 60_000) {
       this.#groups.sweep(now);
       this.#lastSweep = now;
+    }
+    const count = this.#opts.subscriptionCount;
+    if (count !== undefined && now - this.#lastDecay >= DECAY_RECOMPUTE_MS) {
+      for (const s of this.#sessions) s.updateDecay(count(s), now);
+      this.#lastDecay = now;
     }
   }
 }

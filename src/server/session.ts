@@ -13,6 +13,7 @@ import {
   type CostSettings,
   ERROR_COST,
   PARSE_ERROR_COST,
+  sessionDecay,
   throttleFraction,
 } from "./limits.ts";
 import {
@@ -885,6 +886,11 @@ export class Session implements SessionContext {
   }
 
   // --- accounting -----------------------------------------------------------------------------------------
+
+  /** Sets this session's cost decay for the subscriptions it holds (see sessionDecay). */
+  updateDecay(subscriptions: number, now = Date.now()): void {
+    this.#meter.setDecay(sessionDecay(this.#cost.hardLimit, subscriptions), now);
+  }
 
   #charge(cost: number, now: number): void {
     this.#meter.add(cost, now);

@@ -9,6 +9,7 @@ import {
   GROUP_SUM_TTL_MS,
   ipGroupKey,
   RETAINED_DECAY_PER_SEC,
+  sessionDecay,
   throttleFraction,
 } from "../../src/server/limits.ts";
 
@@ -22,6 +23,19 @@ Deno.test("CostMeter decays linearly and never goes below zero", () => {
   assert.equal(m.add(3, 100_000), 3);
   // Time going backwards (a clock step) does not add cost.
   assert.equal(m.value(50_000), 3);
+});
+
+Deno.test("a session's decay is hard/(10000 + 5 per subscription); a new rate applies from then on", () => {
+  assert.equal(sessionDecay(10_000, 0), 1);
+  assert.equal(sessionDecay(10_000, 2_000), 0.5);
+  assert.equal(sessionDecay(10_000, 50_000), 10_000 / 260_000);
+  const m = new CostMeter(1, 0);
+  m.add(100, 0);
+  assert.equal(m.value(10_000), 90);
+  m.setDecay(0.5, 20_000); // the 10 s before the change still decayed at 1/s
+  assert.equal(m.decayPerSec, 0.5);
+  assert.equal(m.value(20_000), 80);
+  assert.equal(m.value(40_000), 70);
 });
 
 Deno.test("throttle fraction and concurrency follow aiorpcX between soft and hard limits", () => {

@@ -330,6 +330,22 @@ Deno.test("JSON-RPC 1.0 is tolerated in a session that starts with it; a 2.0 ses
   assert.deepEqual(await v2.next(), [err(6, -32600, '"jsonrpc" is not "2.0"'), ok(7, null)]);
 });
 
+Deno.test("updateDecay: a session holding many subscriptions sheds its cost more slowly", async () => {
+  const h = await negotiated({ COST_SOFT_LIMIT: "1000", COST_HARD_LIMIT: "10000" });
+  h.send(req(1, "test.cost", [500]));
+  await h.next();
+  const t0 = Date.now();
+  const start = h.session.info(t0).cost;
+  h.session.updateDecay(0, t0);
+  assert.ok(
+    Math.abs(start - h.session.info(t0 + 100_000).cost - 100) < 1,
+    "1 per second without subscriptions",
+  );
+  h.session.updateDecay(18_000, t0 + 100_000);
+  const before = h.session.info(t0 + 100_000).cost;
+  assert.ok(Math.abs(before - h.session.info(t0 + 200_000).cost - 10) < 1, "0.1 per second with 18,000");
+});
+
 Deno.test("methods are gated by the negotiated version: unknown method -32601", async () => {
   const h16 = await negotiated({}, "1.6");
   h16.send(req(1, "test.old"));
