@@ -6,6 +6,7 @@
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { type Config, ConfigError, ENV_VARIABLES, loadConfig } from "../src/config.ts";
 import { compiledRoot, permissionFlags } from "../src/permissions.ts";
+import { hostPort } from "../src/host_port.ts";
 
 const ROOT_FILE = new URL("../deno.json", import.meta.url);
 const MAIN_FILE = new URL("../main.ts", import.meta.url);
@@ -162,10 +163,19 @@ async function compile(argv: string[]): Promise<number> {
     target: args.own.target,
     runtimeTmpDir: args.own["runtime-tmpdir"] ?? "/tmp",
   };
-  const cmd = compileArgs(config, opts);
+  let cmd: string[];
+  try {
+    cmd = compileArgs(config, opts);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`compile: ${err.message}`);
+    return 2;
+  }
   console.log(`building ${resolve(opts.output)} for NET=${config.net} DB_DIRECTORY=${config.dbDirectory}`);
   console.log(
-    `  services ${config.services.map((s) => `${s.protocol}://${s.host}:${s.port}`).join(",") || "none"}`,
+    `  services ${
+      config.services.map((s) => `${s.protocol}://${hostPort(s.host, s.port)}`).join(",") || "none"
+    }`,
   );
   console.log(`  run it with TMPDIR=${opts.runtimeTmpDir} (or unset, for /tmp) and this same configuration`);
   console.log(shellLine(["deno", ...cmd]));

@@ -50,7 +50,14 @@ async function launch(argv: string[]): Promise<number> {
     console.log("help" in loaded ? loaded.help : loaded.version);
     return 0;
   }
-  const args = runArgs(loaded, argv);
+  let args: string[];
+  try {
+    args = runArgs(loaded, argv);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`coulomb: ${err.message}`);
+    return 2;
+  }
   if (Deno.env.get("COULOMB_PRINT_FLAGS")) console.error(`deno ${args.join(" ")}`);
   const child = new Deno.Command(Deno.execPath(), {
     args,

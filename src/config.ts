@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { isAbsolute, join } from "node:path";
 import { LOG_LEVELS, type LogLevelName } from "./log.ts";
 import { serverVersionString } from "./version.ts";
+import { hostPort } from "./host_port.ts";
 
 /** ElectrumX's names for the Bitcoin networks. */
 export type Network = "mainnet" | "testnet" | "testnet4" | "signet" | "regtest";
@@ -33,7 +34,10 @@ export const DEFAULT_PORTS: Readonly<Record<Network, { daemonRpc: number; tcp: n
 /** Protocols a service can speak. */
 export type ServiceProtocol = "tcp" | "ssl" | "ws" | "wss" | "rpc";
 
-/** One listening (or advertised) endpoint. `host` is "0.0.0.0" for all IPv4 interfaces. */
+/**
+ * One listening (or advertised) endpoint. An empty host in SERVICES becomes "::", every interface (IPv6 and
+ * IPv4: the listeners fall back to "0.0.0.0" where IPv6 is off), as ElectrumX listens on all of them.
+ */
 export interface Service {
   readonly protocol: ServiceProtocol;
   readonly host: string;
@@ -618,7 +622,7 @@ export function parseServices(value: string, variable: string, defaults: boolean
     const entry = part.trim();
     if (!entry) continue;
     const service = parseService(entry, variable, defaults);
-    const key = `${service.host}:${service.port}`;
+    const key = hostPort(service.host, service.port);
     if (seen.has(key)) throw new ConfigError(variable, `${variable} lists address ${key} more than once`);
     seen.add(key);
     out.push(Object.freeze(service));
@@ -654,7 +658,7 @@ function parseService(entry: string, variable: string, defaults: boolean): Servi
   }
   if (!host) {
     if (!defaults) throw bad("a host is required");
-    host = protocol === "rpc" ? "127.0.0.1" : "0.0.0.0";
+    host = protocol === "rpc" ? "127.0.0.1" : "::";
   }
   if (host.toLowerCase().endsWith(".onion") && defaults) throw bad("an onion address cannot be listened on");
   let port: number;

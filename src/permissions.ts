@@ -4,7 +4,8 @@
 // (scripts/launch.ts) and `deno compile` (scripts/compile.ts), where they are baked into the binary.
 import inspector from "node:inspector";
 import { dirname, join, resolve } from "node:path";
-import { type Config, ENV_VARIABLES } from "./config.ts";
+import { isIP } from "node:net";
+import { type Config, ConfigError, ENV_VARIABLES } from "./config.ts";
 import { hostPort } from "./host_port.ts";
 import type { Log } from "./log.ts";
 import { SEEDS } from "./server/peer_seeds.ts";
@@ -39,11 +40,36 @@ export interface SandboxPaths {
   code?: string;
 }
 
+/**
+ * The net permissions a listen address needs. node:net binds what a name resolves to and Deno checks that
+ * address, not the name: "localhost" is granted as its loopback addresses; any other name cannot be granted
+ * ahead of time, so the sandbox refuses it (a ConfigError naming SERVICES) rather than let the bind fail.
+ * "::" falls back to "0.0.0.0" where IPv6 is off, so both are granted.
+ */
+export function listenGrants(service: { protocol: string; host: string; port: number }): string[] {
+  const { host, port } = service;
+  if (host === "::") return [hostPort("::", port), hostPort("0.0.0.0", port)];
+  if (host.toLowerCase() === "localhost") {
+    return [hostPort("localhost", port), hostPort("127.0.0.1", port), hostPort("::1", port)];
+  }
+  if (isIP(host) === 0 && service.protocol !== "rpc") {
+    throw new ConfigError(
+      "SERVICES",
+      `SERVICES: ${service.protocol}://${
+        hostPort(host, port)
+      } names a host; under the sandbox listen on an ` +
+        "IP address (or localhost, or nothing for every interface): a name is resolved when the listener binds, " +
+        "and the permission for its address cannot be granted ahead of time",
+    );
+  }
+  return [hostPort(host, port)];
+}
+
 /** The permission flags (for `deno run` or `deno compile`) for running Coulomb with `config`. */
 export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
   const net = new Set<string>();
   for (const url of config.daemonUrls) net.add(new URL(url).host);
-  for (const s of config.services) net.add(hostPort(s.host === "" ? "0.0.0.0" : s.host, s.port));
+  for (const s of config.services) for (const grant of listenGrants(s)) net.add(grant);
   if (config.metrics) net.add(hostPort(config.metrics.host, config.metrics.port));
   // Server.reloadTls (SIGHUP) proves a new certificate on a throwaway loopback listener before swapping it in.
   if (config.services.some((s) => s.protocol === "ssl" || s.protocol === "wss")) net.add("127.0.0.1:0");

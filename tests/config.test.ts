@@ -254,7 +254,7 @@ Deno.test("services parse ElectrumX's forms", () => {
   assert.deepEqual(
     parseServices("tcp://:50001,SSL://1.2.3.4:50002,rpC://,ws://[::1]:8000,wss://h.tld:50004", "S", true),
     [
-      { protocol: "tcp", host: "0.0.0.0", port: 50001 },
+      { protocol: "tcp", host: "::", port: 50001 },
       { protocol: "ssl", host: "1.2.3.4", port: 50002 },
       { protocol: "rpc", host: "127.0.0.1", port: 8000 },
       { protocol: "ws", host: "::1", port: 8000 },
@@ -272,7 +272,7 @@ Deno.test("services parse ElectrumX's forms", () => {
     ["tcp://::1:5", /brackets/],
     ["tcp://[::1:5", /unclosed/],
     ["tcp://abc.onion:50001", /onion/],
-    ["tcp://:50001,ssl://:50001", /0\.0\.0\.0:50001 more than once/],
+    ["tcp://:50001,ssl://:50001", /\[::\]:50001 more than once/],
     ["tcp://ho st:1", /not a host name/],
   ];
   for (const [value, re] of bad) rejects({ ...BASE, SERVICES: value }, "SERVICES", re);

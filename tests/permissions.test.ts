@@ -2,10 +2,11 @@
 // every deno.json task, and — against a real simnet — a Coulomb started by `deno task start` that syncs and
 // serves while every operation outside its configuration is refused and logged with the flag to add.
 import assert from "node:assert/strict";
-import { type Config, ENV_VARIABLES, loadConfig } from "../src/config.ts";
+import { type Config, ConfigError, ENV_VARIABLES, loadConfig } from "../src/config.ts";
 import {
   compiledRoot,
   describeError,
+  listenGrants,
   parseDenial,
   permissionFlags,
   PROBE_VARIABLE,
@@ -65,6 +66,22 @@ function unscoped(args: readonly string[]): string[] {
   return bad;
 }
 
+Deno.test("listenGrants: localhost as its loopback addresses; other names refused under the sandbox", () => {
+  assert.deepEqual(listenGrants({ protocol: "tcp", host: "localhost", port: 50001 }), [
+    "localhost:50001",
+    "127.0.0.1:50001",
+    "[::1]:50001",
+  ]);
+  assert.deepEqual(listenGrants({ protocol: "ssl", host: "10.1.2.3", port: 50002 }), ["10.1.2.3:50002"]);
+  assert.deepEqual(listenGrants({ protocol: "ws", host: "fe80::1", port: 50003 }), ["[fe80::1]:50003"]);
+  // The admin listener (Deno.listen) is checked by the name it is given.
+  assert.deepEqual(listenGrants({ protocol: "rpc", host: "admin.lan", port: 8000 }), ["admin.lan:8000"]);
+  assert.throws(
+    () => listenGrants({ protocol: "tcp", host: "electrum.example", port: 50001 }),
+    (e: unknown) => e instanceof ConfigError && e.variable === "SERVICES" && /names a host/.test(e.message),
+  );
+});
+
 Deno.test("permissionFlags: network only to the daemons, listeners and metrics; files only the configured ones", () => {
   const c = config({
     DAEMON_URL: "http://u:p@10.0.0.5:8332/,http://u:p@backup.example:8332/",
@@ -81,6 +98,8 @@ Deno.test("permissionFlags: network only to the daemons, listeners and metrics; 
   assert.deepEqual(f.get("--allow-net"), [
     "10.0.0.5:8332",
     "backup.example:8332",
+    // An empty host is every interface: "::", or "0.0.0.0" where IPv6 is off.
+    "[::]:50001",
     "0.0.0.0:50001",
     "[::1]:50002",
     "127.0.0.1:8000",
@@ -277,6 +296,26 @@ Deno.test("deno task compile --dry-run prints exactly the deno compile command i
   assert.doesNotMatch(printed, / -A | --allow-all /);
 });
 
+Deno.test("deno task start refuses a listen host name with a message and exit status 2", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: await taskArgs("start"),
+    cwd: REPO,
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "",
+      NO_COLOR: "1",
+      DB_DIRECTORY: "/tmp/coulomb-never-created",
+      DAEMON_URL: "http://u:p@127.0.0.1:1/",
+      SERVICES: "tcp://electrum.example:50001",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.match(new TextDecoder().decode(out.stderr), /tcp:\/\/electrum\.example:50001 names a host/);
+});
+
 Deno.test("sandbox messages name the access and the flag that would grant it", () => {
   const err = new Deno.errors.NotCapable(
     'Requires read access to "/etc/shadow", run again with the --allow-read flag',
@@ -323,6 +362,7 @@ Deno.test({
         }
       })();
       const port = freePort();
+      const localPort = freePort();
       const probes = [
         `read=${dir}/secret.txt`,
         `write=${dir}/planted.txt`,
@@ -337,7 +377,8 @@ Deno.test({
         DAEMON_URL: sim.url,
         DAEMON_COOKIE: sim.cookiePath!,
         DAEMON_POLL_MS: "50",
-        SERVICES: `tcp://127.0.0.1:${port}`,
+        // localhost is granted as its loopback addresses (node:net binds what the name resolves to).
+        SERVICES: `tcp://127.0.0.1:${port},tcp://localhost:${localPort}`,
         // The socket thread's Worker must be able to load its modules inside the sandbox.
         SOCKET_THREAD: "on",
         [PROBE_VARIABLE]: probes.join(","),
@@ -368,6 +409,12 @@ Deno.test({
         const tip = await client.call("blockchain.headers.subscribe") as { height: number };
         assert.equal(tip.height, sim.node.height);
         await client.close();
+        const local = new ElectrumClient(await Deno.connect({ hostname: "localhost", port: localPort }));
+        assert.deepEqual(await local.call("server.version", ["sandbox-test", "1.4"]), [
+          "Coulomb 0.1.0",
+          "1.4",
+        ]);
+        await local.close();
         assert.equal(proc.find(/serving client sockets on the main thread/), undefined, proc.tail());
 
         proc.kill("SIGTERM");

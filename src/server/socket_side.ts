@@ -198,13 +198,13 @@ export class SocketSide {
         if (secure) server.on("tlsClientError", (_err: Error, sock: tls.TLSSocket) => sock.destroy());
         this.#listening.push({ server, tls: secure, closed: false });
         try {
-          await new Promise<void>((resolve, reject) => {
-            server.once("error", reject);
-            server.listen(spec.port, spec.host, () => {
-              server.off("error", reject);
-              resolve();
-            });
-          });
+          try {
+            await bind(server, spec.port, spec.host);
+          } catch (e) {
+            // Every interface, on a system without IPv6: the IPv4 ones, then.
+            if (spec.host !== "::" || !noIpv6(e)) throw e;
+            await bind(server, spec.port, "0.0.0.0");
+          }
         } catch (e) {
           throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
         }
@@ -368,6 +368,22 @@ export class SocketSide {
   #log(level: "debug" | "info" | "warn", text: string): void {
     this.#reply({ type: "log", level, text });
   }
+}
+
+function bind(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** Whether a failed bind to "::" means the system has no IPv6 (rather than, say, the port being taken). */
+export function noIpv6(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "EAFNOSUPPORT" || code === "EADDRNOTAVAIL" || code === "EPROTONOSUPPORT";
 }
 
 function closeListener(l: Listening): void {
