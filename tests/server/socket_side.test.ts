@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { CLOSED, type ControlReply, ENTRY, LINE, OPENED } from "../../src/server/socket_messages.ts";
-import { SocketSide } from "../../src/server/socket_side.ts";
+import { noIpv6, SocketSide } from "../../src/server/socket_side.ts";
 
 type Entry = { op: number; id: number; a: unknown };
 
@@ -63,5 +63,14 @@ Deno.test("a connection reset by its peer is reported closed with the error as t
   } finally {
     h.side.handle({ type: "stop" });
     await h.control("stopped");
+  }
+});
+
+Deno.test("noIpv6: only address-family errors make '::' fall back to 0.0.0.0", () => {
+  for (const code of ["EAFNOSUPPORT", "EADDRNOTAVAIL", "EPROTONOSUPPORT"]) {
+    assert.equal(noIpv6({ code }), true);
+  }
+  for (const err of [{ code: "EADDRINUSE" }, { code: "EACCES" }, new Error("x"), null, undefined]) {
+    assert.equal(noIpv6(err), false);
   }
 });
