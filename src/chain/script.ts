@@ -168,6 +168,17 @@ export function isUnspendable(script: Uint8Array): boolean {
   return (script.length > 0 && script[0] === OP.OP_RETURN) || script.length > MAX_SCRIPT_SIZE;
 }
 
+/**
+ * True for outputs the index leaves out, as ElectrumX does (protocol.md §4.2): scripts starting OP_RETURN or
+ * OP_0 OP_RETURN. Empty and oversized scripts are indexed, unlike isUnspendable's Core rule, so that status
+ * hashes match ElectrumX's; every script left out fails at once when run, so no input can spend one.
+ */
+export function isUnindexed(script: Uint8Array): boolean {
+  const n = script.length;
+  return n > 0 &&
+    (script[0] === OP.OP_RETURN || (n > 1 && script[0] === OP.OP_0 && script[1] === OP.OP_RETURN));
+}
+
 const OPCODE_NAMES: string[] = buildOpcodeNames();
 
 function buildOpcodeNames(): string[] {

@@ -4,7 +4,7 @@
 // appear, and their prevouts resolved once (against the mempool, then the database). All fetching and
 // resolving happens before anything visible changes; the changes are then applied in one synchronous step,
 // so a reader never sees half a refresh.
-import { isUnspendable } from "../chain/script.ts";
+import { isUnindexed } from "../chain/script.ts";
 import { decodeTransaction, type Transaction } from "../chain/tx.ts";
 import { fromHex, toHex, toHexReversed } from "../chain/hex.ts";
 import { ChainFormatError } from "../chain/errors.ts";
@@ -455,7 +455,7 @@ export class Mempool {
     const outKeys: (string | null)[] = new Array(n);
     for (let j = 0; j < n; j++) {
       const script = tx.outputs[j].script;
-      if (isUnspendable(script)) {
+      if (isUnindexed(script)) {
         outKeys[j] = null;
         continue;
       }

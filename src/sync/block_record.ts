@@ -11,7 +11,7 @@
 //       inputs:  previous txid [32], u32 previous vout
 //       outputs: u32 value low, u32 value high, hashX [11], u8 flags (1 = unspendable: no hashX, never indexed)
 import { parseBlock } from "../chain/block.ts";
-import { isUnspendable } from "../chain/script.ts";
+import { isUnindexed } from "../chain/script.ts";
 import { hashXInto } from "./hashx.ts";
 
 /** Byte offsets of a record's fixed fields. */
@@ -66,7 +66,7 @@ export function encodeBlockRecord(raw: Uint8Array, out: Uint8Array, off: number,
       const value = output.value;
       putU32(out, p, value % 0x100000000);
       putU32(out, p + 4, Math.floor(value / 0x100000000));
-      if (isUnspendable(output.script)) {
+      if (isUnindexed(output.script)) {
         out.fill(0, p + 8, p + 19);
         out[p + 19] = OUTPUT_UNSPENDABLE;
       } else {

@@ -4,6 +4,7 @@ import { fromHex, toHex, toHexReversed } from "../../src/chain/hex.ts";
 import {
   classifyScript,
   hashX,
+  isUnindexed,
   isUnspendable,
   opcodeName,
   readOp,
@@ -101,6 +102,17 @@ Deno.test("scriptHash and hashX match the protocol vectors", () => {
   assert.equal(hx.length, 11);
   assert.equal(hx.buffer.byteLength, 11); // a standalone copy, not a view pinning 32 bytes
   assert.equal(toHex(hx), "6191c3b590bfcfa0475e87");
+});
+
+Deno.test("isUnindexed: ElectrumX's rule, OP_RETURN or OP_0 OP_RETURN first; size does not matter", () => {
+  assert.equal(isUnindexed(fromHex("6a")), true);
+  assert.equal(isUnindexed(fromHex("6a0401020304")), true);
+  assert.equal(isUnindexed(fromHex("006a")), true);
+  assert.equal(isUnindexed(fromHex("006a0401020304")), true);
+  assert.equal(isUnindexed(new Uint8Array(0)), false);
+  assert.equal(isUnindexed(fromHex("00")), false);
+  assert.equal(isUnindexed(new Uint8Array(10001)), false);
+  assert.equal(isUnindexed(fromHex("00140101010101010101010101010101010101010101")), false);
 });
 
 Deno.test("isUnspendable: OP_RETURN-led or oversized only", () => {

@@ -288,6 +288,30 @@ Deno.test("txids and outpoints whose first 4 bytes collide are told apart", asyn
   });
 });
 
+Deno.test("outputs are indexed as ElectrumX indexes them: all but OP_RETURN and OP_0 OP_RETURN scripts", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(19);
+    chain.extend(3);
+    const odd = [
+      Uint8Array.of(0x6a, 2, 1, 2), // OP_RETURN: left out
+      Uint8Array.of(0x00, 0x6a, 2, 1, 2), // OP_0 OP_RETURN: left out
+      new Uint8Array(0), // empty: indexed
+      new Uint8Array(10_001).fill(0x51), // over Core's script size limit: indexed all the same
+      Uint8Array.of(0x00, 0x14, ...new Uint8Array(20).fill(9)), // P2WPKH starting with OP_0: indexed
+    ];
+    chain.append([], makeCoinbase(3, odd.map((script, i) => ({ script, value: 1000 + i }))));
+    const store = await Store.open(dir, REGTEST, { log: capture() });
+    const p = processor(store);
+    p.advance(chain.blocks.map(raw));
+    await p.flush();
+    const model = replay(chain.blocks);
+    assert.deepEqual(await answers(store, odd), expectedAnswers(model, odd));
+    const counts = await Promise.all(odd.map((s) => store.history(modelHashX(s)).then((h) => h.length)));
+    assert.deepEqual(counts, [0, 0, 1, 1, 1]);
+    await store.close();
+  });
+});
+
 Deno.test("history honours fromHeight, toHeight and limit", async () => {
   await withDir(async (dir) => {
     const chain = SynthChain.create(13, 4, 8);

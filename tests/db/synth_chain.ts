@@ -170,7 +170,10 @@ export class SynthChain {
     const kept = pool.filter((c) => !spentKeys.has(outpointKey(c.txid, c.vout)));
     for (const tx of [cb, ...txs]) {
       tx.outputs.forEach((o, vout) => {
-        if (!(o.script.length > 0 && o.script[0] === 0x6a) && !spentKeys.has(outpointKey(tx.txid, vout))) {
+        // Only outputs a real node could spend later: indexed ones of at most 10,000 bytes.
+        if (
+          modelIndexed(o.script) && o.script.length <= 10000 && !spentKeys.has(outpointKey(tx.txid, vout))
+        ) {
           kept.push({ txid: tx.txid, vout, value: o.value, script: o.script });
         }
       });
@@ -226,6 +229,12 @@ export class SynthChain {
 }
 
 /** "txidhex:vout". */
+/** ElectrumX's rule, written out again: every output is indexed except those starting 6a or 006a. */
+export function modelIndexed(script: Uint8Array): boolean {
+  const hex = Array.from(script.subarray(0, 2), (b) => b.toString(16).padStart(2, "0")).join("");
+  return !hex.startsWith("6a") && !hex.startsWith("006a");
+}
+
 export function outpointKey(txid: Uint8Array, vout: number): string {
   return `${toHex(txid)}:${vout}`;
 }
@@ -271,7 +280,7 @@ export function replay(blocks: SynthBlock[]): Model {
         }
       }
       tx.outputs.forEach((o, vout) => {
-        if ((o.script.length > 0 && o.script[0] === 0x6a) || o.script.length > 10000) return;
+        if (!modelIndexed(o.script)) return;
         const hx = toHex(modelHashX(o.script));
         utxo.set(outpointKey(tx.txid, vout), {
           hx,

@@ -25,10 +25,12 @@ export interface RefTx {
   txNum: number;
 }
 
-// Outputs nobody can spend are not indexed (Electrum servers skip them): OP_RETURN-led or longer than the
-// consensus script limit.
+// Outputs not indexed, as ElectrumX (protocol.md §4.2): scripts starting OP_RETURN, or OP_0 then OP_RETURN.
 const OP_RETURN = 0x6a;
-const MAX_SCRIPT_SIZE = 10_000;
+
+function unindexed(script: Uint8Array): boolean {
+  return script[0] === OP_RETURN || (script[0] === 0 && script[1] === OP_RETURN);
+}
 
 /** hashX of an output script: the first 11 bytes of its SHA-256, as hex. */
 export function refHashX(script: Uint8Array): string {
@@ -82,7 +84,7 @@ export class ChainReference {
         }
       }
       tx.outputs.forEach((out, vout) => {
-        if ((out.script.length > 0 && out.script[0] === OP_RETURN) || out.script.length > MAX_SCRIPT_SIZE) {
+        if (unindexed(out.script)) {
           return;
         }
         const hashX = refHashX(out.script);

@@ -51,7 +51,6 @@ interface PoolTx {
 }
 
 const OP_RETURN = 0x6a;
-const MAX_SCRIPT_SIZE = 10_000;
 const HEXES = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 /** Lowercase hex, stored order. */
@@ -94,8 +93,9 @@ function hashXOfScripthash(sh: string): string {
   return hex(unrhex(sh).subarray(0, 11));
 }
 
+// ElectrumX's rule (protocol.md §4.2): all but scripts starting OP_RETURN, or OP_0 then OP_RETURN.
 function indexed(script: Uint8Array): boolean {
-  return !(script.length > 0 && script[0] === OP_RETURN) && script.length <= MAX_SCRIPT_SIZE;
+  return script[0] !== OP_RETURN && !(script[0] === 0 && script[1] === OP_RETURN);
 }
 
 /** sha256 of the §4.3 status string, or null for no history. */

@@ -526,19 +526,22 @@ Deno.test("readers see the old mempool until a refresh completes; concurrent ref
   assert.equal(daemon.maxInFlight, 1);
 });
 
-Deno.test("a tx paying and spending the same hashX appears once; unspendable outputs are not indexed", async () => {
+Deno.test("a tx paying and spending the same hashX appears once; OP_RETURN outputs are not indexed", async () => {
   const { daemon, store, mempool } = setup();
   const A = script(1), OPRET = Uint8Array.of(0x6a, 0x04, 1, 2, 3, 4), BIG = new Uint8Array(10_001);
+  const OP0RET = Uint8Array.of(0x00, 0x6a, 0x01, 7);
   const coin = coinTxid("self");
   store.flush([[coin, 0, A, 10_000]]);
-  const t = makeTx([[coin, 0]], [[A, 6_000], [OPRET, 0], [BIG, 1_000], [A, 2_000]]);
+  const t = makeTx([[coin, 0]], [[A, 6_000], [OPRET, 0], [BIG, 1_000], [A, 2_000], [OP0RET, 0]]);
   daemon.add(t);
   const touched = await mempool.refresh();
-  assert.deepEqual(keys(touched), hxs(A));
+  // As ElectrumX: scripts starting OP_RETURN or OP_0 OP_RETURN are left out, an oversized one is not.
+  assert.deepEqual(keys(touched), hxs(A, BIG));
   assert.deepEqual(history(mempool, A), [`${t.id}:0:1000`]);
   assert.equal(mempool.balanceDelta(hashXOf(A)), -2_000);
   assert.deepEqual(mempool.history(hashXOf(OPRET)), []);
-  assert.deepEqual(mempool.history(hashXOf(BIG)), []);
+  assert.deepEqual(mempool.history(hashXOf(OP0RET)), []);
+  assert.deepEqual(history(mempool, BIG), [`${t.id}:0:1000`]);
   assert.deepEqual(mempool.utxos(hashXOf(A)).map((u) => u.vout), [0, 3]);
   // Spending an unspendable output can never be valid: such a child waits forever, it is never indexed.
   const bad = makeTx([[t.txid, 1]], [[A, 1]]);
