@@ -50,6 +50,8 @@ export interface IndexerHooks {
   onTip?: (height: number) => void;
   /** After every flush that wrote something, with what it did and how long it took (ms): metrics. */
   onFlush?: (stats: FlushStats, ms: number) => void;
+  /** Aborting it gives up waiting for the daemon at startup (SIGTERM while bitcoind is down or warming up). */
+  startup?: AbortSignal;
 }
 
 /** Opens the database and starts syncing from the daemon; see Indexer. */
@@ -82,7 +84,10 @@ export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Pr
     log: getLog("daemon"),
   });
   let processor: BlockProcessor;
+  const giveUp = () => daemon.close();
+  hooks.startup?.addEventListener("abort", giveUp, { once: true });
   try {
+    if (hooks.startup?.aborted) daemon.close();
     await daemon.checkNetwork(config.coreChain);
     processor = new BlockProcessor(store, {
       reorgLimit: config.reorgLimit,
@@ -96,6 +101,8 @@ export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Pr
     daemon.close();
     await store.close();
     throw err;
+  } finally {
+    hooks.startup?.removeEventListener("abort", giveUp);
   }
   const loop = new SyncLoop(daemon, processor, getLog("sync"), {
     maxQueueBytes: prefetchBytes(config.cacheMb),
@@ -372,18 +379,40 @@ async function runIndexerAndServer(
       void indexer.stop();
     });
   };
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  let signalled = false;
+  // Until the indexer runs, a stop request gives up waiting for bitcoind (down or warming up) and exits 0:
+  // a supervisor stopping the service then sees a clean stop, not a death by signal.
+  const startup = new AbortController();
+  const onEarlySignal = () => {
+    if (signalled) return;
+    signalled = true;
+    log.info("shutting down: stopped while starting");
+    startup.abort();
+  };
+  for (const sig of signals) Deno.addSignalListener(sig, onEarlySignal);
   try {
     indexer = await startIndexer(config, {
       onTip,
       onFlush: metrics && ((stats, ms) => metrics.observeFlush(stats, ms)),
+      startup: startup.signal,
     });
   } catch (err) {
+    if (signalled && isDaemonClosed(err)) {
+      log.info("shut down cleanly");
+      return 0;
+    }
     logFatal(log, "cannot start", err);
     return 1;
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, onEarlySignal);
+  }
+  if (signalled) {
+    await indexer.stop();
+    log.info("shut down cleanly");
+    return 0;
   }
   report.started(indexer);
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  let signalled = false;
   const onSignal = () => {
     if (signalled) return;
     signalled = true;

@@ -79,6 +79,15 @@ async function launch(argv: string[]): Promise<number> {
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   const status = await child.status;
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+  // Coulomb killed by a signal: end the same way, so that the supervisor sees what happened to the service
+  // (a death by SIGKILL, say) rather than an ordinary exit status 128 + n.
+  if (status.signal !== null) {
+    try {
+      Deno.kill(Deno.pid, status.signal);
+    } catch {
+      // Not allowed or not possible: the exit status below says it as a shell would.
+    }
+  }
   return status.code;
 }
 

@@ -127,3 +127,52 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "signals: SIGTERM while bitcoind cannot be reached at startup exits 0, through the launcher too",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const proc = await startService({
+        NET: "regtest",
+        DB_DIRECTORY: `${dir}/db`,
+        DAEMON_URL: `http://u:p@127.0.0.1:${freePort()}/`,
+        SERVICES: `tcp://127.0.0.1:${freePort()}`,
+      });
+      try {
+        await proc.waitFor(/unavailable: .*; retrying/);
+        proc.kill("SIGTERM");
+        const status = await proc.finish();
+        assert.equal(status.signal, null, proc.tail());
+        assert.equal(status.code, 0, proc.tail());
+        assert.ok(proc.find(/shut down cleanly/), proc.tail());
+      } finally {
+        await proc.close();
+      }
+    }),
+});
+
+Deno.test({
+  name: "signals: when Coulomb dies by a signal, the launcher ends by the same signal",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const proc = await startService({
+        NET: "regtest",
+        DB_DIRECTORY: `${dir}/db`,
+        DAEMON_URL: `http://u:p@127.0.0.1:${freePort()}/`,
+        SERVICES: `tcp://127.0.0.1:${freePort()}`,
+      });
+      try {
+        await proc.waitFor(/unavailable: .*; retrying/);
+        const [server] = proc.descendantPids();
+        Deno.kill(server, "SIGKILL");
+        const status = await proc.finish();
+        assert.equal(status.signal, "SIGKILL", proc.tail());
+      } finally {
+        await proc.close();
+      }
+    }),
+});
