@@ -175,15 +175,15 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
         ? DEFAULT_REORG_BLOCKS
         : positiveInt(countArg, "count", Number.MAX_SAFE_INTEGER);
       log.info(`admin RPC: forced reorg of ${count} block${count === 1 ? "" : "s"}`);
-      let height: number;
+      let done: { height: number; undone: number };
       try {
-        height = await view.loop.reorg(count);
+        done = await view.loop.reorg(count);
       } catch (e) {
         throw new AdminError(COMMAND_FAILED, `reorg failed: ${errorText(e)}`);
       }
-      return `backed up ${count} block${
-        count === 1 ? "" : "s"
-      } to height ${height}; re-syncing from the daemon`;
+      return `backed up ${done.undone} block${
+        done.undone === 1 ? "" : "s"
+      } to height ${done.height}; re-syncing from the daemon`;
     },
   });
 

@@ -28,8 +28,8 @@ export interface NodeStore extends CompactableStore {
 /** The sync loop as the operator interfaces drive it. */
 export interface NodeLoop {
   readonly stats: Readonly<SyncStats>;
-  /** Backs the index up `blocks` blocks; the loop then re-syncs them from the daemon. Resolves to the new height. */
-  reorg(blocks: number): Promise<number>;
+  /** Backs the index up `blocks` blocks (fewer near genesis); the loop then re-syncs them. The new height and how many. */
+  reorg(blocks: number): Promise<{ height: number; undone: number }>;
   /** Runs `fn` between two steps of the loop, when no block is being applied, flushed or undone. */
   runExclusive<T>(fn: () => Promise<T>): Promise<T>;
 }

@@ -283,7 +283,10 @@ export class BlockProcessor {
     const started = performance.now();
     try {
       const stats = await this.flushInner();
-      this.opts.onFlush?.(stats, performance.now() - started);
+      // Only flushes that wrote something: backups and reorgs also call flush() with nothing pending.
+      if (stats.blocks > 0 || stats.writes > 0 || stats.deletes > 0) {
+        this.opts.onFlush?.(stats, performance.now() - started);
+      }
       return stats;
     } catch (err) {
       // A failed commit leaves the database at the previous flush; our memory no longer matches a clean resume.

@@ -194,22 +194,25 @@ export class SyncLoop {
 
   /**
    * Testing aid (the admin RPC's `reorg`): undoes the last `blocks` blocks as a reorg would, then lets the loop
-   * fetch and apply them again from the daemon. Resolves to the height backed up to.
+   * fetch and apply them again from the daemon. Resolves to the height backed up to and how many blocks
+   * that undid (fewer than asked for near genesis).
    */
-  reorg(blocks: number): Promise<number> {
+  reorg(blocks: number): Promise<{ height: number; undone: number }> {
     if (!Number.isSafeInteger(blocks) || blocks < 1) {
       return Promise.reject(new RangeError(`a reorg needs a positive number of blocks, got ${blocks}`));
     }
     return this.runExclusive(async () => {
-      const target = Math.max(-1, this.processor.height - blocks);
+      const from = this.processor.height;
+      const target = Math.max(-1, from - blocks);
+      const undone = from - target;
       this.log.info(
-        `forced reorg: undoing ${blocks} block${blocks === 1 ? "" : "s"} back to height ${target}`,
+        `forced reorg: undoing ${undone} block${undone === 1 ? "" : "s"} back to height ${target}`,
       );
       await this.processor.backup(target);
       if (this.caughtUpOnce) await this.processor.flush();
       this.stats.caughtUp = false;
       this.prefetcher.reset(target + 1);
-      return this.processor.height;
+      return { height: this.processor.height, undone };
     });
   }
 

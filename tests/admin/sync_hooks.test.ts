@@ -133,6 +133,20 @@ Deno.test("exclusive work interrupts a loop waiting at the tip, and no block is 
   }
 });
 
+Deno.test("a forced reorg deeper than the chain stops at genesis and says how many blocks it undid", async () => {
+  const chain = new Chain(6);
+  const proc = new Processor(100);
+  const { loop, done, tip } = start(chain, proc);
+  try {
+    await tip(5);
+    assert.deepEqual(await loop.reorg(99_999_999_999), { height: -1, undone: 6 });
+    await tip(5);
+  } finally {
+    loop.stop();
+    await done;
+  }
+});
+
 Deno.test("a forced reorg backs up and the loop fetches the same blocks again", async () => {
   const chain = new Chain(30);
   const proc = new Processor(10);
@@ -140,7 +154,7 @@ Deno.test("a forced reorg backs up and the loop fetches the same blocks again", 
   try {
     await tip(29);
     const before = tips.length;
-    assert.equal(await loop.reorg(4), 25);
+    assert.deepEqual(await loop.reorg(4), { height: 25, undone: 4 });
     assert.deepEqual(proc.backups, [4]);
     await tip(29);
     assert.equal(proc.height, 29);

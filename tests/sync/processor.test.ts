@@ -46,7 +46,7 @@ function open(dir: string, lines?: string[]) {
 
 function processor(
   store: Store,
-  opts: Partial<{ reorgLimit: number; flushSize: number; lines: string[] }> = {},
+  opts: Partial<{ reorgLimit: number; flushSize: number; lines: string[]; onFlush: () => void }> = {},
 ) {
   return new BlockProcessor(store, {
     reorgLimit: opts.reorgLimit ?? 10,
@@ -54,6 +54,7 @@ function processor(
     flushSize: opts.flushSize ?? 1_000_000,
     log: quietLog(opts.lines),
     network: NET,
+    onFlush: opts.onFlush,
   });
 }
 
@@ -225,6 +226,29 @@ Deno.test("backup across flushed and unflushed blocks restores the exact earlier
       expectedAnswers(replay(fork.blocks.slice(0, 26)), scripts),
     );
     await again.close();
+  });
+});
+
+Deno.test("onFlush reports flushes that wrote something, not the empty ones backups and reorgs make", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(8);
+    chain.extend(12);
+    const store = await open(dir);
+    let reported = 0;
+    const p = processor(store, { onFlush: () => reported++ });
+    p.advance(chain.blocks.slice(0, 10).map(raw));
+    await p.flush();
+    assert.equal(reported, 1);
+    await p.flush();
+    assert.equal(reported, 1, "nothing pending: not a flush to report");
+    await p.backup(7);
+    const afterBackup = reported;
+    await p.flush();
+    assert.equal(reported, afterBackup);
+    p.advance(chain.blocks.slice(8).map(raw));
+    await p.flush();
+    assert.equal(reported, afterBackup + 1);
+    await store.close();
   });
 });
 
