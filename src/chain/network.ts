@@ -23,6 +23,11 @@ export interface Network {
   powLimitBits: number;
   /** Block subsidy at height 0, in satoshis. */
   initialSubsidy: number;
+  /**
+   * BIP30's exceptions: blocks whose coinbase repeats an earlier coinbase's txid while that one's outputs are
+   * unspent, replacing them (mainnet 91842 and 91880, as bitcoind's IsBIP30Repeat). Hash in internal order.
+   */
+  overwritingCoinbases: readonly { readonly height: number; readonly hash: Uint8Array }[];
 }
 
 // Main, testnet3, signet and regtest share the 2009 coinbase, so their headers differ only in time/bits/nonce.
@@ -34,7 +39,8 @@ function network(
   coreChain: string,
   genesisHashHex: string,
   genesisHeaderHex: string,
-  rest: Omit<Network, "name" | "coreChain" | "genesisHash" | "genesisHeader">,
+  rest: Omit<Network, "name" | "coreChain" | "genesisHash" | "genesisHeader" | "overwritingCoinbases">,
+  overwritingCoinbases: [number, string][] = [],
 ): Network {
   return Object.freeze({
     name,
@@ -42,6 +48,9 @@ function network(
     genesisHash: fromHexReversed(genesisHashHex),
     genesisHeader: fromHex(genesisHeaderHex),
     ...rest,
+    overwritingCoinbases: Object.freeze(
+      overwritingCoinbases.map(([height, hash]) => Object.freeze({ height, hash: fromHexReversed(hash) })),
+    ),
   });
 }
 
@@ -65,6 +74,10 @@ export const NETWORKS: Record<Network["name"], Network> = Object.freeze({
       powLimitBits: 0x1d00ffff,
       initialSubsidy: 50 * COIN,
     },
+    [
+      [91842, "00000000000a4d0a398161ffc163c503763b1f4360639393e0e4c8e300e0caec"],
+      [91880, "00000000000743f190a18c5577a3c2d2a1f610ae9601ac046a38084ccb7cd721"],
+    ],
   ),
   testnet: network(
     "testnet",

@@ -90,8 +90,11 @@ export interface ProcessorOptions {
   /** Flush once this many entries are pending (FLUSH_SIZE): cached outputs + flushed spends + history items. */
   flushSize: number;
   log: ProcessorLog;
-  /** The network the store must belong to. */
-  network: { readonly name: string };
+  /** The network the store must belong to (and its BIP30 exceptions, see Network). */
+  network: {
+    readonly name: string;
+    readonly overwritingCoinbases?: readonly { readonly height: number; readonly hash: Uint8Array }[];
+  };
   /** Clock in milliseconds (tests). */
   now?: () => number;
   /** Called after each successful flush with what it did and how long it took (ms); for metrics. */
@@ -384,11 +387,54 @@ export class BlockProcessor {
     }
   }
 
+  /** Whether the block at `height`, whose hash is at rec[hashAt..], is one of the network's BIP30 exceptions. */
+  private overwritesCoinbase(height: number, rec: Uint8Array, hashAt: number): boolean {
+    const list = this.opts.network.overwritingCoinbases;
+    return list !== undefined &&
+      list.some((b) => b.height === height && sameBytesAt(rec, hashAt, b.hash, 0, 32));
+  }
+
+  /**
+   * Spends the output `vout` of the transaction whose txid is at rec[txidAt..] on behalf of transaction
+   * `txNum`: from the cache, else from disk (its value is then read at flush time). Writes its undo entry at
+   * `spentLen` of spentBuf and adds `txNum` to the output's history. False if the output exists nowhere.
+   */
+  private spendInto(
+    rec: Uint8Array,
+    txidAt: number,
+    vout: number,
+    txNum: number,
+    spentLen: number,
+    unresolved: number[],
+  ): boolean {
+    const cache = this.cache;
+    if ((spentLen + UNDO_SPENT_LEN) > this.spentBuf.length) this.spentBuf = grow(this.spentBuf);
+    const sb = this.spentBuf;
+    const e = cache.spendAt(rec, txidAt, vout);
+    if (e >= 0) {
+      this.hits++;
+      const slab = cache.hashXSlab;
+      for (let k = 0, from = e * HASHX_LEN; k < HASHX_LEN; k++) sb[spentLen + k] = slab[from + k];
+      putTxNum(sb, spentLen + HASHX_LEN, cache.txNumOf(e));
+      putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
+      putValue(sb, spentLen + HASHX_LEN + TXNUM_LEN + 3, cache.valueOf(e));
+    } else {
+      const spentTxNum = this.overlay.spend(rec.subarray(txidAt, txidAt + 32), vout, this.hashXScratch, 0);
+      if (spentTxNum < 0) return false;
+      sb.set(this.hashXScratch, spentLen);
+      putTxNum(sb, spentLen + HASHX_LEN, spentTxNum);
+      putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
+      unresolved.push(spentLen);
+    }
+    this.history.add(sb, spentLen, txNum);
+    return true;
+  }
+
   // Applies a block record (block_record.ts): tx_nums, spends, new outputs, history, undo.
   private applyBlock(height: number, rec: Uint8Array, off: number): void {
-    const cache = this.cache, overlay = this.overlay, history = this.history;
-    const scratch = this.hashXScratch;
+    const cache = this.cache, history = this.history;
     let spentLen = 0, createdLen = 0;
+    const overwrites = this.overwritesCoinbase(height, rec, off + RECORD_HASH);
     const unresolved: number[] = [];
     const txCount = getU32(rec, off + 4);
     let p = off + RECORD_TXS;
@@ -399,36 +445,26 @@ export class BlockProcessor {
       p += RECORD_TX_LEN;
       if (i === 0) {
         p += nIn * RECORD_INPUT_LEN; // the coinbase spends nothing
+        if (overwrites) {
+          // One of BIP30's two exceptions: this coinbase repeats an earlier coinbase's txid while that one's
+          // outputs are unspent, and replaces them in the UTXO set (as bitcoind's coins view does). Undone as
+          // spends are, so a backup brings them back.
+          for (let vout = 0; vout < nOut; vout++) {
+            if (rec[p + vout * RECORD_OUTPUT_LEN + 19] & OUTPUT_UNSPENDABLE) continue;
+            if (this.spendInto(rec, txidAt, vout, txNum, spentLen, unresolved)) spentLen += UNDO_SPENT_LEN;
+          }
+        }
       } else {
         for (let j = 0; j < nIn; j++, p += RECORD_INPUT_LEN) {
           const vout = getU32(rec, p + 32);
-          if ((spentLen + UNDO_SPENT_LEN) > this.spentBuf.length) this.spentBuf = grow(this.spentBuf);
-          const sb = this.spentBuf;
-          const e = cache.spendAt(rec, p, vout);
-          if (e >= 0) {
-            this.hits++;
-            const slab = cache.hashXSlab;
-            for (let k = 0, from = e * HASHX_LEN; k < HASHX_LEN; k++) sb[spentLen + k] = slab[from + k];
-            putTxNum(sb, spentLen + HASHX_LEN, cache.txNumOf(e));
-            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
-            putValue(sb, spentLen + HASHX_LEN + TXNUM_LEN + 3, cache.valueOf(e));
-          } else {
-            const prevTxid = rec.subarray(p, p + 32);
-            const spentTxNum = overlay.spend(prevTxid, vout, scratch, 0);
-            if (spentTxNum < 0) {
-              throw new SyncError(
-                "missing-output",
-                `block ${height} transaction ${toHexReversed(rec.subarray(txidAt, txidAt + 32))} spends ` +
-                  `${toHexReversed(prevTxid)}:${vout}, which is not an unspent output; ` +
-                  "the daemon served inconsistent data",
-              );
-            }
-            sb.set(scratch, spentLen);
-            putTxNum(sb, spentLen + HASHX_LEN, spentTxNum);
-            putVout(sb, spentLen + HASHX_LEN + TXNUM_LEN, vout);
-            unresolved.push(spentLen);
+          if (!this.spendInto(rec, p, vout, txNum, spentLen, unresolved)) {
+            throw new SyncError(
+              "missing-output",
+              `block ${height} transaction ${toHexReversed(rec.subarray(txidAt, txidAt + 32))} spends ` +
+                `${toHexReversed(rec.subarray(p, p + 32))}:${vout}, which is not an unspent output; ` +
+                "the daemon served inconsistent data",
+            );
           }
-          history.add(sb, spentLen, txNum);
           spentLen += UNDO_SPENT_LEN;
         }
       }

@@ -89,3 +89,16 @@ Deno.test("blockSubsidy halves every interval (150 on regtest) and reaches zero"
   assert.equal(total, 2_099_999_997_690_000);
   assert.throws(() => blockSubsidy(-1, main), RangeError);
 });
+
+Deno.test("BIP30's two exceptions are mainnet's blocks 91842 and 91880, as bitcoind names them", () => {
+  assert.deepEqual(
+    NETWORKS.mainnet.overwritingCoinbases.map((b) => [b.height, toHexReversed(b.hash)]),
+    [
+      [91842, "00000000000a4d0a398161ffc163c503763b1f4360639393e0e4c8e300e0caec"],
+      [91880, "00000000000743f190a18c5577a3c2d2a1f610ae9601ac046a38084ccb7cd721"],
+    ],
+  );
+  for (const name of ["testnet", "testnet4", "signet", "regtest"] as const) {
+    assert.deepEqual(NETWORKS[name].overwritingCoinbases, []);
+  }
+});

@@ -16,6 +16,7 @@ import { UtxoCache } from "../../src/sync/utxo_cache.ts";
 import {
   answers,
   expectedAnswers,
+  makeCoinbase,
   makeTx,
   modelHashX,
   replay,
@@ -251,6 +252,62 @@ Deno.test("onFlush reports flushes that wrote something, not the empty ones back
     await store.close();
   });
 });
+
+// BIP30's two mainnet exceptions, in miniature: block 3 repeats block 1's coinbase (same txid) and its outputs
+// replace the unspent ones, as in bitcoind's UTXO set; history keeps both heights.
+for (const flushBetween of [false, true]) {
+  Deno.test(`a coinbase repeated at a BIP30 exception replaces the earlier outputs (flushed between: ${flushBetween})`, async () => {
+    await withDir(async (dir) => {
+      const chain = SynthChain.create(21);
+      chain.extend(1);
+      const payee = chain.scripts[0];
+      const repeated = makeCoinbase(1, [{ script: payee, value: 50_0000_0000 }]);
+      chain.append([], repeated); // height 1
+      chain.append([]); // height 2: empty, so block 1's output is still unspent at height 3
+      chain.append([], repeated); // height 3: same txid
+      chain.append([]);
+      chain.append([]);
+      const net = { name: "regtest", overwritingCoinbases: [{ height: 3, hash: chain.blocks[3].hash }] };
+      const store = await open(dir);
+      try {
+        const p = new BlockProcessor(store, {
+          reorgLimit: 10,
+          cacheMb: 64,
+          flushSize: 1e6,
+          log: quietLog(),
+          network: net,
+        });
+        p.advance(chain.blocks.slice(0, 3).map(raw));
+        if (flushBetween) await p.flush();
+        p.advance(chain.blocks.slice(3).map(raw));
+        await p.flush();
+        const scripts = chain.scripts;
+        assert.deepEqual(await answers(store, scripts), expectedAnswers(replay(chain.blocks), scripts));
+        const coins = await store.utxos(modelHashX(payee));
+        assert.equal(
+          coins.filter((c) => toHex(c.txHash) === toHex(repeated.txid)).length,
+          1,
+          "one coin, not two",
+        );
+        // Spending it leaves none behind.
+        chain.append([
+          makeTx([{ txid: repeated.txid, vout: 0 }], [{ script: scripts[1], value: 49_0000_0000 }]),
+        ]);
+        p.advance([raw(chain.blocks[6])]);
+        await p.flush();
+        assert.deepEqual(await answers(store, scripts), expectedAnswers(replay(chain.blocks), scripts));
+        // Undoing block 3 brings block 1's output back.
+        await p.backup(2);
+        assert.deepEqual(
+          await answers(store, scripts),
+          expectedAnswers(replay(chain.blocks.slice(0, 3)), scripts),
+        );
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
 
 Deno.test("a reorg deeper than the limit is refused and the database stays intact", async () => {
   await withDir(async (dir) => {
