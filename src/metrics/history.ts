@@ -14,11 +14,17 @@ export interface ProgressSample {
   readonly txs: number;
 }
 
+/** How far back every offered sample is kept, unthinned, for rate(): windows up to this long are exact. */
+export const RECENT_MS = 300_000;
+
 /** A bounded, self-thinning series of progress samples. */
 export class ProgressHistory {
   readonly #capacity: number;
   #samples: ProgressSample[] = [];
   #intervalMs: number;
+  // Every sample of the last RECENT_MS: once the chart's spacing has doubled a few times, a "last minute"
+  // rate taken from it would span several minutes.
+  #recent: ProgressSample[] = [];
 
   /** `intervalMs` is the starting spacing between kept samples; `capacity` (at least 4) bounds the series. */
   constructor(intervalMs: number, capacity = 512) {
@@ -39,6 +45,12 @@ export class ProgressHistory {
     const samples = this.#samples;
     const last = samples[samples.length - 1];
     if (last && s.t < last.t) return;
+    const recent = this.#recent;
+    recent.push(s);
+    // Drop what is older than RECENT_MS, keeping the newest sample beyond it so the window stays covered.
+    let drop = 0;
+    while (drop < recent.length - 2 && s.t - recent[drop + 1].t >= RECENT_MS) drop++;
+    if (drop > 0) recent.splice(0, drop);
     if (samples.length >= 2 && last && s.t - samples[samples.length - 2].t < this.#intervalMs) {
       samples[samples.length - 1] = s;
       return;
@@ -59,9 +71,9 @@ export class ProgressHistory {
     return [...this.#samples];
   }
 
-  /** Blocks and transactions per second over roughly the last `windowMs`, from the kept samples. */
+  /** Blocks and transactions per second over the last `windowMs` (at most RECENT_MS). */
   rate(windowMs: number): { blocksPerSec: number; txsPerSec: number } {
-    const s = this.#samples;
+    const s = this.#recent;
     if (s.length < 2) return { blocksPerSec: 0, txsPerSec: 0 };
     const last = s[s.length - 1];
     let i = s.length - 2;

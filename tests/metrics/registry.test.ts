@@ -110,3 +110,20 @@ Deno.test("samples closer than the interval replace the newest point instead of 
   assert.deepEqual(h.samples().map((s) => s.height), [0, 2, 3]);
   assert.deepEqual(new ProgressHistory(1000).rate(60_000), { blocksPerSec: 0, txsPerSec: 0 });
 });
+
+Deno.test("the rate covers the window asked for, however thinned the chart's samples are after a day", () => {
+  const h = new ProgressHistory(5_000, 512);
+  let t = 0, height = 0;
+  // A day of one block per minute, sampled every 5 s: the chart's spacing doubles several times.
+  for (; t < 86_400_000; t += 5_000) {
+    if (t % 60_000 === 0) height++;
+    h.add({ t, height, daemonHeight: height, txs: height });
+  }
+  assert.ok(h.intervalMs > 60_000, `chart spacing ${h.intervalMs} ms`);
+  // Then a minute at 100 blocks per second.
+  for (const end = t + 60_000; t <= end; t += 5_000) {
+    height += 500;
+    h.add({ t, height, daemonHeight: height, txs: height });
+  }
+  assert.equal(Math.round(h.rate(60_000).blocksPerSec), 100);
+});
