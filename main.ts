@@ -54,6 +54,9 @@ export interface IndexerHooks {
   startup?: AbortSignal;
 }
 
+/** How often Coulomb checks that the process that started it is still there (ms). */
+const ORPHAN_CHECK_MS = 1000;
+
 /** Opens the database and starts syncing from the daemon; see Indexer. */
 export async function startIndexer(config: Config, hooks: IndexerHooks = {}): Promise<Indexer> {
   const log = getLog("main");
@@ -342,12 +345,26 @@ export async function main(argv: string[], env: Record<string, string | undefine
   Deno.addSignalListener("SIGHUP", onHup);
   Deno.addSignalListener("SIGUSR1", onUsr1);
   Deno.addSignalListener("SIGUSR2", onUsr2);
+  // Coulomb must not outlive the process that started it (the launcher of `deno task start`): a launcher
+  // killed outright (SIGKILL, a supervisor's forced stop) would leave it running unsupervised, holding the
+  // database lock and its ports. Deno.ppid is read live and needs no permission.
+  const parent = Deno.ppid;
+  let stop = () => {};
+  const orphanWatch = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(orphanWatch);
+    log.warn(`the parent process ${parent} is gone: shutting down`);
+    stop();
+  }, ORPHAN_CHECK_MS);
+  Deno.unrefTimer(orphanWatch);
   try {
     return await runIndexerAndServer(config, log, startedAt, {
       started: (i) => indexer = i,
       serving: (s) => serving = s,
+      stopWith: (fn) => stop = fn,
     });
   } finally {
+    clearInterval(orphanWatch);
     Deno.removeSignalListener("SIGHUP", onHup);
     Deno.removeSignalListener("SIGUSR1", onUsr1);
     Deno.removeSignalListener("SIGUSR2", onUsr2);
@@ -360,7 +377,12 @@ async function runIndexerAndServer(
   config: Config,
   log: Log,
   startedAt: number,
-  report: { started(indexer: Indexer): void; serving(serving: Serving): void },
+  report: {
+    started(indexer: Indexer): void;
+    serving(serving: Serving): void;
+    /** What stops Coulomb as SIGTERM would, from now on. */
+    stopWith(stop: () => void): void;
+  },
 ): Promise<number> {
   const metrics = config.metrics ? new CoulombMetrics() : undefined;
   let indexer: Indexer;
@@ -390,6 +412,7 @@ async function runIndexerAndServer(
     log.info("shutting down: stopped while starting");
     startup.abort();
   };
+  report.stopWith(onEarlySignal);
   for (const sig of signals) Deno.addSignalListener(sig, onEarlySignal);
   try {
     indexer = await startIndexer(config, {
@@ -425,6 +448,7 @@ async function runIndexerAndServer(
       await indexer.stop();
     })();
   };
+  report.stopWith(onSignal);
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
   // The admin RPC and metrics run from now on, during the initial sync too; `stop` takes the SIGTERM path.
   let ops: Operations;

@@ -176,3 +176,37 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "signals: a launcher killed outright does not leave Coulomb running: it notices and shuts down",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "p1-orphan" });
+      const port = freePort();
+      const proc = await startService({
+        NET: "regtest",
+        DB_DIRECTORY: `${dir}/db`,
+        DAEMON_URL: sim.url,
+        DAEMON_COOKIE: sim.cookiePath!,
+        DAEMON_POLL_MS: "50",
+        SERVICES: `tcp://127.0.0.1:${port}`,
+      });
+      try {
+        await proc.waitFor(/listening for Electrum tcp connections/);
+        const [server] = proc.descendantPids();
+        proc.kill("SIGKILL"); // the launcher only
+        assert.equal((await proc.finish()).signal, "SIGKILL");
+        await proc.waitFor(/the parent process \d+ is gone: shutting down/);
+        await proc.waitFor(/shut down cleanly/);
+        // And the process is gone, its database lock with it.
+        while (await Deno.stat(`/proc/${server}`).then(() => true, () => false)) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await proc.close();
+        await sim.close();
+      }
+    }),
+});
