@@ -17,6 +17,20 @@ export async function taskArgs(name: string): Promise<string[]> {
 
 export { LoggedProcess } from "./logged_process.ts";
 
+/** The environment of a regtest Coulomb on `dir`/db following a simnet (cookie auth, quick polls). */
+export function simnetServiceEnv(
+  dir: string,
+  sim: { url: string; cookiePath?: string },
+): Record<string, string> {
+  return {
+    NET: "regtest",
+    DB_DIRECTORY: `${dir}/db`,
+    DAEMON_URL: sim.url,
+    DAEMON_COOKIE: sim.cookiePath!,
+    DAEMON_POLL_MS: "50",
+  };
+}
+
 /** Coulomb through `deno task start`'s command line. */
 export async function startService(env: Record<string, string>): Promise<LoggedProcess> {
   return LoggedProcess.spawn(await taskArgs("start"), env);

@@ -23,7 +23,14 @@ import {
   shellLine,
 } from "../scripts/compile.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
-import { ElectrumClient, freePort, LoggedProcess, startService, taskArgs } from "./launcher_harness.ts";
+import {
+  ElectrumClient,
+  freePort,
+  LoggedProcess,
+  simnetServiceEnv,
+  startService,
+  taskArgs,
+} from "./launcher_harness.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 
@@ -372,11 +379,7 @@ Deno.test({
         "run=/bin/sh",
       ];
       const proc = await startService({
-        NET: "regtest",
-        DB_DIRECTORY: `${dir}/db`,
-        DAEMON_URL: sim.url,
-        DAEMON_COOKIE: sim.cookiePath!,
-        DAEMON_POLL_MS: "50",
+        ...simnetServiceEnv(dir, sim),
         // localhost is granted as its loopback addresses (node:net binds what the name resolves to).
         SERVICES: `tcp://127.0.0.1:${port},tcp://localhost:${localPort}`,
         // The socket thread's Worker must be able to load its modules inside the sandbox.

@@ -5,7 +5,13 @@
 import assert from "node:assert/strict";
 import { ALLOCATOR_ENV, findJemalloc } from "../src/allocator.ts";
 import { simnet, withTempDir } from "./integration/harness.ts";
-import { ElectrumClient, freePort, startService } from "./launcher_harness.ts";
+import {
+  ElectrumClient,
+  freePort,
+  type LoggedProcess,
+  simnetServiceEnv,
+  startService,
+} from "./launcher_harness.ts";
 import { makeCert } from "./tls_cert.ts";
 
 Deno.test({
@@ -22,11 +28,7 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/tls.key`, one.key);
       const [tcpPort, sslPort] = [freePort(), freePort()];
       const proc = await startService({
-        NET: "regtest",
-        DB_DIRECTORY: `${dir}/db`,
-        DAEMON_URL: sim.url,
-        DAEMON_COOKIE: sim.cookiePath!,
-        DAEMON_POLL_MS: "50",
+        ...simnetServiceEnv(dir, sim),
         SERVICES: `tcp://127.0.0.1:${tcpPort},ssl://127.0.0.1:${sslPort}`,
         SSL_CERTFILE: `${dir}/tls.crt`,
         SSL_KEYFILE: `${dir}/tls.key`,
@@ -128,54 +130,26 @@ Deno.test({
     }),
 });
 
-Deno.test({
-  name: "signals: SIGTERM while bitcoind cannot be reached at startup exits 0, through the launcher too",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withTempDir(async (dir) => {
-      const proc = await startService({
-        NET: "regtest",
-        DB_DIRECTORY: `${dir}/db`,
-        DAEMON_URL: `http://u:p@127.0.0.1:${freePort()}/`,
-        SERVICES: `tcp://127.0.0.1:${freePort()}`,
-      });
-      try {
-        await proc.waitFor(/unavailable: .*; retrying/);
-        proc.kill("SIGTERM");
-        const status = await proc.finish();
-        assert.equal(status.signal, null, proc.tail());
-        assert.equal(status.code, 0, proc.tail());
-        assert.ok(proc.find(/shut down cleanly/), proc.tail());
-      } finally {
-        await proc.close();
-      }
-    }),
-});
+testWithoutDaemon(
+  "signals: SIGTERM while bitcoind cannot be reached at startup exits 0, through the launcher too",
+  async (proc) => {
+    proc.kill("SIGTERM");
+    const status = await proc.finish();
+    assert.equal(status.signal, null, proc.tail());
+    assert.equal(status.code, 0, proc.tail());
+    assert.ok(proc.find(/shut down cleanly/), proc.tail());
+  },
+);
 
-Deno.test({
-  name: "signals: when Coulomb dies by a signal, the launcher ends by the same signal",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: () =>
-    withTempDir(async (dir) => {
-      const proc = await startService({
-        NET: "regtest",
-        DB_DIRECTORY: `${dir}/db`,
-        DAEMON_URL: `http://u:p@127.0.0.1:${freePort()}/`,
-        SERVICES: `tcp://127.0.0.1:${freePort()}`,
-      });
-      try {
-        await proc.waitFor(/unavailable: .*; retrying/);
-        const [server] = proc.descendantPids();
-        Deno.kill(server, "SIGKILL");
-        const status = await proc.finish();
-        assert.equal(status.signal, "SIGKILL", proc.tail());
-      } finally {
-        await proc.close();
-      }
-    }),
-});
+testWithoutDaemon(
+  "signals: when Coulomb dies by a signal, the launcher ends by the same signal",
+  async (proc) => {
+    const [server] = proc.descendantPids();
+    Deno.kill(server, "SIGKILL");
+    const status = await proc.finish();
+    assert.equal(status.signal, "SIGKILL", proc.tail());
+  },
+);
 
 Deno.test({
   name: "signals: a launcher killed outright does not leave Coulomb running: it notices and shuts down",
@@ -186,11 +160,7 @@ Deno.test({
       const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "p1-orphan" });
       const port = freePort();
       const proc = await startService({
-        NET: "regtest",
-        DB_DIRECTORY: `${dir}/db`,
-        DAEMON_URL: sim.url,
-        DAEMON_COOKIE: sim.cookiePath!,
-        DAEMON_POLL_MS: "50",
+        ...simnetServiceEnv(dir, sim),
         SERVICES: `tcp://127.0.0.1:${port}`,
       });
       try {
@@ -210,3 +180,27 @@ Deno.test({
       }
     }),
 });
+
+/** A test of Coulomb through the launcher with a DAEMON_URL nobody answers, once it says it keeps trying. */
+function testWithoutDaemon(name: string, body: (proc: LoggedProcess) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () =>
+      withTempDir(async (dir) => {
+        const proc = await startService({
+          NET: "regtest",
+          DB_DIRECTORY: `${dir}/db`,
+          DAEMON_URL: `http://u:p@127.0.0.1:${freePort()}/`,
+          SERVICES: `tcp://127.0.0.1:${freePort()}`,
+        });
+        try {
+          await proc.waitFor(/unavailable: .*; retrying/);
+          await body(proc);
+        } finally {
+          await proc.close();
+        }
+      }),
+  });
+}

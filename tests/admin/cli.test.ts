@@ -17,7 +17,7 @@ import { networkByName } from "../../src/chain/network.ts";
 import { decodeTransaction } from "../../src/chain/tx.ts";
 import { formatCount } from "../../src/log.ts";
 import { freePort, indexerEnv, IndexerProcess } from "../integration/harness.ts";
-import { startService } from "../launcher_harness.ts";
+import { simnetServiceEnv, startService } from "../launcher_harness.ts";
 import { startSimnet } from "../../scripts/simnet/main.ts";
 import { ElectrumClient, type Stack, startStack } from "./stack.ts";
 
@@ -246,11 +246,7 @@ Deno.test({
     const rpcPort = freePort();
     const metricsPort = freePort();
     const proc = await startService({
-      NET: "regtest",
-      DB_DIRECTORY: `${dir}/db`,
-      DAEMON_URL: sim.url,
-      DAEMON_COOKIE: sim.cookiePath!,
-      DAEMON_POLL_MS: "50",
+      ...simnetServiceEnv(dir, sim),
       SERVICES: `tcp://127.0.0.1:${freePort()},rpc://127.0.0.1:${rpcPort}`,
       METRICS: `http://127.0.0.1:${metricsPort}`,
     });

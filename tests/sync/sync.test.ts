@@ -109,6 +109,16 @@ function makeLoop(chain: FakeChain, proc: FakeProcessor, tips: number[], lines: 
   return loop;
 }
 
+/** A running loop that has caught up with `chain` (its first tip announced). */
+async function caughtUp(chain: FakeChain, proc: FakeProcessor) {
+  const tips: number[] = [];
+  const lines: string[] = [];
+  const loop = makeLoop(chain, proc, tips, lines);
+  const finished = loop.run();
+  await new Promise<void>((resolve) => tipHooks.set(loop, () => tips.length === 1 && resolve()));
+  return { loop, finished, tips, lines };
+}
+
 Deno.test("sync applies every block in order, flushes at the tip and logs caught up", async () => {
   const chain = new FakeChain(120);
   const proc = new FakeProcessor(100, 50);
@@ -170,11 +180,7 @@ for (const depth of [1, 6, 100]) {
 Deno.test("a tip replaced at the same height, then one that went down, are followed with no new block", async () => {
   const chain = new FakeChain(20);
   const proc = new FakeProcessor();
-  const tips: number[] = [];
-  const lines: string[] = [];
-  const loop = makeLoop(chain, proc, tips, lines);
-  const finished = loop.run();
-  await new Promise<void>((resolve) => tipHooks.set(loop, () => tips.length === 1 && resolve()));
+  const { loop, finished, tips, lines } = await caughtUp(chain, proc);
   chain.reorg(18, 1, 5); // block 19 replaced
   await new Promise<void>((resolve) => {
     tipHooks.set(loop, () => proc.tipHash?.[2] === 5 && resolve());
@@ -197,11 +203,7 @@ Deno.test("a tip replaced at the same height, then one that went down, are follo
 Deno.test("stopping while a reorg waits for a daemon that was closed still flushes, without an error", async () => {
   const chain = new FakeChain(30);
   const proc = new FakeProcessor();
-  const tips: number[] = [];
-  const lines: string[] = [];
-  const loop = makeLoop(chain, proc, tips, lines);
-  const finished = loop.run();
-  await new Promise<void>((resolve) => tipHooks.set(loop, () => tips.length === 1 && resolve()));
+  const { loop, finished, lines } = await caughtUp(chain, proc);
   const flushes = proc.flushes;
   // The daemon client is closed (shutdown) while the loop looks for the fork of a reorg.
   chain.reorg(25, 6, 3);
