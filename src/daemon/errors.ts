@@ -44,3 +44,11 @@ export class TransientError extends Error {
 export function isDaemonClosed(err: unknown): boolean {
   return err instanceof DaemonError && err.code === DAEMON_ERROR.CLOSED;
 }
+
+/** Core's code for miscellaneous failures, among them "Block not available (pruned data)". */
+export const RPC_MISC_ERROR = -1;
+
+/** Whether `err` is bitcoind saying it pruned the block asked for: it will never have it again. */
+export function isPrunedBlock(err: unknown): boolean {
+  return err instanceof DaemonError && err.code === RPC_MISC_ERROR && /pruned data/i.test(err.message);
+}

@@ -3,10 +3,11 @@
 // back to the daemon's chain. Everything else (parsing, storage) belongs to the processor; everything about
 // talking to bitcoind belongs to the BlockSource.
 
-import { isDaemonClosed } from "../daemon/errors.ts";
+import { isDaemonClosed, isPrunedBlock } from "../daemon/errors.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import { type BlockSource, Prefetcher, type RawBlock } from "./prefetch.ts";
 import { errorText } from "../error_text.ts";
+import { SyncError } from "./errors.ts";
 
 /** What the sync loop needs from the block processor. Heights include unflushed blocks. */
 export interface SyncProcessor {
@@ -94,6 +95,8 @@ export class SyncLoop {
   private consumerWait: Promise<void> | undefined;
   // Where the prefetcher found the daemon's chain to leave ours (see diverged), until step() handles it.
   private divergedAt: number | undefined;
+  // A fetch failure that retrying cannot mend (a pruned block): run() ends with it.
+  private fatal: Error | undefined;
   private readonly stopRequested = Promise.withResolvers<void>();
 
   constructor(
@@ -107,6 +110,18 @@ export class SyncLoop {
       maxQueueBytes: opts.maxQueueBytes,
       pollIntervalMs: opts.pollIntervalMs,
       onError: (err) => {
+        if (isPrunedBlock(err)) {
+          // Retrying cannot help: bitcoind deleted the block. The loop stops with this (see step()).
+          this.fatal ??= new SyncError(
+            "pruned",
+            `bitcoind no longer has a block Coulomb needs (${
+              errorText(err)
+            }): Coulomb indexes every block from ` +
+              "its database height on, so run bitcoind without -prune (or pruned only below that height)",
+          );
+          this.taskArrived?.resolve();
+          return;
+        }
         // Shutting down closes the daemon client first; the fetch it cut short is no failure.
         if (!isDaemonClosed(err)) this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`);
       },
@@ -150,6 +165,7 @@ export class SyncLoop {
   }
 
   private async step(): Promise<void> {
+    if (this.fatal !== undefined) throw this.fatal;
     if (this.tasks.length > 0) {
       await this.runTasks();
       return;
@@ -219,7 +235,7 @@ export class SyncLoop {
   /** Waits as `wait` does, but returns early when a task is queued. */
   private async waitUnlessTask(wait: () => Promise<void>): Promise<void> {
     this.consumerWait ??= wait().finally(() => this.consumerWait = undefined);
-    if (this.tasks.length > 0 || this.divergedAt !== undefined) return;
+    if (this.tasks.length > 0 || this.divergedAt !== undefined || this.fatal !== undefined) return;
     this.taskArrived = Promise.withResolvers<void>();
     try {
       await Promise.race([this.consumerWait, this.taskArrived.promise]);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DAEMON_ERROR, DaemonError } from "../../src/daemon/errors.ts";
 import type { BlockSource, RawBlock } from "../../src/sync/prefetch.ts";
 import { blockTxCount, SyncLoop, type SyncProcessor } from "../../src/sync/sync.ts";
+import { SyncError } from "../../src/sync/errors.ts";
 
 /** A daemon whose chain is a list of raw 81-byte blocks; branches differ by a tag byte in the hash. */
 class FakeChain implements BlockSource {
@@ -239,6 +240,22 @@ Deno.test("a reorg deeper than the processor allows ends the loop with its error
   loop.pollNow();
   await assert.rejects(finished, /reorg too deep/);
   assert.equal(proc.height, 49, "nothing was undone");
+});
+
+Deno.test("a block bitcoind has pruned stops the loop with a message saying so, instead of retrying for ever", async () => {
+  const chain = new FakeChain(12);
+  const proc = new FakeProcessor();
+  const inner = chain.getRawBlocks.bind(chain);
+  chain.getRawBlocks = (hashes) =>
+    hashes.some((h) => h[0] === 7)
+      ? Promise.reject(new DaemonError(-1, "Block not available (pruned data)"))
+      : inner(hashes);
+  const loop = makeLoop(chain, proc, []);
+  await assert.rejects(
+    loop.run(),
+    (e: unknown) => e instanceof SyncError && e.code === "pruned" && /without -prune/.test(e.message),
+  );
+  assert.ok(proc.height < 7, "nothing past the missing block");
 });
 
 Deno.test("blockTxCount reads every CompactSize width", () => {
