@@ -58,14 +58,22 @@ export class ChainMismatchError extends SyncError {
 /** A reorg would undo more blocks than the undo information kept allows. */
 export class ReorgTooDeepError extends SyncError {
   override name = "ReorgTooDeepError";
-  constructor(readonly fromHeight: number, readonly toHeight: number, readonly limit: number) {
+  /** `undoMissing`: within the limit, but a block's undo record is gone (see the message). */
+  constructor(
+    readonly fromHeight: number,
+    readonly toHeight: number,
+    readonly limit: number,
+    undoMissing = false,
+  ) {
     super(
       "reorg-too-deep",
-      `cannot undo ${
-        fromHeight - toHeight
-      } blocks (from height ${fromHeight} back to ${toHeight}): only the last ` +
-        `${limit} blocks can be undone (REORG_LIMIT). The database is unchanged at height ${fromHeight}; ` +
-        "delete it and resync, or raise REORG_LIMIT for future syncs",
+      `cannot undo ${fromHeight - toHeight} blocks (from height ${fromHeight} back to ${toHeight}): ` +
+        (undoMissing
+          ? `undo records reach back only ${limit} blocks (REORG_LIMIT) from the highest tip this database ` +
+            "has had, and an earlier reorg lowered the tip since"
+          : `only the last ${limit} blocks can be undone (REORG_LIMIT)`) +
+        `. The database is unchanged at height ${fromHeight}; delete it and resync, or raise REORG_LIMIT for ` +
+        "future syncs",
     );
   }
 }
@@ -329,7 +337,7 @@ export class BlockProcessor {
       );
     } catch (err) {
       if (err instanceof DbError && err.code === "undo-missing") {
-        throw new ReorgTooDeepError(from, toHeight, this.opts.reorgLimit);
+        throw new ReorgTooDeepError(from, toHeight, this.opts.reorgLimit, true);
       }
       this.broken = err as Error;
       throw err;

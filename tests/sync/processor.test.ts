@@ -309,6 +309,29 @@ for (const flushBetween of [false, true]) {
   });
 }
 
+Deno.test("a reorg within the limit but past the undo records an earlier reorg used says why it cannot", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(9);
+    chain.extend(10);
+    const store = await open(dir);
+    try {
+      const p = processor(store, { reorgLimit: 3 });
+      p.advance(chain.blocks.map(raw));
+      await p.flush();
+      await p.backup(7); // undo records remain for block 7 only (7, 8 and 9 were kept)
+      await assert.rejects(
+        () => p.backup(5),
+        (e: unknown) =>
+          e instanceof ReorgTooDeepError && /an earlier reorg lowered the tip/.test(e.message) &&
+          /unchanged at height 7/.test(e.message),
+      );
+      assert.equal(store.state.height, 7);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 Deno.test("a reorg deeper than the limit is refused and the database stays intact", async () => {
   await withDir(async (dir) => {
     const chain = SynthChain.create(5);
