@@ -772,7 +772,8 @@ async function runQueryBench(o: Options): Promise<QueryBenchResult> {
         } ms, ` +
           `server ${r.serverCores.toFixed(2)} cores (${r.serverSystemCores.toFixed(2)} system), client ${
             r.clientCores.toFixed(2)
-          }, other ${r.otherCores.toFixed(2)}`,
+          }, other ${r.otherCores.toFixed(2)}` +
+          (r.errors > 0 || r.lostSessions > 0 ? `, ${r.errors} errors, ${r.lostSessions} sessions lost` : ""),
       );
       scenarios.push(r);
     }
@@ -839,7 +840,7 @@ export function formatQueryResult(r: QueryBenchResult): string {
     "",
     `${"sessions × in flight".padEnd(30)}${pad("req/s", 9)}${pad("p50 ms", 9)}${pad("p99 ms", 9)}${
       pad("server CPU", 12)
-    }${pad("peak RSS", 10)}${pad("client CPU", 12)}${pad("other", 7)}${pad("errors", 8)}`,
+    }${pad("peak RSS", 10)}${pad("client CPU", 12)}${pad("other", 7)}${pad("errors", 8)}${pad("lost", 6)}`,
   ];
   for (const s of r.scenarios) {
     lines.push(
@@ -847,7 +848,13 @@ export function formatQueryResult(r: QueryBenchResult): string {
         pad(s.p99Ms.toFixed(2), 9)
       }${pad(`${s.serverCores.toFixed(2)} cores`, 12)}${pad(mb(s.serverPeakRssBytes), 10)}${
         pad(`${s.clientCores.toFixed(2)} cores`, 12)
-      }${pad(s.otherCores.toFixed(2), 7)}${pad(String(s.errors), 8)}`,
+      }${pad(s.otherCores.toFixed(2), 7)}${pad(String(s.errors), 8)}${pad(String(s.lostSessions), 6)}`,
+    );
+  }
+  if (r.scenarios.some((s) => s.errors > 0 || s.lostSessions > 0)) {
+    lines.push(
+      "",
+      "errors or lost sessions (closed by the server during the run): those rows did not serve the whole load",
     );
   }
   if (r.history) {

@@ -78,6 +78,8 @@ interface Client {
   timer: ReturnType<typeof setTimeout> | 0;
   /** Bytes still to skip in the current reply line before its kind byte; -1 once it has been looked at. */
   kindIn: number;
+  /** The current reply line is an error. */
+  lineError: boolean;
   /** Settles when the session ends (closed by either side). */
   ended: Promise<void>;
 }
@@ -133,6 +135,7 @@ async function connectAll(s: SetupMessage): Promise<number> {
           owed: 0,
           timer: 0,
           kindIn: KIND_OFFSET,
+          lineError: false,
           ended: ended.promise,
         };
       })());
@@ -235,13 +238,16 @@ function onReplies(c: Client, view: Uint8Array, now: number): number {
         c.kindIn -= n - pos;
         break;
       }
-      if (view[pos + c.kindIn] === ERROR_BYTE && now >= measureFrom && now < measureTo) errors++;
+      c.lineError = view[pos + c.kindIn] === ERROR_BYTE;
       c.kindIn = -1;
     }
     const nl = view.indexOf(NEWLINE, pos);
     if (nl < 0) break;
     const sentAt = c.sent[c.head++ & c.mask];
-    if (now >= measureFrom && now < measureTo) {
+    // An error answers nothing a wallet asked: counted as an error, not as a reply or a latency.
+    if (c.lineError) {
+      if (now >= measureFrom && now < measureTo) errors++;
+    } else if (now >= measureFrom && now < measureTo) {
       replies++;
       if (latencyCount === latencies.length) {
         const grown = new Float64Array(latencies.length * 2);
@@ -253,6 +259,7 @@ function onReplies(c: Client, view: Uint8Array, now: number): number {
     done++;
     pos = nl + 1;
     c.kindIn = KIND_OFFSET;
+    c.lineError = false;
   }
   return done;
 }

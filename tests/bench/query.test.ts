@@ -31,6 +31,7 @@ Deno.test("deno task bench query runs under the task's permissions and reports e
     const s = report.scenarios[0];
     assert.equal(s.sessions, 4);
     assert.equal(s.errors, 0);
+    assert.equal(s.lostSessions, 0);
     assert.ok(s.replies > 0 && s.requestsPerSecond > 0);
     assert.ok(s.p50Ms <= s.p99Ms && s.p99Ms <= s.maxMs);
     assert.ok(s.serverCores > 0 && s.serverPeakRssBytes > 10 << 20, "server figures come from /proc");
