@@ -591,7 +591,6 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   const genesisCoinbaseTxid = parseHeader(node.blockInfo(genesisHash)!.header).merkleRoot.slice();
   // Transactions this node was handed over RPC stay "unbroadcast": simnet has no peers to take them.
   const unbroadcast = new Set<string>();
-  const sequence = { value: 1, seen: new Set<string>() };
   let diskCache: { tip: string; bytes: number } | null = null;
 
   const blockInfo = (hash: Uint8Array): BlockInfo | undefined => node.blockInfo(hash);
@@ -753,15 +752,6 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       if (f1 !== f2) return f2 - f1;
       return compareBytes(b.txid, a.txid);
     });
-  }
-
-  /** Core's mempool sequence: +1 per addition or removal; simnet derives it from what changed since. */
-  function mempoolSequence(view: PoolView): number {
-    const now = new Set(view.all().keys());
-    for (const k of now) if (!sequence.seen.has(k)) sequence.value++;
-    for (const k of sequence.seen) if (!now.has(k)) sequence.value++;
-    sequence.seen = now;
-    return sequence.value;
   }
 
   function pruneUnbroadcast(view: PoolView): void {
@@ -979,7 +969,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
           return o;
         }
         const txids = sortedPool(view).map((e) => toHexReversed(e.txid));
-        const seq = mempoolSequence(view);
+        const seq = node.mempoolSequence;
         return withSeq ? { txids, mempool_sequence: seq } : txids;
       },
     ),
@@ -1243,9 +1233,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
           }
           if (!check.ok) {
             r.allowed = false;
+            // Core reports the reason alone here (state.GetRejectReason()); sendrawtransaction's message adds
+            // the details after ", " (state.ToString()).
             r["reject-reason"] = check.reason === "bad-txns-inputs-missingorspent"
               ? "missing-inputs"
-              : check.reason;
+              : check.reason.split(", ")[0];
             break;
           }
           if (feeForSize(maxRate, check.vsize) > 0 && check.fee > feeForSize(maxRate, check.vsize)) {

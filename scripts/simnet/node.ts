@@ -202,6 +202,13 @@ export class SimNode {
   private readonly txIndex: TxidIndex;
   private readonly utxos: UtxoSet;
   private readonly mempool = new Map<string, PoolTx>();
+  /** Additions to and removals from the mempool so far: Core's mempool sequence counts every one. */
+  private mempoolChanges = 0;
+
+  /** Core's mempool_sequence: 1 at start, +1 for every transaction added to or removed from the mempool. */
+  get mempoolSequence(): number {
+    return 1 + this.mempoolChanges;
+  }
   private readonly spends = new Map<string, string>();
 
   /** Loads the chain for `opts` from its cache file in `datadir`, generating and caching it if absent. */
@@ -649,13 +656,14 @@ export class SimNode {
       children: new Set(),
     };
     this.mempool.set(key, entry);
+    this.mempoolChanges++;
     for (const i of tx.inputs) this.spends.set(outpointKey(i.prevTxid, i.prevVout), key);
     for (const p of parents) this.mempool.get(p)!.children.add(key);
     return entry;
   }
 
   private removeFromMempool(p: PoolTx): void {
-    this.mempool.delete(p.key);
+    if (this.mempool.delete(p.key)) this.mempoolChanges++;
     for (const i of p.tx.inputs) this.spends.delete(outpointKey(i.prevTxid, i.prevVout));
     for (const k of p.parents) this.mempool.get(k)?.children.delete(p.key);
     for (const k of p.children) this.mempool.get(k)?.parents.delete(p.key);
