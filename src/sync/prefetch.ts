@@ -287,6 +287,8 @@ export class Prefetcher {
         100,
         Math.round(this.avgBlockSize === 0 ? size : this.avgBlockSize * 0.5 + size * 0.5),
       );
+      // The processor may start on these while the rest of the batch is fetched.
+      this.signalConsumer();
     }
     this.opts.onFetched?.(got, this.nextHeight - 1, this.daemonHeight, this.queueBytes);
     this.signalConsumer();
