@@ -165,8 +165,11 @@ export class Mempool {
   private readonly undecodable = new Map<string, number>();
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
-  /** Txids confirmed (see confirmed()) since the running refresh listed the mempool: it must not add them. */
-  private confirmedSinceList = new Set<string>();
+  /**
+   * While a refresh is between its list and its update: the txids confirmed meanwhile (see confirmed()), which
+   * it must not add. Undefined otherwise, so that flushes nobody races with (a long catch-up) collect nothing.
+   */
+  private confirmedSinceList: Set<string> | undefined;
   private generation = 0;
   private totalVsize = 0;
   private lastTriedState: unknown = undefined;
@@ -228,7 +231,7 @@ export class Mempool {
     for (let i = 0; i + 32 <= txids.length; i += 32) {
       const hex = toHexReversed(txids.subarray(i, i + 32));
       // A refresh under way may have listed it before the block and be about to add it.
-      this.confirmedSinceList.add(hex);
+      this.confirmedSinceList?.add(hex);
       this.pending.delete(hex);
       const e = this.txs.get(hex);
       if (e === undefined) continue;
@@ -314,8 +317,18 @@ export class Mempool {
     if (!Array.isArray(list)) {
       throw new MempoolError("bad-reply", `getrawmempool returned ${typeof list}, not a list of txids`);
     }
+    const confirmedMeanwhile = new Set<string>();
+    this.confirmedSinceList = confirmedMeanwhile;
+    try {
+      return await this.update(list, confirmedMeanwhile);
+    } finally {
+      this.confirmedSinceList = undefined;
+    }
+  }
+
+  /** refreshOnce() once its list is known to belong to the database's block. */
+  private async update(list: unknown[], confirmedMeanwhile: Set<string>): Promise<Uint8Array[]> {
     const gen = ++this.generation;
-    this.confirmedSinceList = new Set();
     const fresh: string[] = [];
     let known = 0;
     for (const item of list) {
@@ -363,7 +376,7 @@ export class Mempool {
     for (const e of removed) if (this.txs.get(e.hex) === e) this.removeEntry(e, gen, touched);
     let added = 0;
     for (const c of order) {
-      if (this.confirmedSinceList.has(c.hex)) {
+      if (confirmedMeanwhile.has(c.hex)) {
         // Its children failed against it here but would resolve against its confirmed outputs: retry them.
         this.lastTriedState = undefined;
         continue;
