@@ -187,6 +187,8 @@ export async function startServing(
     const touched = mempool.confirmed(txids);
     if (touched.length > 0) confirmedTouched = confirmedTouched.concat(touched);
   });
+  // A backup's undone transactions reach the mempool only with its next refresh; answers wait for that.
+  store.onBackup(() => mempool.backedUp());
   const follower = new MempoolFollower(mempool, {
     pollMs: config.daemonPollMs,
     log: getLog("mempool"),

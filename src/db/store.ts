@@ -242,6 +242,7 @@ export class Store {
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
   private readonly appendListeners: ((txids: Uint8Array) => void)[] = [];
+  private readonly backupListeners: (() => void)[] = [];
   private readonly scans: ScanPool;
   private closed = false;
 
@@ -278,6 +279,11 @@ export class Store {
    */
   onAppend(fn: (txids: Uint8Array) => void): void {
     this.appendListeners.push(fn);
+  }
+
+  /** Calls `fn` in the same synchronous step that makes a backup (blocks undone) visible; `fn` must not throw. */
+  onBackup(fn: () => void): void {
+    this.backupListeners.push(fn);
   }
 
   /**
@@ -976,6 +982,7 @@ export class Store {
       this.headersFile.truncate((toHeight + 1) * HEADER_LEN);
       this.txidsFile.truncate(cutoff * TXID_LEN);
       this.txCountsFile.truncate((toHeight + 1) * TX_COUNT_LEN);
+      for (const fn of this.backupListeners) fn();
     });
     return { touched: [...touched.values()].map(copyOf), puts, deletes };
   }

@@ -132,6 +132,9 @@ interface Candidate {
   ok: boolean;
 }
 
+/** Longest that answers wait for the refresh after a backup (see Mempool.backedUp), in milliseconds. */
+export const BACKUP_WAIT_MS = 5_000;
+
 /** removeEntry's generation when every remaining entry stays (a confirmation, not a refresh). */
 const ANY_GENERATION = -1;
 
@@ -163,6 +166,10 @@ export class Mempool {
   private readonly pending = new Map<string, Pending>();
   /** Txids whose raw bytes did not decode: not fetched again while bitcoind lists them. */
   private readonly undecodable = new Map<string, number>();
+  /** Set from a backup until the next refresh (see backedUp()); resolves, and is cleared, then. */
+  private catchingUp:
+    | { promise: Promise<void>; resolve: () => void; timer: ReturnType<typeof setTimeout> }
+    | undefined;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -240,6 +247,32 @@ export class Mempool {
     }
     if (removed > 0) this.histogramDirty = true;
     return [...touched.values()];
+  }
+
+  /**
+   * The database has gone back (a reorg): the transactions of the blocks it undid are now in neither it nor
+   * this mempool until the next refresh fetches them from bitcoind. Until then settled() makes answers wait,
+   * at most BACKUP_WAIT_MS (bitcoind may be unreachable).
+   */
+  backedUp(): void {
+    if (this.catchingUp !== undefined) return;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => this.caughtUp(), BACKUP_WAIT_MS);
+    Deno.unrefTimer(timer);
+    this.catchingUp = { promise, resolve, timer };
+  }
+
+  /** Resolves once the mempool matches the database again after a backup; undefined when it already does. */
+  settled(): Promise<void> | undefined {
+    return this.catchingUp?.promise;
+  }
+
+  private caughtUp(): void {
+    const c = this.catchingUp;
+    if (c === undefined) return;
+    this.catchingUp = undefined;
+    clearTimeout(c.timer);
+    c.resolve();
   }
 
   /** Mempool transactions touching hashX: height 0 before -1, then by display-order txid (protocol 1.6). */
@@ -392,6 +425,7 @@ export class Mempool {
     if (added > 0 || removed.length > 0) this.histogramDirty = true;
     this.maybeRecomputeHistogram();
     this.logRefresh(added, removed.length);
+    this.caughtUp();
     return [...touched.values()];
   }
 

@@ -6,7 +6,8 @@
 // and the mempool synchronously right after, so it reflects one moment. A flush takes the transactions it
 // confirms out of the mempool in the same step (Mempool.confirmed, wired in main.ts); history, statuses and
 // listunspent also count a transaction found in both once (confirmed), for a mempool not wired that way.
-// After a reorg, the transactions of the blocks taken back are in neither until the next mempool refresh.
+// After a reorg, the transactions of the blocks taken back are in neither until the next mempool refresh: the
+// script-hash methods wait for it (Mempool.settled).
 import { fromHex, isHex, reversedHashesHex, toHex, toHexReversed } from "../chain/hex.ts";
 import type { Network } from "../chain/network.ts";
 import { decodeTransaction } from "../chain/tx.ts";
@@ -69,6 +70,8 @@ export interface MethodMempool {
   isSpent(txid: Uint8Array, vout: number): boolean;
   feeHistogram(): [number, number][];
   rawTx(txid: Uint8Array): Uint8Array | undefined;
+  /** After a reorg, resolves once the mempool matches the database again; undefined when it does. */
+  settled?(): Promise<void> | undefined;
 }
 
 /** The bitcoind calls the methods make (src/daemon's Daemon provides them). */
@@ -655,71 +658,97 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   m.set("mempool.get_fee_histogram", method([], 1.0, () => mempool.feeHistogram()));
 
   // ---- script hashes ----
+  // Right after a reorg the transactions of the undone blocks are in neither the database nor the mempool
+  // until the mempool's next refresh: answers that combine the two wait for it (see Mempool.backedUp).
+  const settled = (handler: MethodSpec["handler"]): MethodSpec["handler"] => (ctx, args) => {
+    const wait = mempool.settled?.();
+    return wait === undefined ? handler(ctx, args) : wait.then(() => handler(ctx, args));
+  };
   m.set(
     "blockchain.scripthash.get_balance",
-    method(["scripthash"], 1.0, (_ctx, [sh]) => {
-      const hashX = scriptHashToHashX(sh);
-      const reply = (confirmed: number) => ({ confirmed, unconfirmed: mempool.balanceDelta(hashX) });
-      // A cached answer needs no await, so the reply goes out in the same turn as the request came in.
-      const cached = store.cachedUtxos(hashX);
-      if (cached !== undefined) return reply(sumValues(cached));
-      return store.balance(hashX).then(reply);
-    }),
+    method(
+      ["scripthash"],
+      1.0,
+      settled((_ctx, [sh]) => {
+        const hashX = scriptHashToHashX(sh);
+        const reply = (confirmed: number) => ({ confirmed, unconfirmed: mempool.balanceDelta(hashX) });
+        // A cached answer needs no await, so the reply goes out in the same turn as the request came in.
+        const cached = store.cachedUtxos(hashX);
+        if (cached !== undefined) return reply(sumValues(cached));
+        return store.balance(hashX).then(reply);
+      }),
+    ),
   );
   m.set(
     "blockchain.scripthash.get_history",
-    method(["scripthash", "?from_height", "?to_height"], 0.35, (ctx, [sh, fromArg, toArg]) => {
-      const hashX = scriptHashToHashX(sh);
-      const fromHeight = nonNegativeInteger(fromArg ?? 0);
-      let toHeight = -1;
-      if (toArg !== undefined && toArg !== null && toArg !== -1 && toArg !== "-1") {
-        toHeight = nonNegativeInteger(toArg);
-      }
-      const withMempool = toHeight === -1;
-      if (!withMempool && toHeight <= fromHeight) return historyReply(ctx, hashX, NO_ROWS, false);
-      if (withMempool && fromHeight === 0) {
-        const cached = store.cachedHistory(hashX);
-        if (cached !== undefined) return historyReply(ctx, hashX, cached, true, true);
-      }
-      return store.historyRows(hashX, {
-        fromHeight,
-        toHeight: withMempool ? undefined : toHeight - 1,
-        limit: limit + 1,
-      }).then((rows) => historyReply(ctx, hashX, rows, withMempool));
-    }),
+    method(
+      ["scripthash", "?from_height", "?to_height"],
+      0.35,
+      settled((ctx, [sh, fromArg, toArg]) => {
+        const hashX = scriptHashToHashX(sh);
+        const fromHeight = nonNegativeInteger(fromArg ?? 0);
+        let toHeight = -1;
+        if (toArg !== undefined && toArg !== null && toArg !== -1 && toArg !== "-1") {
+          toHeight = nonNegativeInteger(toArg);
+        }
+        const withMempool = toHeight === -1;
+        if (!withMempool && toHeight <= fromHeight) return historyReply(ctx, hashX, NO_ROWS, false);
+        if (withMempool && fromHeight === 0) {
+          const cached = store.cachedHistory(hashX);
+          if (cached !== undefined) return historyReply(ctx, hashX, cached, true, true);
+        }
+        return store.historyRows(hashX, {
+          fromHeight,
+          toHeight: withMempool ? undefined : toHeight - 1,
+          limit: limit + 1,
+        }).then((rows) => historyReply(ctx, hashX, rows, withMempool));
+      }),
+    ),
   );
   m.set(
     "blockchain.scripthash.get_mempool",
-    method(["scripthash"], 0.25, (ctx, [sh]) => {
-      const hashX = scriptHashToHashX(sh);
-      const pool = sortedMempool(mempool.history(hashX));
-      ctx.addCost(pool.length / 50);
-      return mempoolJson(pool);
-    }),
+    method(
+      ["scripthash"],
+      0.25,
+      settled((ctx, [sh]) => {
+        const hashX = scriptHashToHashX(sh);
+        const pool = sortedMempool(mempool.history(hashX));
+        ctx.addCost(pool.length / 50);
+        return mempoolJson(pool);
+      }),
+    ),
   );
   m.set(
     "blockchain.scripthash.listunspent",
-    method(["scripthash"], 1.0, (ctx, [sh]) => {
-      const hashX = scriptHashToHashX(sh);
-      const cached = store.cachedUtxos(hashX);
-      if (cached !== undefined) return utxoReply(ctx, hashX, cached);
-      return store.utxoRows(hashX).then((rows) => utxoReply(ctx, hashX, rows));
-    }),
+    method(
+      ["scripthash"],
+      1.0,
+      settled((ctx, [sh]) => {
+        const hashX = scriptHashToHashX(sh);
+        const cached = store.cachedUtxos(hashX);
+        if (cached !== undefined) return utxoReply(ctx, hashX, cached);
+        return store.utxoRows(hashX).then((rows) => utxoReply(ctx, hashX, rows));
+      }),
+    ),
   );
   m.set(
     "blockchain.scripthash.subscribe",
-    method(["scripthash"], 0.2, async (ctx, [sh]) => {
-      const hashX = scriptHashToHashX(sh);
-      subscriptions.checkLimits(ctx, hashX);
-      const r = await currentStatus(ctx, hashX);
-      subscriptions.subscribe(ctx, hashX, sh as string, r.status, r.hasMempool);
-      const entry = subscriptions.entry(hashX);
-      if (r.fresh && entry && entry.status === undefined) {
-        entry.status = r.status;
-        entry.hasMempool = r.hasMempool;
-      }
-      return r.status;
-    }),
+    method(
+      ["scripthash"],
+      0.2,
+      settled(async (ctx, [sh]) => {
+        const hashX = scriptHashToHashX(sh);
+        subscriptions.checkLimits(ctx, hashX);
+        const r = await currentStatus(ctx, hashX);
+        subscriptions.subscribe(ctx, hashX, sh as string, r.status, r.hasMempool);
+        const entry = subscriptions.entry(hashX);
+        if (r.fresh && entry && entry.status === undefined) {
+          entry.status = r.status;
+          entry.hasMempool = r.hasMempool;
+        }
+        return r.status;
+      }),
+    ),
   );
   m.set(
     "blockchain.scripthash.unsubscribe",

@@ -73,8 +73,9 @@ class Events {
     }
   }
 
-  next(pred: (method: string, params: unknown[]) => boolean, what: string): Promise<unknown[]> {
-    const found = this.seen.find((e) => pred(e.method, e.params));
+  /** The first notification from index `from` of `seen` on (now or later) that `pred` accepts. */
+  next(pred: (method: string, params: unknown[]) => boolean, what: string, from = 0): Promise<unknown[]> {
+    const found = this.seen.slice(from).find((e) => pred(e.method, e.params));
     if (found) return Promise.resolve(found.params);
     return within(new Promise((resolve) => this.waiters.push({ pred, resolve })), what, WAIT_MS);
   }
@@ -220,6 +221,35 @@ Deno.test("a third-party Electrum client library uses the server as a wallet wou
         rhex(headerMerkleRoot(unhex(newTip.hex))),
       );
       assert.equal(events.seen.filter((e) => e.method === "blockchain.headers.subscribe").length, 1);
+
+      // A reorg takes that block away and the payment goes back to the mempool. While Coulomb undoes the block
+      // and refetches the mempool (bitcoind slow again), the wallet keeps asking: every answer is the state
+      // before the reorg or after it, never the payment gone from both.
+      sim.server.faults.delayMs = 200;
+      const reorged = node.reorg(1, { toMempool: 1_000 }); // every transaction of the block goes back
+      assert.ok(reorged.toMempool.map((t) => rhex(t)).includes(txid));
+      model = ElectrumModel.of(node);
+      let backSeen = false;
+      // (The same status as before it was mined: only notifications from now on count.)
+      const back = events.next(statusOf(payeeSh), "the payee's status after the reorg", events.seen.length)
+        .then(() => backSeen = true);
+      let askedAfter = 0;
+      while (!backSeen) {
+        const balance = await client.blockchainScripthash_getBalance(payeeSh);
+        askedAfter++;
+        assert.ok(
+          [
+            JSON.stringify({ confirmed: 1_000_000, unconfirmed: 0 }),
+            JSON.stringify({ confirmed: 0, unconfirmed: 1_000_000 }),
+          ]
+            .includes(JSON.stringify(balance)),
+          `balance ${JSON.stringify(balance)} after ${askedAfter} requests in the reorg`,
+        );
+      }
+      await back;
+      sim.server.faults.delayMs = 0;
+      assert.deepEqual(await client.blockchainScripthash_getBalance(payeeSh), model.balance(payeeSh));
+      assert.ok(askedAfter > 1);
       assert.equal(nullResult(await client.server_ping()), null);
       assert.deepEqual(errors, []);
       client.close();

@@ -371,6 +371,30 @@ Deno.test("a list taken while bitcoind's tip is not the database's is not applie
   assert.equal(mempool.behindTip, 2);
 });
 
+Deno.test("after a backup, settled() holds answers until the next refresh has brought the undone txs back", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2);
+  const coin = coinTxid("undo");
+  store.flush([[coin, 0, A, 20_000]]);
+  await mempool.refresh();
+  assert.equal(mempool.settled(), undefined, "nothing to wait for");
+  // A block is undone: p, which it held, is back in bitcoind's mempool but not yet in ours.
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  store.flush([]);
+  mempool.backedUp();
+  daemon.add(p);
+  const waiting = mempool.settled();
+  assert.ok(waiting !== undefined);
+  let settled = false;
+  waiting.then(() => settled = true);
+  await Promise.resolve();
+  assert.equal(settled, false);
+  await mempool.refresh();
+  await waiting;
+  assert.ok(mempool.has(p.txid), "the answers that waited see p");
+  assert.equal(mempool.settled(), undefined);
+});
+
 Deno.test("nothing changed: one getrawmempool, no fetch, no database read, nothing touched", async () => {
   const { daemon, store, mempool } = setup();
   const coin = coinTxid("q");
