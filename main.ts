@@ -10,7 +10,9 @@ import { formatCount, formatDuration, getLog, type Log, setupLogging } from "./s
 import {
   closeSignalInspector,
   describeError,
+  LAUNCHER_VARIABLE,
   PROBE_VARIABLE,
+  readOwnVariable,
   readProbeSpec,
   runSandboxProbe,
   sandboxAdvice,
@@ -347,18 +349,21 @@ export async function main(argv: string[], env: Record<string, string | undefine
   Deno.addSignalListener("SIGHUP", onHup);
   Deno.addSignalListener("SIGUSR1", onUsr1);
   Deno.addSignalListener("SIGUSR2", onUsr2);
-  // Coulomb must not outlive the process that started it (the launcher of `deno task start`): a launcher
-  // killed outright (SIGKILL, a supervisor's forced stop) would leave it running unsupervised, holding the
-  // database lock and its ports. Deno.ppid is read live and needs no permission.
-  const parent = Deno.ppid;
+  // Started by the launcher (`deno task start`), Coulomb must not outlive it: a launcher killed outright
+  // (SIGKILL, a supervisor's forced stop) would leave it running unsupervised, holding the database lock and
+  // its ports. Only then: run from a shell with nohup, say, losing the parent is no reason to stop. Deno.ppid
+  // is read live and needs no permission.
+  const launcher = Number(env[LAUNCHER_VARIABLE] ?? NaN);
   let stop = () => {};
-  const orphanWatch = setInterval(() => {
-    if (Deno.ppid === parent) return;
-    clearInterval(orphanWatch);
-    log.warn(`the parent process ${parent} is gone: shutting down`);
-    stop();
-  }, ORPHAN_CHECK_MS);
-  Deno.unrefTimer(orphanWatch);
+  const orphanWatch = launcher === Deno.ppid
+    ? setInterval(() => {
+      if (Deno.ppid === launcher) return;
+      clearInterval(orphanWatch);
+      log.warn(`the launcher (process ${launcher}) is gone: shutting down`);
+      stop();
+    }, ORPHAN_CHECK_MS)
+    : undefined;
+  if (orphanWatch !== undefined) Deno.unrefTimer(orphanWatch);
   try {
     return await runIndexerAndServer(config, log, startedAt, {
       started: (i) => indexer = i,
@@ -557,8 +562,10 @@ function logFatal(log: Log, what: string, err: unknown): void {
 
 if (import.meta.main) {
   // `rpc` reads SERVICES alone (for the admin port), so the CLI needs no other environment access.
-  const env = Deno.args[0] === "rpc"
-    ? readEnvironment(["SERVICES"])
-    : { ...readEnvironment(), [PROBE_VARIABLE]: readProbeSpec() };
+  const env = Deno.args[0] === "rpc" ? readEnvironment(["SERVICES"]) : {
+    ...readEnvironment(),
+    [PROBE_VARIABLE]: readProbeSpec(),
+    [LAUNCHER_VARIABLE]: readOwnVariable(LAUNCHER_VARIABLE),
+  };
   Deno.exit(await main(Deno.args, env));
 }

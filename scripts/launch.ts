@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig, readEnvironment } from "../src/co
 import { allocatorEnv } from "../src/allocator.ts";
 import {
   closeSignalInspector,
+  LAUNCHER_VARIABLE,
   permissionFlags,
   projectCode,
   projectNodeModules,
@@ -61,7 +62,7 @@ async function launch(argv: string[]): Promise<number> {
   if (Deno.env.get("COULOMB_PRINT_FLAGS")) console.error(`deno ${args.join(" ")}`);
   const child = new Deno.Command(Deno.execPath(), {
     args,
-    env: allocatorEnv(Deno.env.toObject()),
+    env: { ...allocatorEnv(Deno.env.toObject()), [LAUNCHER_VARIABLE]: String(Deno.pid) },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

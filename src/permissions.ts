@@ -29,6 +29,9 @@ const ADDON_READ = ["/etc/alpine-release"];
 /** The test-only hook: when set, main.ts tries the forbidden operations it lists at start and logs each outcome. */
 export const PROBE_VARIABLE = "COULOMB_SANDBOX_PROBE";
 
+/** Set by the launcher to its own pid: main.ts then shuts down if the launcher goes away (see main.ts). */
+export const LAUNCHER_VARIABLE = "COULOMB_LAUNCHER_PID";
+
 /** Where the project's npm packages live (the native LevelDB addon is loaded from there). */
 export interface SandboxPaths {
   /** Absolute path of the node_modules directory holding classic-level (in a compiled binary: its VFS root). */
@@ -95,7 +98,7 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
     `--allow-net=${[...net].join(",")}`,
     `--allow-read=${[...read].join(",")}`,
     `--allow-write=${[...write].join(",")}`,
-    `--allow-env=${[...ENV_VARIABLES, ...ADDON_ENV, PROBE_VARIABLE].join(",")}`,
+    `--allow-env=${[...ENV_VARIABLES, ...ADDON_ENV, PROBE_VARIABLE, LAUNCHER_VARIABLE].join(",")}`,
     `--allow-ffi=${paths.nodeModules}`,
     // Only for closeSignalInspector (Deno has no narrower descriptor for the inspector); it reveals host facts
     // such as the hostname and load, and grants nothing to read, write, connect or run.
@@ -169,10 +172,13 @@ export function sandboxAdvice(err: unknown): string | undefined {
 
 /** The probe variable's value, or undefined when unset or when reading it is not allowed. */
 export function readProbeSpec(): string | undefined {
-  if (Deno.permissions.querySync({ name: "env", variable: PROBE_VARIABLE }).state !== "granted") {
-    return undefined;
-  }
-  return Deno.env.get(PROBE_VARIABLE);
+  return readOwnVariable(PROBE_VARIABLE);
+}
+
+/** One of Coulomb's own (non-configuration) variables, or undefined when unset or not readable. */
+export function readOwnVariable(name: string): string | undefined {
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
+  return Deno.env.get(name);
 }
 
 /** One probe attempt and its outcome. */

@@ -168,7 +168,7 @@ Deno.test({
         const [server] = proc.descendantPids();
         proc.kill("SIGKILL"); // the launcher only
         assert.equal((await proc.finish()).signal, "SIGKILL");
-        await proc.waitFor(/the parent process \d+ is gone: shutting down/);
+        await proc.waitFor(/the launcher \(process \d+\) is gone: shutting down/);
         await proc.waitFor(/shut down cleanly/);
         // And the process is gone, its database lock with it.
         while (await Deno.stat(`/proc/${server}`).then(() => true, () => false)) {
