@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { parseBlock } from "../src/chain/block.ts";
 import { sha256 } from "../src/chain/hash.ts";
 import { toHexReversed } from "../src/chain/hex.ts";
-import { isUnspendable } from "../src/chain/script.ts";
+import { isUnindexed } from "../src/chain/script.ts";
 import { benchAllocator, type BenchChild, exitedError, spawnBenchChild } from "./bench/child.ts";
 import { Prng } from "./simnet/prng.ts";
 import { diskUsage, readProcFigures, readProcFile } from "./bench/proc.ts";
@@ -386,7 +386,7 @@ async function sampleChain(url: string, height: number, count: number): Promise<
     for (const tx of block.txs) {
       txs.push({ txid: toHexReversed(tx.txid), height: h });
       for (const out of tx.outputs) {
-        if (isUnspendable(out.script)) continue;
+        if (isUnindexed(out.script)) continue; // the server indexes everything else
         const sh = toHexReversed(sha256(out.script));
         scripts.set(sh, (scripts.get(sh) ?? 0) + 1);
       }

@@ -141,6 +141,8 @@ export function parseCompileArgs(
 async function compile(argv: string[]): Promise<number> {
   let args;
   let config: Config;
+  let opts: CompileOptions;
+  let cmd: string[];
   try {
     args = parseCompileArgs(argv);
     if (!args) {
@@ -153,21 +155,15 @@ async function compile(argv: string[]): Promise<number> {
     if (!("coin" in loaded)) throw new ConfigError("argv", "--help and --version have no place in a build");
     checkAbsolutePaths(loaded);
     config = loaded;
-  } catch (err) {
-    if (!(err instanceof ConfigError || err instanceof Deno.errors.NotFound)) throw err;
-    console.error(`compile: ${err.message}`);
-    return 2;
-  }
-  const opts: CompileOptions = {
-    output: args.own.output ?? "dist/coulomb",
-    target: args.own.target,
-    runtimeTmpDir: args.own["runtime-tmpdir"] ?? "/tmp",
-  };
-  let cmd: string[];
-  try {
+    opts = {
+      output: args.own.output ?? "dist/coulomb",
+      target: args.own.target,
+      runtimeTmpDir: args.own["runtime-tmpdir"] ?? "/tmp",
+    };
+    // The sandbox refuses what it cannot grant (a listen address given by name) as a configuration error.
     cmd = compileArgs(config, opts);
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
+    if (!(err instanceof ConfigError || err instanceof Deno.errors.NotFound)) throw err;
     console.error(`compile: ${err.message}`);
     return 2;
   }

@@ -39,20 +39,14 @@ export function runArgs(config: Config, argv: readonly string[] = []): string[] 
 }
 
 async function launch(argv: string[]): Promise<number> {
-  let loaded;
-  try {
-    loaded = loadConfig(readEnvironment(), argv);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(`coulomb: ${err.message}`);
-    return 2;
-  }
-  if ("help" in loaded || "version" in loaded) {
-    console.log("help" in loaded ? loaded.help : loaded.version);
-    return 0;
-  }
   let args: string[];
   try {
+    const loaded = loadConfig(readEnvironment(), argv);
+    if ("help" in loaded || "version" in loaded) {
+      console.log("help" in loaded ? loaded.help : loaded.version);
+      return 0;
+    }
+    // The sandbox refuses what it cannot grant (a listen address given by name) as a configuration error.
     args = runArgs(loaded, argv);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

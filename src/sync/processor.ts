@@ -29,8 +29,6 @@ import type { UtxoOverlay } from "../db/utxo_overlay.ts";
 import { formatCount, formatDuration } from "../log.ts";
 import type { RawBlock } from "./prefetch.ts";
 import { SyncError } from "./errors.ts";
-
-export { SyncError };
 import type { ProcessorTiming } from "./sync.ts";
 import { type BlockParser, InlineParser, WorkerParser, type WorkerParserOptions } from "./block_parser.ts";
 import {
@@ -46,6 +44,8 @@ import {
 } from "./block_record.ts";
 import { HashXSet, HistoryCache } from "./history_cache.ts";
 import { UtxoCache } from "./utxo_cache.ts";
+
+export { SyncError };
 
 /** A block does not connect to the processor's tip: the chain reorganised under us. */
 export class ChainMismatchError extends SyncError {

@@ -126,7 +126,7 @@ export class SyncLoop {
         if (!isDaemonClosed(err)) this.log.warn(`fetching blocks failed: ${errorText(err)}; will retry`);
       },
       onFetched: (count, height, daemonHeight, bytes) => this.logPrefill(count, height, daemonHeight, bytes),
-      hashAt: (height) => height <= processor.height ? processor.blockHashAt(height) : undefined,
+      hashAt: (height) => processor.blockHashAt(height),
       onDiverged: (height) => this.diverged(height),
     });
   }
