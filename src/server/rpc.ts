@@ -64,6 +64,11 @@ export function parseRequest(payload: unknown, strict: boolean): Request | Inval
     if (typeof rawId !== "number" && typeof rawId !== "string") {
       return invalid(INVALID_REQUEST, `invalid "id": ${describe(rawId)}`, null);
     }
+    // 1e400 parses as Infinity, which no reply can echo: answering a result under id null would leave the
+    // client with a reply it cannot match, so it is refused like any other id that cannot be used.
+    if (typeof rawId === "number" && !Number.isFinite(rawId)) {
+      return invalid(INVALID_REQUEST, `invalid "id": a number too large to echo back`, null);
+    }
     id = rawId;
   }
   const version = msg.jsonrpc;

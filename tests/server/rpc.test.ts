@@ -67,6 +67,7 @@ Deno.test("parseRequest accepts requests and notifications and rejects malformed
   bad({ method: "a", id: true }, INVALID_REQUEST, /invalid "id": true/);
   bad({ method: "a", id: [1] }, INVALID_REQUEST, /invalid "id"/);
   bad({ method: "a", id: { x: 1 } }, INVALID_REQUEST, /invalid "id"/);
+  bad(JSON.parse('{"method": "a", "id": 1e400}'), INVALID_REQUEST, /too large to echo/);
   // A 2.0 session must send "2.0" every time; a 1.0 one may send "1.0", "2.0" or nothing, but nothing else.
   bad({ jsonrpc: "1.0", method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is not "2.0"/, 3);
   bad({ method: "a", id: 3 }, INVALID_REQUEST, /"jsonrpc" is not "2.0"/, 3);

@@ -412,12 +412,14 @@ Deno.test("malformed input: parse errors, bad ids, non-UTF-8, blank lines; the s
   h.send("   ");
   h.send(req(true as unknown as number, "server.ping"));
   h.send('"just a string"');
+  h.send('{"jsonrpc": "2.0", "id": -1e400, "method": "server.ping"}');
   h.send({ jsonrpc: "2.0", id: 9, method: 5 });
   h.send(req(10, "server.ping"));
   assert.deepEqual(await h.next(), err(null, -32700, "invalid JSON"));
   assert.deepEqual(await h.next(), err(null, -32700, "messages must be encoded in UTF-8"));
   assert.deepEqual(await h.next(), err(null, -32600, 'invalid "id": true'));
   assert.deepEqual(await h.next(), err(null, -32600, "request object must be a dictionary"));
+  assert.deepEqual(await h.next(), err(null, -32600, 'invalid "id": a number too large to echo back'));
   assert.deepEqual(await h.next(), err(9, -32600, 'request has no "method" string'));
   assert.deepEqual(await h.next(), ok(10, null));
   assert.equal(h.transport.unread, 0);
