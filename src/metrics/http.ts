@@ -16,6 +16,10 @@ export interface MetricsServerOptions {
   readonly log: Log;
   /** Sampling period of the progress history and database size (ms). */
   readonly sampleMs?: number;
+  /** A connection must have sent its request and read the reply within this long (ms). */
+  readonly deadlineMs?: number;
+  /** Connections served at once; more are closed as they arrive. */
+  readonly maxConnections?: number;
 }
 
 /** A running metrics listener. */
@@ -28,24 +32,58 @@ export interface MetricsServer {
 
 const PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
+// A scraper or a browser needs well under a second; a client that takes longer is either broken or holding
+// descriptors on purpose, and descriptors are what the Electrum listeners need to accept wallets.
+const DEADLINE_MS = 10_000;
+const MAX_CONNECTIONS = 16;
+// Longest request head read (request line and headers); browsers send about 1 KB.
+const MAX_HEAD = 16 * 1024;
+
 /** Serves the metrics endpoints on host:port; throws if the address cannot be bound. */
 export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
   const { metrics, log } = opts;
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Deno.TcpListener;
   try {
-    server = Deno.serve(
-      { hostname: opts.host, port: opts.port, onListen: () => {}, onError: (e) => internalError(log, e) },
-      (req) => route(req, metrics),
-    );
+    listener = Deno.listen({ hostname: opts.host, port: opts.port });
   } catch (e) {
     const where = hostPort(opts.host, opts.port);
     throw new Error(
       `cannot listen for METRICS on http://${where}: ${errorText(e)}`,
     );
   }
-  const address = { host: server.addr.hostname, port: server.addr.port };
+  const bound = listener.addr;
+  const address = { host: bound.hostname, port: bound.port };
   const shown = hostPort(address.host, address.port);
   log.info(`serving metrics at http://${shown}/metrics and the status page at http://${shown}/`);
+
+  const deadlineMs = opts.deadlineMs ?? DEADLINE_MS;
+  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  const open = new Set<Deno.Conn>();
+  const exchanges = new Set<Promise<void>>();
+  const accepting = (async () => {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // closed
+      }
+      if (open.size >= maxConnections) {
+        closeQuietly(conn);
+        continue;
+      }
+      open.add(conn);
+      const timer = setTimeout(() => closeQuietly(conn), deadlineMs);
+      const exchange = serveOne(conn, metrics, log)
+        .finally(() => {
+          clearTimeout(timer);
+          open.delete(conn);
+          closeQuietly(conn);
+          exchanges.delete(exchange);
+        });
+      exchanges.add(exchange);
+    }
+  })();
 
   let sizing: Promise<void> | undefined;
   const sample = () => {
@@ -63,7 +101,10 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
     close() {
       closing ??= (async () => {
         clearInterval(timer);
-        await server.shutdown();
+        closeQuietly(listener);
+        await accepting;
+        for (const conn of open) closeQuietly(conn);
+        await Promise.all(exchanges);
         await sizing;
       })();
       return closing;
@@ -71,11 +112,122 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
   };
 }
 
-function route(req: Request, metrics: CoulombMetrics): Response {
-  if (req.method !== "GET" && req.method !== "HEAD") {
+/**
+ * One request and its reply over HTTP/1.1, then the connection closes: scrapers and the status page send one
+ * request at a time and reconnect cheaply, and a server that never waits for a second request cannot be held
+ * open by one that never comes.
+ */
+async function serveOne(conn: Deno.Conn, metrics: CoulombMetrics, log: Log): Promise<void> {
+  let reply: Response;
+  let head = false;
+  try {
+    const request = await readHead(conn);
+    if (request === undefined) return; // gone before a whole head arrived
+    if (typeof request === "number") {
+      reply = new Response(request === 431 ? "request head too large\n" : "bad request\n", {
+        status: request,
+      });
+    } else {
+      head = request.method === "HEAD";
+      reply = route(request.method, request.path, metrics);
+    }
+  } catch (e) {
+    // Closed by the deadline or reset by the peer while reading: nothing to answer.
+    if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionReset) return;
+    reply = internalError(log, e);
+  }
+  try {
+    await writeAll(conn, await encodeResponse(reply, head));
+    // Closing with unread input (a body we ignore) would reset the connection and could destroy the reply
+    // before the client reads it: end our side and let the client close first (the deadline still applies).
+    await conn.closeWrite();
+    const sink = new Uint8Array(4096);
+    while (await conn.read(sink) !== null) { /* discard */ }
+  } catch {
+    // The peer left or the deadline closed it; a half-sent reply is all it gets.
+  }
+}
+
+interface RequestHead {
+  readonly method: string;
+  readonly path: string;
+}
+
+/** Reads a request head; a status number when it is malformed or too large, undefined when the peer left. */
+async function readHead(conn: Deno.Conn): Promise<RequestHead | number | undefined> {
+  const buf = new Uint8Array(MAX_HEAD);
+  let filled = 0;
+  for (;;) {
+    if (filled === buf.length) return 431;
+    const n = await conn.read(buf.subarray(filled));
+    if (n === null) return undefined;
+    const from = Math.max(0, filled - 3);
+    filled += n;
+    const end = indexOfBlankLine(buf, from, filled);
+    if (end >= 0) return parseHead(new TextDecoder("latin1").decode(buf.subarray(0, end)));
+  }
+}
+
+function indexOfBlankLine(buf: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+function parseHead(text: string): RequestHead | number {
+  const line = text.slice(0, text.indexOf("\r\n") >>> 0);
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(line);
+  if (!m) return 400;
+  const target = m[2];
+  if (target.startsWith("/")) return { method: m[1], path: target.replace(/[?#].*$/, "") };
+  try {
+    return { method: m[1], path: new URL(target).pathname }; // absolute form, as proxies send
+  } catch {
+    return 400;
+  }
+}
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+async function encodeResponse(res: Response, head: boolean): Promise<Uint8Array> {
+  const body = new Uint8Array(await res.arrayBuffer());
+  let text = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? "Status"}\r\n`;
+  for (const [name, value] of res.headers) text += `${name}: ${value}\r\n`;
+  text += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+  const top = new TextEncoder().encode(text);
+  if (head) return top;
+  const out = new Uint8Array(top.length + body.length);
+  out.set(top);
+  out.set(body, top.length);
+  return out;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) done += await conn.write(bytes.subarray(done));
+}
+
+function closeQuietly(c: Deno.Conn | Deno.Listener): void {
+  try {
+    c.close();
+  } catch {
+    // already closed
+  }
+}
+
+function route(method: string, path: string, metrics: CoulombMetrics): Response {
+  if (method !== "GET" && method !== "HEAD") {
     return new Response("only GET and HEAD\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
-  const path = new URL(req.url).pathname;
   switch (path) {
     case "/metrics":
       return new Response(metrics.registry.render(), {
