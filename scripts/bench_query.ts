@@ -206,7 +206,7 @@ interface ServerChild {
   pid: number;
   /** Seconds spent catching up, when the database was behind. */
   syncSeconds?: number;
-  /** Where the server said it serves the sockets ("a thread of their own" or "the main thread"). */
+  /** Where the server said it serves the sockets ("a thread of their own", "the main thread", or both). */
   sockets: string;
   /** The malloc it was started with (describeAllocator). */
   allocator: string;
@@ -253,7 +253,7 @@ async function startServer(o: Options, daemonUrl: string, dbDir: string): Promis
     (line) => {
       if (/ height \d+\/\d+: /.test(line)) syncing ??= performance.now();
       if (/ caught up to height /.test(line)) caughtUpAt = performance.now();
-      const where = /client sockets are served (?:by|on) (a thread of their own|the main thread)/.exec(line);
+      const where = /client sockets are served (?:by|on) (.+)$/.exec(line);
       if (where) sockets = where[1];
       if (/listening for Electrum tcp connections/.test(line)) ready.resolve();
       if (o.verbose || / (WARNING|ERROR) /.test(line) || (syncing !== undefined && / height /.test(line))) {

@@ -55,6 +55,9 @@ export interface PeerSpec {
 }
 
 /** The validated, frozen configuration. Times carry their unit in the name. */
+/** Where client sockets are served (see Config.socketThread). */
+export type SocketThreadMode = "main" | "thread" | "both";
+
 export interface Config {
   readonly coin: "Bitcoin";
   readonly net: Network;
@@ -86,8 +89,12 @@ export interface Config {
   readonly requestSleepMs: number;
   readonly requestTimeoutS: number;
   readonly sessionTimeoutS: number;
-  /** Client sockets in a thread of their own (SOCKET_THREAD=on, or auto with two or more CPUs). */
-  readonly socketThread: boolean;
+  /**
+   * Where client sockets are served: on the main thread (SOCKET_THREAD=off, or auto with one CPU), in a thread
+   * of their own (on), or both (auto with two or more CPUs: the first sessions on the main thread, then mostly
+   * in the thread; src/server/listeners.ts).
+   */
+  readonly socketThread: SocketThreadMode;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */
   readonly bannerFile: string | undefined;
   readonly donationAddress: string;
@@ -229,7 +236,8 @@ const VARS: readonly VarSpec[] = [
     name: "SOCKET_THREAD",
     kind: "string",
     def: "auto",
-    help: "client sockets in a thread of their own: on, off, or auto (on with two or more CPUs)",
+    help:
+      "client sockets in a thread of their own: on, off, or auto (with two or more CPUs, once 32 sessions are open)",
   },
   {
     name: "BANNER_FILE",
@@ -458,7 +466,11 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
   const peerDiscovery = oneOf(raw, "PEER_DISCOVERY", "on", ["on", "off", "self"] as const);
   const threadWord = oneOf(raw, "SOCKET_THREAD", "auto", ["on", "off", "auto"] as const);
   // One CPU would only take turns between the two threads, paying for every crossing.
-  const socketThread = threadWord === "on" || (threadWord === "auto" && cpus >= 2);
+  const socketThread: SocketThreadMode = threadWord === "on"
+    ? "thread"
+    : threadWord === "auto" && cpus >= 2
+    ? "both"
+    : "main";
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw

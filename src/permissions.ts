@@ -86,7 +86,7 @@ export function permissionFlags(config: Config, paths: SandboxPaths): string[] {
 
   const db = resolve(config.dbDirectory);
   const read = new Set<string>([db, paths.nodeModules, ...ADDON_READ]);
-  if (paths.code !== undefined && config.socketThread) read.add(paths.code);
+  if (paths.code !== undefined && config.socketThread !== "main") read.add(paths.code);
   for (const file of [config.daemonCookie, config.sslCertfile, config.sslKeyfile, config.bannerFile]) {
     if (file !== undefined) read.add(resolve(file));
   }

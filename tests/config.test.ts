@@ -170,12 +170,12 @@ Deno.test("required variables and choices are checked", () => {
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "" }).peerDiscovery, "off");
   rejects({ ...BASE, SOCKET_THREAD: "yes" }, "SOCKET_THREAD", /on, off or auto, got 'yes'/);
   // auto, the default: a thread only where there is a second CPU for it.
-  assert.equal(load(BASE, [], 2).socketThread, true);
-  assert.equal(load(BASE, [], 1).socketThread, false);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "AUTO" }, [], 8).socketThread, true);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }, [], 1).socketThread, true);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "off" }, [], 2).socketThread, false);
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }, [], 2).socketThread, false);
+  assert.equal(load(BASE, [], 2).socketThread, "both");
+  assert.equal(load(BASE, [], 1).socketThread, "main");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "AUTO" }, [], 8).socketThread, "both");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }, [], 1).socketThread, "thread");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "off" }, [], 2).socketThread, "main");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "" }, [], 2).socketThread, "main");
 });
 
 Deno.test("obsolete ElectrumX variables are refused, unsupported ones reported", () => {

@@ -4,12 +4,13 @@
 // side to be written. Reading pauses while the session has no room, so a client cannot make us buffer more than
 // MAX_RECV plus a few read chunks of its input. One timer drives idle and request timeouts for all sessions.
 //
-// The socket side runs in its own thread (a Worker) with SOCKET_THREAD=on, or auto (the default) with two or
-// more CPUs, else on this one. The thread takes socket reads and writes off the thread that owns LevelDB, so
-// the two cores share the work, but each request then crosses threads twice (CPU and two wake-ups). Measured
-// with `deno task bench query` on 2 cores shared with the load generator, jemalloc preloaded (off → on):
-// 1,000 × 1 p99 50.9–61.6 → 39.9–52.0 ms, 16 × 16 116–129k → 117–143k req/s, 16 × 1 37–45k → 25–29k
-// (docs/operations.md, "Threads").
+// The socket side runs on this thread (SOCKET_THREAD=off), in its own thread (a Worker; on), or both (auto,
+// the default with two or more CPUs: this thread until MAIN_THREAD_SESSIONS sessions are open, then mostly the
+// Worker, which listens on the same ports with SO_REUSEPORT). The thread takes socket reads and writes off the
+// thread that owns LevelDB, so the two cores share the work, but each request then crosses threads twice (CPU
+// and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator, jemalloc
+// preloaded (off → on): 1,000 × 1 p99 50.9–61.6 → 39.9–52.0 ms, 16 × 16 116–129k → 117–143k req/s, 16 × 1
+// 37–45k → 25–29k; auto keeps 16 × 1 on this thread (docs/operations.md, "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
@@ -31,6 +32,7 @@ import {
   OVERSIZE,
   PAUSE,
   RESUME,
+  type StartMessage,
   THREAD_BATCH_ENTRIES,
   WRITE,
   WRITTEN,
@@ -58,6 +60,8 @@ export interface ServerOptions {
   readonly tlsHandshakeTimeoutMs?: number;
   /** How many script hashes a session is subscribed to: its cost decays more slowly the more it holds. */
   readonly subscriptionCount?: (session: Session) => number;
+  /** SOCKET_THREAD=auto: sessions on the main thread before the socket thread takes new connections. */
+  readonly mainThreadSessions?: number;
 }
 
 /**
@@ -86,6 +90,15 @@ export interface Server {
   /** Stops accepting, lets received requests be answered, then closes every session. */
   close(): Promise<void>;
 }
+
+/**
+ * SOCKET_THREAD=auto: the socket thread starts taking new connections once this many sessions are open on the
+ * main thread. A few sessions are served fastest without crossing threads (16 × 1: 44k req/s against 27k), many
+ * busy ones need the second core for their sockets (see the head of this file).
+ */
+export const MAIN_THREAD_SESSIONS = 32;
+/** Listening sockets per service in the socket thread, beside the main thread's one: it gets 15 in 16. */
+export const SPILL_LISTENERS = 15;
 
 /** Messages a session may have unanswered before its reads pause. */
 export const MAX_PENDING_MESSAGES = 256;
@@ -190,6 +203,21 @@ class RemoteTransport implements Transport {
   }
 }
 
+/** One socket side as the server sees it: its link, the commands being batched for it, its control replies. */
+class Side {
+  readonly out: Batcher;
+  readonly waiting = new Map<string, (reply: ControlReply) => void>();
+  /** Its start was answered with "listening". */
+  listening = false;
+  /** Open sessions on its connections. */
+  sessions = 0;
+
+  constructor(readonly link: SocketLink) {
+    // Only between threads do batches leave before the end of the turn (see THREAD_BATCH_ENTRIES).
+    this.out = new Batcher((batch) => link.post(batch), link.thread ? THREAD_BATCH_ENTRIES : Infinity);
+  }
+}
+
 class ElectrumServer implements Server {
   addresses: readonly ServerAddress[];
   readonly #opts: ServerOptions;
@@ -201,14 +229,16 @@ class ElectrumServer implements Server {
   readonly #groups = new CostGroups();
   readonly #sessions = new Set<Session>();
   readonly #conns = new Map<number, RemoteTransport>();
-  #link: SocketLink;
-  readonly #deliver = (msg: unknown[] | ControlReply) => this.#onMessage(msg);
+  /** The side that listens from the start. */
+  #primary: Side;
+  /** SOCKET_THREAD=auto: the socket thread, which starts listening beside the primary once it is busy. */
+  readonly #spill: Side | undefined;
+  #spillState: "waiting" | "starting" | "listening" | "failed" = "waiting";
+  #spillStarted: Promise<void> | undefined;
+  readonly #mainThreadSessions: number;
   #bound = false;
   /** The socket thread could not start (e.g. no read permission for its module): serve from this thread. */
   #threadUnavailable: Error | undefined;
-  #out: Batcher;
-  /** Control replies not yet taken, by type, for the one caller waiting for each. */
-  readonly #waiting = new Map<string, (reply: ControlReply) => void>();
   #tls: { cert: string; key: string } | undefined;
   #nextId = 1;
   #tick: ReturnType<typeof setInterval>;
@@ -232,49 +262,63 @@ class ElectrumServer implements Server {
       maxPendingMessages: MAX_PENDING_MESSAGES,
       maxQueuedBytes: 2 * config.maxSend,
     };
+    this.#mainThreadSessions = opts.mainThreadSessions ?? MAIN_THREAD_SESSIONS;
     this.#services = config.services.filter((s) => s.protocol !== "rpc");
     if (this.#services.some((s) => s.protocol === "ssl" || s.protocol === "wss")) {
       this.#tls = opts.tls ? { ...opts.tls } : readTlsFiles(config);
     }
     this.addresses = [];
-    this.#link = config.socketThread
-      ? workerLink(opts.socketThreadModule ?? SOCKET_THREAD, this.#deliver, (err) => this.#threadFailed(err))
-      : inlineLink(this.#deliver);
-    this.#out = this.#batcher();
+    this.#primary = this.#side(config.socketThread === "thread");
+    // Started now so that it is ready when needed: a Worker takes a moment to load its modules.
+    if (config.socketThread === "both") this.#spill = this.#side(true);
     this.#tick = setInterval(() => this.#onTick(), TICK_MS);
   }
 
-  // Only between threads do batches leave before the end of the turn (see THREAD_BATCH_ENTRIES). Replaced with
-  // the link, which happens only before anything is connected.
-  #batcher(): Batcher {
-    return new Batcher(
-      (batch) => this.#link.post(batch),
-      this.#link.thread ? THREAD_BATCH_ENTRIES : Infinity,
+  #side(thread: boolean): Side {
+    const deliver = (msg: unknown[] | ControlReply) => this.#onMessage(side, msg);
+    const side: Side = new Side(
+      thread
+        ? workerLink(
+          this.#opts.socketThreadModule ?? SOCKET_THREAD,
+          deliver,
+          (err) => this.#threadFailed(side, err),
+        )
+        : inlineLink(deliver),
     );
+    return side;
   }
 
-  /** Binds every service; on a failure closes what was bound and throws, naming the service. */
-  async listen(): Promise<void> {
-    const start: ControlMessage = {
+  #startMessage(extra: Partial<StartMessage>): StartMessage {
+    return {
       type: "start",
       services: this.#services,
       maxRecv: this.#opts.config.maxRecv,
       handshakeTimeoutMs: this.#opts.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
       tls: this.#tls,
+      ...extra,
     };
-    let reply = await this.#control(start, ["listening", "failed"]);
+  }
+
+  /** Binds every service; on a failure closes what was bound and throws, naming the service. */
+  async listen(): Promise<void> {
+    // Beside the socket thread, the two sides' connection ids are odd and even, and the ports are shared.
+    const start = this.#startMessage(
+      this.#spill ? { reusePort: { checkFree: true }, ids: { first: 1, step: 2 } } : {},
+    );
+    let reply = await this.#control(this.#primary, start, ["listening", "failed"]);
     if (this.#threadUnavailable) {
       this.#log.warn(`${this.#threadUnavailable.message}; serving client sockets on the main thread`);
       this.#threadUnavailable = undefined;
-      this.#link = inlineLink(this.#deliver);
-      this.#out = this.#batcher();
-      reply = await this.#control(start, ["listening", "failed"]);
+      this.#primary = this.#side(false);
+      reply = await this.#control(this.#primary, start, ["listening", "failed"]);
     }
     if (reply.type !== "listening") {
       clearInterval(this.#tick);
-      this.#link.close();
+      this.#primary.link.close();
+      this.#spill?.link.close();
       throw new Error(reply.type === "failed" ? reply.message : "the socket side did not start");
     }
+    this.#primary.listening = true;
     this.addresses = this.#services.map((s, i) => ({
       protocol: s.protocol,
       host: reply.hosts[i],
@@ -282,13 +326,69 @@ class ElectrumServer implements Server {
     }));
     this.#bound = true;
     this.#log.info(
-      this.#link.thread
+      this.#spill
+        ? `client sockets are served on the main thread, and by a thread of their own once ${this.#mainThreadSessions} sessions are open`
+        : this.#primary.link.thread
         ? "client sockets are served by a thread of their own"
         : "client sockets are served on the main thread",
     );
     for (const a of this.addresses) {
       this.#log.info(`listening for Electrum ${a.protocol} connections on ${hostPort(a.host, a.port)}`);
     }
+  }
+
+  /**
+   * The main thread has its share of sessions: the socket thread listens on the same ports, SPILL_LISTENERS
+   * sockets per service beside the main thread's one, so the kernel hands it nearly all new connections. The
+   * main thread keeps listening and keeps the sessions it has: closing its listener would reset connections
+   * waiting in that listener's queue, so this happens once and is never undone.
+   */
+  #spillOver(): void {
+    const spill = this.#spill!;
+    this.#spillState = "starting";
+    const services = this.#services.map((s, i) => ({
+      ...s,
+      host: this.addresses[i].host,
+      port: this.addresses[i].port,
+    }));
+    const start = this.#startMessage({
+      services,
+      reusePort: { checkFree: false },
+      copies: SPILL_LISTENERS,
+      ids: { first: 2, step: 2 },
+    });
+    this.#spillStarted = this.#control(spill, start, ["listening", "failed"]).then(
+      (reply) => {
+        if (reply.type === "listening") {
+          spill.listening = true;
+          this.#spillState = "listening";
+          this.#log.info(
+            `${this.#primary.sessions} sessions on the main thread: new connections now go mostly to the socket thread`,
+          );
+        } else {
+          this.#spillFailed(new Error(reply.type === "failed" ? reply.message : "it did not start"));
+        }
+      },
+      (err) => this.#spillFailed(err),
+    );
+  }
+
+  #spillFailed(err: Error): void {
+    if (this.#spillState === "failed") return;
+    this.#spillState = "failed";
+    this.#log.warn(
+      `the socket thread cannot serve (${err.message}); every connection stays on the main thread`,
+    );
+    this.#spill!.link.close();
+  }
+
+  /** The sides that listen (or are being started): commands and control go to each. */
+  #active(): Side[] {
+    const sides = [this.#primary];
+    if (this.#spill && (this.#spillState === "starting" || this.#spillState === "listening")) {
+      sides.push(this.#spill);
+    }
+    return sides;
   }
 
   sessions(): SessionInfo[] {
@@ -309,9 +409,12 @@ class ElectrumServer implements Server {
     // Prove the pair works before touching the live listeners (node:tls does not check that the key matches).
     const probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
     probe.close();
-    const reply = await this.#control({ type: "tls", cert, key }, ["tls-done"]);
-    if (reply.type === "tls-done" && reply.error !== undefined) throw new Error(reply.error);
+    // A socket thread that starts meanwhile takes the new pair from this too: its servers are made from it.
     this.#tls = { cert, key };
+    for (const side of this.#active()) {
+      const reply = await this.#control(side, { type: "tls", cert, key }, ["tls-done"]);
+      if (reply.type === "tls-done" && reply.error !== undefined) throw new Error(reply.error);
+    }
     this.#log.info("TLS certificate reloaded");
   }
 
@@ -320,7 +423,11 @@ class ElectrumServer implements Server {
   }
 
   async #shutdown(): Promise<void> {
-    if (!this.#dead) await this.#control({ type: "unlisten" }, ["unlistened"]);
+    await this.#spillStarted;
+    const sides = this.#active();
+    if (!this.#dead) {
+      await Promise.all(sides.map((side) => this.#control(side, { type: "unlisten" }, ["unlistened"])));
+    }
     const sessions = [...this.#sessions];
     if (sessions.length) this.#log.info(`closing ${sessions.length} sessions`);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -331,42 +438,46 @@ class ElectrumServer implements Server {
     clearTimeout(timer);
     for (const s of this.#sessions) s.close("server shutting down");
     clearInterval(this.#tick);
-    if (!this.#dead) await this.#control({ type: "stop" }, ["stopped"]);
-    this.#link.close();
+    if (!this.#dead) {
+      await Promise.all(sides.map((side) => this.#control(side, { type: "stop" }, ["stopped"])));
+    }
+    this.#primary.link.close();
+    this.#spill?.link.close();
   }
 
   /** Sends a control message and waits for the first reply of one of `types`; rejects if the thread dies. */
-  #control(msg: ControlMessage, types: readonly string[]): Promise<ControlReply> {
+  #control(side: Side, msg: ControlMessage, types: readonly string[]): Promise<ControlReply> {
     if (this.#dead) return Promise.reject(this.#dead);
     return new Promise((resolve, reject) => {
       const take = (reply: ControlReply) => {
-        for (const t of types) this.#waiting.delete(t);
+        for (const t of types) side.waiting.delete(t);
         if (reply.type === "failed" && !types.includes("failed")) reject(new Error(reply.message));
         else resolve(reply);
       };
-      for (const t of types) this.#waiting.set(t, take);
-      this.#out.flush();
-      this.#link.post(msg);
+      for (const t of types) side.waiting.set(t, take);
+      side.out.flush();
+      side.link.post(msg);
     });
   }
 
-  /** The socket thread died: before it listened, listen() falls back to this thread; after, it is fatal. */
-  #threadFailed(err: Error): void {
-    if (!this.#link.thread) return;
+  /**
+   * A socket thread died. Before the server listened, listen() falls back to this thread; a thread that was
+   * to take the overflow leaves every connection to the main thread; one that was serving is fatal.
+   */
+  #threadFailed(side: Side, err: Error): void {
+    if (!side.link.thread) return;
+    if (side === this.#spill && !side.listening) {
+      failWaiting(side, err);
+      this.#spillFailed(err);
+      return;
+    }
     if (this.#bound) {
       this.#fail(err);
       return;
     }
     this.#threadUnavailable = err;
-    this.#link.close();
-    this.#failWaiting(err);
-  }
-
-  /** Every control call still waiting gets a "failed" reply: nothing will answer it. */
-  #failWaiting(err: Error): void {
-    const waiting = new Set(this.#waiting.values());
-    this.#waiting.clear();
-    for (const take of waiting) take({ type: "failed", message: err.message });
+    side.link.close();
+    failWaiting(side, err);
   }
 
   #fail(err: Error): void {
@@ -375,18 +486,21 @@ class ElectrumServer implements Server {
     this.#log.error(err.message);
     for (const t of this.#conns.values()) t.session.close("socket thread failed");
     this.#conns.clear();
-    this.#failWaiting(err);
-    this.#link.close();
+    for (const side of [this.#primary, this.#spill]) {
+      if (side === undefined) continue;
+      failWaiting(side, err);
+      side.link.close();
+    }
     this.#opts.onFatal?.(err);
   }
 
-  #onMessage(msg: unknown[] | ControlReply): void {
+  #onMessage(side: Side, msg: unknown[] | ControlReply): void {
     if (!Array.isArray(msg)) {
       if (msg.type === "log") {
         this.#log[msg.level](msg.text);
         return;
       }
-      const take = this.#waiting.get(msg.type);
+      const take = side.waiting.get(msg.type);
       if (take) take(msg);
       return;
     }
@@ -394,7 +508,7 @@ class ElectrumServer implements Server {
       const op = msg[i] as number;
       const id = msg[i + 1] as number;
       if (op === OPENED) {
-        this.#open(id, msg[i + 2] as number, msg[i + 3] as string);
+        this.#open(side, id, msg[i + 2] as number, msg[i + 3] as string);
         continue;
       }
       const t = this.#conns.get(id);
@@ -426,20 +540,20 @@ class ElectrumServer implements Server {
         const room = session.room();
         if (room) {
           t.paused = true;
-          this.#out.add(PAUSE, id, 0, 0);
+          t.out.add(PAUSE, id, 0, 0);
           room.then(() => {
             t.paused = false;
-            if (!session.closed) this.#out.add(RESUME, id, 0, 0);
+            if (!session.closed) t.out.add(RESUME, id, 0, 0);
           });
         }
       }
     }
   }
 
-  #open(id: number, listener: number, peer: string): void {
+  #open(side: Side, id: number, listener: number, peer: string): void {
     const protocol = this.#services[listener].protocol;
     const space = peer.lastIndexOf(" ");
-    const transport = new RemoteTransport(id, peer.slice(0, space), Number(peer.slice(space + 1)), this.#out);
+    const transport = new RemoteTransport(id, peer.slice(0, space), Number(peer.slice(space + 1)), side.out);
     if (this.#closing) {
       transport.close();
       return;
@@ -459,12 +573,22 @@ class ElectrumServer implements Server {
       groups: this.#groups,
       serverVersion: this.#opts.serverVersion,
       log: this.#log,
-      onClosed: (s) => this.#sessions.delete(s),
+      onClosed: (s) => {
+        this.#sessions.delete(s);
+        side.sessions--;
+      },
     });
     transport.session = session;
     this.#conns.set(id, transport);
     this.#sessions.add(session);
+    side.sessions++;
     this.#log.debug(`session ${session.id} ${session.remoteAddress}: ${protocol} connection`);
+    if (
+      side === this.#primary && this.#spillState === "waiting" && this.#spill &&
+      side.sessions >= this.#mainThreadSessions
+    ) {
+      this.#spillOver();
+    }
   }
 
   #noteRefused(): void {
@@ -499,6 +623,13 @@ class ElectrumServer implements Server {
       this.#lastDecay = now;
     }
   }
+}
+
+/** Every control call still waiting on the side gets a "failed" reply: nothing will answer it. */
+function failWaiting(side: Side, err: Error): void {
+  const waiting = new Set(side.waiting.values());
+  side.waiting.clear();
+  for (const take of waiting) take({ type: "failed", message: err.message });
 }
 
 function readTlsFiles(config: Config): { cert: string; key: string } {

@@ -16,6 +16,16 @@ export interface StartMessage {
   /** An ssl/wss connection whose TLS handshake takes longer is closed (it is not a session yet). */
   readonly handshakeTimeoutMs: number;
   readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * Bind with SO_REUSEPORT, so the other socket side can listen on the same ports (SOCKET_THREAD=auto). The
+   * side that binds first checks that nobody else holds the port: with the option set, a second Coulomb
+   * started by mistake on the same port would otherwise share it silently instead of failing.
+   */
+  readonly reusePort?: { readonly checkFree: boolean };
+  /** Listening sockets per service (all on the same address; default 1): the kernel spreads connections. */
+  readonly copies?: number;
+  /** Connection ids are first, first + step, …: two socket sides feeding one set of listeners never clash. */
+  readonly ids?: { readonly first: number; readonly step: number };
 }
 
 /** Control messages to the socket thread. */

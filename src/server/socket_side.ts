@@ -68,6 +68,9 @@ export class SocketSide {
   /** MAX_RECV, from the start message. */
   #maxRecv = 0;
   #nextId = 1;
+  #idStep = 1;
+  /** The certificate for ssl/wss listeners, kept current by "tls" messages. */
+  #tls: { cert: string; key: string } | undefined;
   #stopping = false;
   #stopTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -99,6 +102,7 @@ export class SocketSide {
         );
         break;
       case "tls":
+        this.#tls = { cert: msg.cert, key: msg.key };
         try {
           for (const l of this.#listening) {
             if (l.tls && !l.closed) {
@@ -169,58 +173,74 @@ export class SocketSide {
   }
 
   async #listen(s: StartMessage): Promise<{ host: string; port: number }[]> {
+    if (s.ids) {
+      this.#nextId = s.ids.first;
+      this.#idStep = s.ids.step;
+    }
+    if (s.tls) this.#tls = { ...s.tls };
+    const reusePort = s.reusePort !== undefined;
+    const copies = Math.max(1, s.copies ?? 1);
     const bound: { host: string; port: number }[] = [];
     try {
       for (let index = 0; index < s.services.length; index++) {
         const spec = s.services[index];
-        const secure = spec.protocol === "ssl" || spec.protocol === "wss";
-        const ws = spec.protocol === "ws" || spec.protocol === "wss";
         const where = `${spec.protocol}://${hostPort(spec.host, spec.port)}`;
-        let server: net.Server;
-        try {
-          server = secure
-            ? tls.createServer({
-              cert: s.tls!.cert,
-              key: s.tls!.key,
-              allowHalfOpen: true,
-              handshakeTimeout: s.handshakeTimeoutMs,
-            })
-            : net.createServer({ allowHalfOpen: true });
-        } catch (e) {
-          throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
-        }
-        server.on(
-          secure ? "secureConnection" : "connection",
-          (sock: net.Socket) => this.#accept(sock, index, secure, ws),
-        );
-        // A failed or timed-out handshake concerns that connection only, which must go: node:tls (as Deno
-        // provides it) reports a handshake timeout without closing the socket.
-        if (secure) server.on("tlsClientError", (_err: Error, sock: tls.TLSSocket) => sock.destroy());
-        this.#listening.push({ server, tls: secure, closed: false });
-        try {
+        let host = spec.host;
+        let port = spec.port;
+        for (let copy = 0; copy < copies; copy++) {
+          const server = this.#server(spec.protocol, index, s.handshakeTimeoutMs, where);
           try {
-            await bind(server, spec.port, spec.host);
+            if (copy === 0) {
+              if (s.reusePort?.checkFree && port !== 0) await checkFree(port, host);
+              await bindAnyFamily(server, port, host, reusePort);
+              ({ address: host, port } = server.address() as net.AddressInfo);
+            } else {
+              await bind(server, port, host, reusePort);
+            }
           } catch (e) {
-            // Every interface, on a system without IPv6: the IPv4 ones, then.
-            if (spec.host !== "::" || !noIpv6(e)) throw e;
-            await bind(server, spec.port, "0.0.0.0");
+            throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
           }
-        } catch (e) {
-          throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
+          // E.g. out of file descriptors: node retries the accept itself; say so rather than crash.
+          server.on(
+            "error",
+            (e) => this.#log("warn", `accepting ${spec.protocol} connections failed: ${errorText(e)}`),
+          );
         }
-        // E.g. out of file descriptors: node retries the accept itself; say so rather than crash.
-        server.on(
-          "error",
-          (e) => this.#log("warn", `accepting ${spec.protocol} connections failed: ${errorText(e)}`),
-        );
-        const address = server.address() as net.AddressInfo;
-        bound.push({ host: address.address, port: address.port });
+        bound.push({ host, port });
       }
     } catch (e) {
       for (const l of this.#listening) closeListener(l);
       throw e;
     }
     return bound;
+  }
+
+  /** A listening server for one service, not yet bound. */
+  #server(protocol: string, index: number, handshakeTimeoutMs: number, where: string): net.Server {
+    const secure = protocol === "ssl" || protocol === "wss";
+    const ws = protocol === "ws" || protocol === "wss";
+    let server: net.Server;
+    try {
+      server = secure
+        ? tls.createServer({
+          cert: this.#tls!.cert,
+          key: this.#tls!.key,
+          allowHalfOpen: true,
+          handshakeTimeout: handshakeTimeoutMs,
+        })
+        : net.createServer({ allowHalfOpen: true });
+    } catch (e) {
+      throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
+    }
+    server.on(
+      secure ? "secureConnection" : "connection",
+      (sock: net.Socket) => this.#accept(sock, index, secure, ws),
+    );
+    // A failed or timed-out handshake concerns that connection only, which must go: node:tls (as Deno
+    // provides it) reports a handshake timeout without closing the socket.
+    if (secure) server.on("tlsClientError", (_err: Error, sock: tls.TLSSocket) => sock.destroy());
+    this.#listening.push({ server, tls: secure, closed: false });
+    return server;
   }
 
   #accept(sock: net.Socket, listener: number, secure: boolean, ws: boolean): void {
@@ -231,7 +251,8 @@ export class SocketSide {
       return;
     }
     if (!secure) sock.setNoDelay(true);
-    const id = this.#nextId++;
+    const id = this.#nextId;
+    this.#nextId += this.#idStep;
     const c: Conn = {
       id,
       sock,
@@ -370,14 +391,36 @@ export class SocketSide {
   }
 }
 
-function bind(server: net.Server, port: number, host: string): Promise<void> {
+function bind(server: net.Server, port: number, host: string, reusePort: boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, reusePort }, () => {
       server.off("error", reject);
       resolve();
     });
   });
+}
+
+/** Binds host:port; "::" on a system without IPv6 falls back to every IPv4 interface. */
+async function bindAnyFamily(
+  server: net.Server,
+  port: number,
+  host: string,
+  reusePort: boolean,
+): Promise<void> {
+  try {
+    await bind(server, port, host, reusePort);
+  } catch (e) {
+    if (host !== "::" || !noIpv6(e)) throw e;
+    await bind(server, port, "0.0.0.0", reusePort);
+  }
+}
+
+/** Fails (EADDRINUSE) when anything listens on host:port, even with SO_REUSEPORT: binds it alone for a moment. */
+async function checkFree(port: number, host: string): Promise<void> {
+  const probe = net.createServer();
+  await bindAnyFamily(probe, port, host, false);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
 /** Whether a failed bind to "::" means the system has no IPv6 (rather than, say, the port being taken). */

@@ -3,11 +3,11 @@
 // Nothing sleeps to synchronise: tests wait for replies, for EOF, or for the server's own log lines.
 // Every test runs twice: with the sockets in the socket thread and on the main thread (SOCKET_THREAD on/off).
 import assert from "node:assert/strict";
-import { type Config, loadConfig, type Service } from "../../src/config.ts";
+import { type Config, loadConfig, type Service, type SocketThreadMode } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { type Server, type ServerOptions, startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
-import { socketThread, testBothModes } from "./socket_modes.ts";
+import { socketThreadMode, TEST_MAIN_THREAD_SESSIONS, testEveryMode } from "./socket_modes.ts";
 import { LineReader } from "../line_reader.ts";
 import { makeCert } from "../tls_cert.ts";
 
@@ -170,16 +170,22 @@ async function start(
   env: Record<string, string> = {},
   services: Service[] = [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
   tls?: { cert: string; key: string },
-  more: Pick<ServerOptions, "socketThreadModule" | "onFatal" | "tlsHandshakeTimeoutMs"> = {},
+  more:
+    & Pick<ServerOptions, "socketThreadModule" | "onFatal" | "tlsHandshakeTimeoutMs" | "mainThreadSessions">
+    & {
+      socketThread?: SocketThreadMode;
+    } = {},
 ): Promise<Fixture> {
   const base = loadConfig({
     DB_DIRECTORY: "/tmp/coulomb-test",
     DAEMON_URL: "http://u:p@127.0.0.1:8332/",
-    SOCKET_THREAD: socketThread(),
     ...env,
   }, []) as Config;
   // loadConfig rightly refuses port 0; tests want OS-assigned ports.
-  const config: Config = { ...base, services };
+  // A test that sets SOCKET_THREAD itself gets what it set; the others run in the mode being tested.
+  const socketThread = more.socketThread ??
+    (env.SOCKET_THREAD === undefined ? socketThreadMode() : base.socketThread);
+  const config: Config = { ...base, services, socketThread };
   const waits = new Map<string, Deferred<unknown>>();
   const starts = new Map<string, Deferred<void>>();
   const get = <T>(m: Map<string, Deferred<T>>, k: string) => {
@@ -207,6 +213,7 @@ async function start(
     log: logs.log,
     serverVersion: "Coulomb 0.1.0",
     tls,
+    mainThreadSessions: TEST_MAIN_THREAD_SESSIONS,
     ...more,
   });
   return {
@@ -233,7 +240,7 @@ async function assertHealthy(port: number): Promise<void> {
 
 // --- TCP framing and dispatch --------------------------------------------------------------------------------
 
-testBothModes(
+testEveryMode(
   "tcp: binds port 0, pipelined and split lines, CRLF and blank lines, one compact line per reply",
   async () => {
     // Two parse errors cost 2000, past the default soft limit; a high one keeps this test free of throttling delays.
@@ -276,7 +283,7 @@ testBothModes(
   },
 );
 
-testBothModes("tcp: replies keep request order under concurrency; a batch is one line", async () => {
+testEveryMode("tcp: replies keep request order under concurrency; a batch is one line", async () => {
   await using f = await start();
   const c = await LineClient.tcp(f.port());
   await c.hello();
@@ -296,7 +303,7 @@ testBothModes("tcp: replies keep request order under concurrency; a batch is one
   c.close();
 });
 
-testBothModes(
+testEveryMode(
   "version negotiation over tcp: method first ⇒ error and disconnect; unsupported ⇒ error and disconnect",
   async () => {
     await using f = await start();
@@ -318,7 +325,7 @@ testBothModes(
 
 // --- limits --------------------------------------------------------------------------------------------------
 
-testBothModes(
+testEveryMode(
   "MAX_RECV: an oversized line is dropped and the stream resynchronises at the next newline",
   async () => {
     await using f = await start({ MAX_RECV: "1000" });
@@ -335,7 +342,7 @@ testBothModes(
   },
 );
 
-testBothModes("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
+testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
   await using f = await start({ MAX_SEND: "350000" });
   const c = await LineClient.tcp(f.port());
   await c.hello();
@@ -348,7 +355,7 @@ testBothModes("MAX_SEND: a reply over the limit becomes -32600 for that request 
   c.close();
 });
 
-testBothModes(
+testEveryMode(
   "endless batches: over 1000 items refused; a costly batch hits the hard limit and is cut off",
   async () => {
     await using f = await start({ COST_SOFT_LIMIT: "500", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "0" });
@@ -367,7 +374,7 @@ testBothModes(
   },
 );
 
-testBothModes(
+testEveryMode(
   "a client that never reads is disconnected and memory stays bounded; others are served",
   async () => {
     await using f = await start({ MAX_SEND: "350000" });
@@ -393,7 +400,7 @@ testBothModes(
   },
 );
 
-testBothModes("2000 idle connections, then a normal session is still answered", async () => {
+testEveryMode("2000 idle connections, then a normal session is still answered", async () => {
   await using f = await start({ MAX_SESSIONS: "3000" });
   const idle: Deno.Conn[] = [];
   for (let i = 0; i < 10; i++) {
@@ -408,7 +415,7 @@ testBothModes("2000 idle connections, then a normal session is still answered", 
   for (const c of idle) c.close();
 });
 
-testBothModes(
+testEveryMode(
   "MAX_SESSIONS: connections beyond it are closed at once and logged; room frees up on disconnect",
   async () => {
     await using f = await start({ MAX_SESSIONS: "2", LOG_LEVEL: "debug" });
@@ -429,7 +436,7 @@ testBothModes(
   },
 );
 
-testBothModes(
+testEveryMode(
   "throttling: past the soft limit requests are delayed, at the hard limit -101 and close",
   async () => {
     await using f = await start({ COST_SOFT_LIMIT: "100", COST_HARD_LIMIT: "1000", REQUEST_SLEEP: "20" });
@@ -449,7 +456,7 @@ testBothModes(
   },
 );
 
-testBothModes("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async () => {
+testEveryMode("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -102", async () => {
   await using f = await start({ SESSION_TIMEOUT: "1", REQUEST_TIMEOUT: "1" });
   const idle = await LineClient.tcp(f.port());
   await idle.hello();
@@ -467,7 +474,7 @@ testBothModes("SESSION_TIMEOUT closes idle sessions; REQUEST_TIMEOUT answers -10
   idle.close();
 });
 
-testBothModes(
+testEveryMode(
   "startServer rejects with the service named when it cannot listen or has no certificate",
   async () => {
     await using f = await start();
@@ -485,7 +492,7 @@ testBothModes(
 
 // --- TLS and WebSocket -------------------------------------------------------------------------------------
 
-testBothModes("ssl: serves over TLS; reloadTls switches certificates for new connections only", async () => {
+testEveryMode("ssl: serves over TLS; reloadTls switches certificates for new connections only", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const one = await makeCert(dir, "one");
@@ -513,7 +520,7 @@ testBothModes("ssl: serves over TLS; reloadTls switches certificates for new con
   }
 });
 
-testBothModes(
+testEveryMode(
   "ssl: a connection that never completes its TLS handshake is closed after the timeout",
   async () => {
     const dir = await Deno.makeTempDir();
@@ -546,7 +553,7 @@ testBothModes(
   },
 );
 
-testBothModes(
+testEveryMode(
   "ws: one JSON message per text frame, no newline; batches and notifications of errors",
   async () => {
     await using f = await start({}, [
@@ -589,7 +596,7 @@ testBothModes(
   },
 );
 
-testBothModes("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
+testEveryMode("wss: WebSocket over TLS, with a plain HTTP request refused", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const tls = await makeCert(dir, "wss");
@@ -642,7 +649,7 @@ testBothModes("wss: WebSocket over TLS, with a plain HTTP request refused", asyn
   }
 });
 
-testBothModes(
+testEveryMode(
   "ws: a peer that pings without reading gets pongs one at a time, for its latest ping",
   async () => {
     await using f = await start({}, [
@@ -725,7 +732,7 @@ class ByteReader {
 
 // --- shutdown ----------------------------------------------------------------------------------------------
 
-testBothModes(
+testEveryMode(
   "close(): stops accepting, lets in-flight replies finish, then closes every session",
   async () => {
     const f = await start();
@@ -762,6 +769,57 @@ Deno.test("a socket thread that cannot start: the server says so and serves its 
   });
   await f.logs.waitFor(/the socket thread failed: .*; serving client sockets on the main thread/);
   await assertHealthy(f.port());
+});
+
+Deno.test("auto: the socket thread takes new connections once the main thread has its sessions", async () => {
+  await using f = await start({}, undefined, undefined, { socketThread: "both", mainThreadSessions: 3 });
+  assert.equal(f.logs.lines.some((l) => /new connections now go mostly/.test(l)), false);
+  const clients: LineClient[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    clients.push(c);
+  }
+  await f.logs.waitFor(/3 sessions on the main thread: new connections now go mostly to the socket thread/);
+  // Sessions on either side are served alike, and the main thread keeps its own.
+  for (let i = 0; i < 40; i++) {
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    clients.push(c);
+  }
+  for (const [i, c] of clients.entries()) assert.deepEqual(await c.call(i, "test.echo", [i]), ok(i, i));
+  assert.equal(f.server.sessions().length, 43);
+  for (const c of clients) c.close();
+});
+
+Deno.test("auto: a socket thread that cannot start leaves every connection to the main thread", async () => {
+  await using f = await start({}, undefined, undefined, {
+    socketThread: "both",
+    mainThreadSessions: 1,
+    socketThreadModule: new URL("./no_such_socket_thread.ts", import.meta.url),
+  });
+  await f.logs.waitFor(
+    /the socket thread cannot serve \(the socket thread failed: .*\); every connection stays/,
+  );
+  const clients: LineClient[] = [];
+  for (let i = 0; i < 5; i++) {
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    clients.push(c);
+  }
+  for (const [i, c] of clients.entries()) assert.deepEqual(await c.call(i, "test.echo", [i]), ok(i, i));
+  for (const c of clients) c.close();
+});
+
+Deno.test("auto: a port another server holds is refused, not shared through SO_REUSEPORT", async () => {
+  await using first = await start({}, undefined, undefined, { socketThread: "both" });
+  await assert.rejects(
+    start({}, [{ protocol: "tcp", host: "127.0.0.1", port: first.port() }], undefined, {
+      socketThread: "both",
+    }),
+    /cannot listen on tcp:\/\/127\.0\.0\.1:\d+: .*(in use|EADDRINUSE)/i,
+  );
+  await assertHealthy(first.port());
 });
 
 Deno.test("a socket thread that dies while serving: its sessions end and the server reports it as fatal", async () => {

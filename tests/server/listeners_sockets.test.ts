@@ -5,7 +5,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { Config } from "../../src/config.ts";
 import { startServer } from "../../src/server/listeners.ts";
 import type { MethodSpec } from "../../src/server/types.ts";
-import { socketThread, testBothModes } from "./socket_modes.ts";
+import { socketThreadMode, TEST_MAIN_THREAD_SESSIONS, testEveryMode } from "./socket_modes.ts";
 
 const quiet = {
   debug: () => {},
@@ -19,11 +19,14 @@ async function server(gate: Promise<void> = Promise.resolve()) {
     {
       DB_DIRECTORY: "/tmp/coulomb-test",
       DAEMON_URL: "http://u:p@127.0.0.1:8332/",
-      SOCKET_THREAD: socketThread(),
     },
     [],
   );
-  const config: Config = { ...(base as Config), services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }] };
+  const config: Config = {
+    ...(base as Config),
+    services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
+    socketThread: socketThreadMode(),
+  };
   const methods = new Map<string, MethodSpec>([
     ["test.echo", { params: ["value"], cost: 0, handler: (_ctx, [v]) => v }],
     // Answers on a later turn, so that replies complete out of order and must be put back in order.
@@ -31,7 +34,13 @@ async function server(gate: Promise<void> = Promise.resolve()) {
     // Answers once the test opens the gate.
     ["test.gated", { params: ["value", "pad"], cost: 0, handler: (_ctx, [v]) => gate.then(() => v) }],
   ]);
-  return await startServer({ config, methods, log: quiet, serverVersion: "Coulomb 0.1.0" });
+  return await startServer({
+    config,
+    methods,
+    log: quiet,
+    serverVersion: "Coulomb 0.1.0",
+    mainThreadSessions: TEST_MAIN_THREAD_SESSIONS,
+  });
 }
 
 async function readAll(conn: Deno.Conn): Promise<string> {
@@ -48,7 +57,7 @@ async function readAll(conn: Deno.Conn): Promise<string> {
 const line = (id: number, method: string, params: unknown[]) =>
   JSON.stringify({ jsonrpc: "2.0", id, method, params }) + "\n";
 
-testBothModes(
+testEveryMode(
   "a peer that shuts down its sending side gets every reply, then the connection closes",
   async () => {
     const gate = Promise.withResolvers<void>();
@@ -75,7 +84,7 @@ testBothModes(
   },
 );
 
-testBothModes("many connections pipelining at once all get all their replies, in order", async () => {
+testEveryMode("many connections pipelining at once all get all their replies, in order", async () => {
   const s = await server();
   try {
     const port = s.addresses[0].port;
