@@ -36,6 +36,7 @@ const PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 // descriptors on purpose, and descriptors are what the Electrum listeners need to accept wallets.
 const DEADLINE_MS = 10_000;
 const MAX_CONNECTIONS = 16;
+const ACCEPT_RETRY_MS = 200;
 // Longest request head read (request line and headers); browsers send about 1 KB.
 const MAX_HEAD = 16 * 1024;
 
@@ -60,13 +61,18 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
   const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
   const open = new Set<Deno.Conn>();
   const exchanges = new Set<Promise<void>>();
+  let stopped = false;
   const accepting = (async () => {
     for (;;) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
-      } catch {
-        return; // closed
+      } catch (e) {
+        if (stopped) return;
+        // E.g. out of file descriptors for a moment: keep the endpoint, try again shortly.
+        log.warn(`accepting a metrics connection failed: ${errorText(e)}`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
       }
       if (open.size >= maxConnections) {
         closeQuietly(conn);
@@ -101,6 +107,7 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
     close() {
       closing ??= (async () => {
         clearInterval(timer);
+        stopped = true;
         closeQuietly(listener);
         await accepting;
         for (const conn of open) closeQuietly(conn);

@@ -97,8 +97,8 @@ export interface Server {
  * busy ones need the second core for their sockets (see the head of this file).
  */
 export const MAIN_THREAD_SESSIONS = 32;
-/** Listening sockets per service in the socket thread, beside the main thread's one: it gets 15 in 16. */
-export const SPILL_LISTENERS = 15;
+/** Listening sockets per service in the socket thread, beside the main thread's one: it gets 31 in 32. */
+export const SPILL_LISTENERS = 31;
 
 /** Messages a session may have unanswered before its reads pause. */
 export const MAX_PENDING_MESSAGES = 256;

@@ -187,19 +187,21 @@ export class SocketSide {
         const where = `${spec.protocol}://${hostPort(spec.host, spec.port)}`;
         let host = spec.host;
         let port = spec.port;
-        for (let copy = 0; copy < copies; copy++) {
-          const server = this.#server(spec.protocol, index, s.handshakeTimeoutMs, where);
-          try {
-            if (copy === 0) {
-              if (s.reusePort?.checkFree && port !== 0) await checkFree(port, host);
-              await bindAnyFamily(server, port, host, reusePort);
-              ({ address: host, port } = server.address() as net.AddressInfo);
-            } else {
-              await bind(server, port, host, reusePort);
-            }
-          } catch (e) {
-            throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
-          }
+        const first = this.#server(spec.protocol, index, s.handshakeTimeoutMs, where);
+        const more = Array.from(
+          { length: copies - 1 },
+          () => this.#server(spec.protocol, index, s.handshakeTimeoutMs, where),
+        );
+        try {
+          if (s.reusePort?.checkFree && port !== 0) await checkFree(port, host);
+          await bindAnyFamily(first, port, host, reusePort);
+          ({ address: host, port } = first.address() as net.AddressInfo);
+          // All at once: connections keep arriving elsewhere until these listen.
+          await Promise.all(more.map((server) => bind(server, port, host, reusePort)));
+        } catch (e) {
+          throw new Error(`cannot listen on ${where}: ${errorText(e)}`);
+        }
+        for (const server of [first, ...more]) {
           // E.g. out of file descriptors: node retries the accept itself; say so rather than crash.
           server.on(
             "error",

@@ -10,7 +10,7 @@ export function socketThreadMode(): SocketThreadMode {
 
 /**
  * ServerOptions.mainThreadSessions for the tests: with "both", the socket thread starts listening once the
- * first session is open, so a test's later connections land on either side (15 in 16 in the thread).
+ * first session is open, so a test's later connections land on either side (31 in 32 in the thread).
  */
 export const TEST_MAIN_THREAD_SESSIONS = 1;
 
