@@ -313,6 +313,7 @@ export function loadConfig(
   env: Record<string, string | undefined>,
   argv: string[],
   cpus: number = navigator.hardwareConcurrency,
+  os: string = Deno.build.os,
 ): Config | { help: string } | { version: string } {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
@@ -348,10 +349,15 @@ export function loadConfig(
     // A boolean flag maps onto ElectrumX's "non-empty means on".
     raw.set(spec.name, { value: typeof v === "boolean" ? (v ? "1" : "") : v, source: `--${flag}` });
   }
-  return buildConfig(env, raw, cpus);
+  return buildConfig(env, raw, cpus, os);
 }
 
-function buildConfig(env: Record<string, string | undefined>, raw: Map<string, Raw>, cpus: number): Config {
+function buildConfig(
+  env: Record<string, string | undefined>,
+  raw: Map<string, Raw>,
+  cpus: number,
+  os: string,
+): Config {
   for (const name of OBSOLETE) {
     if (env[name]) {
       throw new ConfigError(
@@ -466,11 +472,13 @@ function buildConfig(env: Record<string, string | undefined>, raw: Map<string, R
   const peerDiscovery = oneOf(raw, "PEER_DISCOVERY", "on", ["on", "off", "self"] as const);
   const threadWord = oneOf(raw, "SOCKET_THREAD", "auto", ["on", "off", "auto"] as const);
   // One CPU would only take turns between the two threads, paying for every crossing.
-  const socketThread: SocketThreadMode = threadWord === "on"
-    ? "thread"
-    : threadWord === "auto" && cpus >= 2
-    ? "both"
-    : "main";
+  // Both places need SO_REUSEPORT's load balancing, which only Linux has (elsewhere the thread alone).
+  const socketThread: SocketThreadMode =
+    threadWord === "on" || (threadWord === "auto" && cpus >= 2 && os !== "linux")
+      ? "thread"
+      : threadWord === "auto" && cpus >= 2
+      ? "both"
+      : "main";
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw

@@ -14,7 +14,7 @@ import { serverVersionString } from "../src/version.ts";
 const BASE = { DB_DIRECTORY: "/var/coulomb", DAEMON_URL: "http://rpc:secret@127.0.0.1:8332/" };
 
 function load(env: Record<string, string | undefined>, argv: string[] = [], cpus = 2): Config {
-  const r = loadConfig(env, argv, cpus);
+  const r = loadConfig(env, argv, cpus, "linux");
   assert.ok(!("help" in r) && !("version" in r), "expected a Config");
   return r as Config;
 }
@@ -176,6 +176,9 @@ Deno.test("required variables and choices are checked", () => {
   assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }, [], 1).socketThread, "thread");
   assert.equal(load({ ...BASE, SOCKET_THREAD: "off" }, [], 2).socketThread, "main");
   assert.equal(load({ ...BASE, SOCKET_THREAD: "" }, [], 2).socketThread, "main");
+  // Sharing ports between the two places relies on Linux's SO_REUSEPORT balancing; elsewhere auto is the thread.
+  assert.equal((loadConfig(BASE, [], 2, "darwin") as Config).socketThread, "thread");
+  assert.equal((loadConfig(BASE, [], 1, "darwin") as Config).socketThread, "main");
 });
 
 Deno.test("obsolete ElectrumX variables are refused, unsupported ones reported", () => {
