@@ -10,7 +10,7 @@ import { classifyScript, isUnspendable, readOp, scriptAsm } from "../../src/chai
 import { scriptToAddress } from "../../src/chain/address.ts";
 import type { Network } from "../../src/chain/network.ts";
 import type { MempoolEntry, SimNode } from "./node.ts";
-import { type Acceptance, checkAcceptance, feeForSize } from "./policy.ts";
+import { type Acceptance, checkAcceptance, checkReplacement, feeForSize } from "./policy.ts";
 import { CoreRpcError, type RestProvider, RPC, type RpcMethod, type RpcMethodTable } from "./rpc_types.ts";
 
 // ---------------------------------------------------------------------------------------------------
@@ -782,10 +782,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   }
 
   /** Outpoints spent by mempool transactions (and, for packages, earlier package members). */
-  function spentOutpoints(view: PoolView): Set<string> {
-    const spent = new Set<string>();
-    for (const e of view.all().values()) {
-      for (const i of decodedEntry(e).inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
+  /** Every outpoint the mempool spends, and the key of the transaction spending it. */
+  function spentOutpoints(view: PoolView): Map<string, string> {
+    const spent = new Map<string, string>();
+    for (const [key, e] of view.all()) {
+      for (const i of decodedEntry(e).inputs) spent.set(toHex(i.prevTxid) + ":" + i.prevVout, key);
     }
     return spent;
   }
@@ -798,14 +799,17 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
   function precheck(
     tx: Transaction,
     view: PoolView,
-    spent: Set<string>,
+    spent: Map<string, string>,
     pending: Map<string, Transaction>,
+    allowReplacement: boolean,
   ): Acceptance {
     const spendHeight = node.height + 1;
     return checkAcceptance(tx, {
       spendHeight,
       medianTime: blockInfo(node.tipHash)!.medianTime,
-      isSpent: (txid, vout) => spent.has(toHex(txid) + ":" + vout),
+      spender: (txid, vout) => spent.get(toHex(txid) + ":" + vout),
+      allowReplacement,
+      parentsOf: (k) => view.get(k)?.depends.map(toHex) ?? [],
       coin: (txid, vout) => {
         const utxo = node.utxo(txid, vout);
         if (utxo !== undefined) return utxo;
@@ -816,6 +820,26 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         return { value: out.value, script: out.script, height: spendHeight, coinbase: false, parent: key };
       },
     });
+  }
+
+  /**
+   * Single-transaction test acceptance (Core's ProcessTransaction with test_accept): precheck, then the
+   * replacement rules when it conflicts with the mempool.
+   */
+  function testAccept(tx: Transaction, view: PoolView): Acceptance {
+    const check = precheck(tx, view, spentOutpoints(view), new Map(), true);
+    if (!check.ok || check.conflicts.size === 0) return check;
+    const replacement = checkReplacement(tx, check.fee, check.vsize, check.conflicts, (k) => {
+      const e = view.get(k);
+      if (e === undefined) return undefined;
+      return {
+        fee: e.fee,
+        vsize: e.vsize,
+        inputTxids: decodedEntry(e).inputs.map((i) => toHex(i.prevTxid)),
+        children: e.spentBy.map(toHex),
+      };
+    });
+    return replacement.ok ? check : replacement;
   }
 
   // ---- the table ----
@@ -1030,8 +1054,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         if (node.mempoolTx(tx.txid) !== undefined) return toHexReversed(tx.txid);
         if (maxRate > 0) {
           // Core caps the fee only after the transaction passed validation; otherwise the node's reason wins.
-          const view = poolView();
-          const check = precheck(tx, view, spentOutpoints(view), new Map());
+          const check = testAccept(tx, poolView());
           if (check.ok && check.fee > feeForSize(maxRate, tx.vsize)) {
             throw new CoreRpcError(
               RPC.VERIFY_ERROR,
@@ -1145,6 +1168,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         // after a failure the rest are left unevaluated, which Core reports by omitting them.
         let failed = false;
         const results: Record<string, unknown> = {};
+        const replaced: Uint8Array[] = [];
         for (const tx of txs) {
           if (failed) break;
           const r: Record<string, unknown> = { txid: toHexReversed(tx.txid) };
@@ -1153,14 +1177,13 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             r.vsize = existing.vsize;
             r.fees = { base: btc(existing.fee) };
           } else {
-            const view = poolView();
-            const check = precheck(tx, view, spentOutpoints(view), new Map());
+            const check = testAccept(tx, poolView());
             if (check.ok && maxRate > 0 && check.fee * 1000 > maxRate * check.vsize) {
               r.error = "max feerate exceeded";
               failed = true;
             } else {
               try {
-                node.acceptTx(tx.raw);
+                node.acceptTx(tx.raw, replaced);
                 const entry = node.mempoolTx(tx.txid)!;
                 unbroadcast.add(toHex(tx.txid));
                 r.vsize = entry.vsize;
@@ -1181,7 +1204,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         return {
           package_msg: failed ? "transaction failed" : "success",
           "tx-results": results,
-          "replaced-transactions": [],
+          "replaced-transactions": replaced.map(toHexReversed),
         };
       },
     ),
@@ -1229,7 +1252,8 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
           } else if (tx.outputs.some((_, i) => node.utxo(tx.txid, i) !== undefined)) {
             check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-known" };
           } else {
-            check = precheck(tx, view, spent, pending);
+            // One transaction may replace; several are a package, which testmempoolaccept never lets replace.
+            check = txs.length === 1 ? testAccept(tx, view) : precheck(tx, view, spent, pending, false);
           }
           if (!check.ok) {
             r.allowed = false;
@@ -1252,7 +1276,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             "effective-feerate": btc(Math.floor((check.fee * 1000) / check.vsize)),
             "effective-includes": [r.wtxid],
           };
-          for (const i of tx.inputs) spent.add(toHex(i.prevTxid) + ":" + i.prevVout);
+          for (const i of tx.inputs) spent.set(toHex(i.prevTxid) + ":" + i.prevVout, toHex(tx.txid));
           pending.set(toHex(tx.txid), tx);
         }
         return results;

@@ -24,6 +24,7 @@ import {
 import {
   adjustedVsize,
   checkAcceptance,
+  checkReplacement,
   feeForSize,
   MAX_STANDARD_SIGOPS_COST,
   MIN_RELAY_FEE,
@@ -589,14 +590,16 @@ export class SimNode {
 
   /**
    * sendrawtransaction's acceptance (scripts are not checked): returns the txid or throws CoreRpcError
-   * with Core's code and reject reason.
+   * with Core's code and reject reason. A transaction that conflicts with the mempool replaces what it
+   * conflicts with under Core's full-RBF rules; `replaced` then receives the txids it evicted.
    */
-  acceptTx(raw: Uint8Array): Uint8Array {
+  acceptTx(raw: Uint8Array, replaced?: Uint8Array[]): Uint8Array {
     this.ensureState();
-    return this.accept(raw, this.now()).tx.txid;
+    return this.accept(raw, this.now(), replaced).tx.txid;
   }
 
-  private accept(rawIn: Uint8Array, time: number): PoolTx {
+  /** Adds a transaction to the mempool; one that conflicts replaces (full RBF) and lists what it evicted. */
+  private accept(rawIn: Uint8Array, time: number, replaced?: Uint8Array[]): PoolTx {
     const raw = rawIn.slice();
     let tx: Transaction;
     try {
@@ -623,7 +626,9 @@ export class SimNode {
     const verdict = checkAcceptance(tx, {
       spendHeight,
       medianTime: tip.medianTime,
-      isSpent: (txid, vout) => this.spends.has(outpointKey(txid, vout)),
+      spender: (txid, vout) => this.spends.get(outpointKey(txid, vout)),
+      allowReplacement: true,
+      parentsOf: (k) => this.mempool.get(k)?.parents ?? [],
       coin: (txid, vout) => {
         const e = this.utxos.find(txid, 0, vout);
         if (e >= 0) return this.coinAt(e);
@@ -640,7 +645,25 @@ export class SimNode {
       },
     });
     if (!verdict.ok) throw new CoreRpcError(verdict.code, verdict.reason);
-    const { fee, vsize, sigops, parents } = verdict;
+    const { fee, vsize, sigops, parents, conflicts } = verdict;
+    if (conflicts.size > 0) {
+      const replacement = checkReplacement(tx, fee, vsize, conflicts, (k) => {
+        const p = this.mempool.get(k);
+        if (p === undefined) return undefined;
+        return {
+          fee: p.fee,
+          vsize: p.vsize,
+          inputTxids: p.tx.inputs.map((i) => toHex(i.prevTxid)),
+          children: p.children,
+        };
+      });
+      if (!replacement.ok) throw new CoreRpcError(replacement.code, replacement.reason);
+      for (const k of replacement.replaced) {
+        const p = this.mempool.get(k)!;
+        this.removeFromMempool(p);
+        replaced?.push(p.tx.txid);
+      }
+    }
 
     const entry: PoolTx = {
       key,

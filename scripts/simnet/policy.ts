@@ -156,16 +156,29 @@ export interface AcceptanceView {
   spendHeight: number;
   /** Median time past of the tip, for time locks. */
   medianTime: number;
-  /** Whether a mempool transaction already spends this outpoint. */
-  isSpent(txid: Uint8Array, vout: number): boolean;
+  /** The mempool transaction (its key, internal-order txid hex) that already spends this outpoint, if any. */
+  spender(txid: Uint8Array, vout: number): string | undefined;
+  /**
+   * Whether a conflict may be a replacement (single transactions, full RBF as in Core 28) or is refused
+   * outright (testmempoolaccept of several transactions: "bip125-replacement-disallowed").
+   */
+  allowReplacement: boolean;
+  /** The in-mempool parents of a mempool transaction, by key. */
+  parentsOf(key: string): Iterable<string>;
   /** The unspent output, confirmed or in the mempool (never an unspendable one), or undefined. */
   coin(txid: Uint8Array, vout: number): SpentCoin | undefined;
 }
 
-/** Acceptance's verdict: fee, size and parents, or Core's reject code and reason. */
+/**
+ * Acceptance's verdict: fee, size, parents and the mempool transactions it conflicts with (to be checked as a
+ * replacement with checkReplacement), or Core's reject code and reason.
+ */
 export type Acceptance =
-  | { ok: true; fee: number; vsize: number; sigops: number; parents: Set<string> }
-  | { ok: false; code: number; reason: string };
+  | { ok: true; fee: number; vsize: number; sigops: number; parents: Set<string>; conflicts: Set<string> }
+  | Rejection;
+
+/** Core's reject: the RPC error code and the message sendrawtransaction shows (reason, then details). */
+export type Rejection = { ok: false; code: number; reason: string };
 
 /**
  * Core's mempool acceptance without scripts, in Core's order (CheckTransaction, IsStandardTx, finality,
@@ -202,8 +215,12 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
     const limit = tx.locktime < 500_000_000 ? spendHeight : view.medianTime;
     if (tx.locktime >= limit) return no("non-final");
   }
+  const conflicts = new Set<string>();
   for (const i of tx.inputs) {
-    if (view.isSpent(i.prevTxid, i.prevVout)) return no("txn-mempool-conflict");
+    const spender = view.spender(i.prevTxid, i.prevVout);
+    if (spender === undefined) continue;
+    if (!view.allowReplacement) return no("bip125-replacement-disallowed");
+    conflicts.add(spender);
   }
   // Every input's coin first (a missing one is reported before any other input's problem), then their values.
   const coins: SpentCoin[] = [];
@@ -234,5 +251,137 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
   const fee = valueIn - valueOut;
   const minFee = feeForSize(MIN_RELAY_FEE, vsize);
   if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
-  return { ok: true, fee, vsize, sigops, parents };
+  if (conflicts.size > 0) {
+    // Spending an output of a transaction it replaces (or of one of that one's descendants) would leave it
+    // without its inputs (Core: EntriesAndTxidsDisjoint over the ancestors).
+    const seen = new Set<string>();
+    const stack = [...parents];
+    while (stack.length > 0) {
+      const k = stack.pop()!;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      if (conflicts.has(k)) {
+        return no(
+          `bad-txns-spends-conflicting-tx, ${displayTxid(tx.txid)} spends conflicting transaction ${
+            displayKey(k)
+          }`,
+        );
+      }
+      for (const p of view.parentsOf(k)) stack.push(p);
+    }
+  }
+  return { ok: true, fee, vsize, sigops, parents, conflicts };
+}
+
+/** Transactions one replacement may evict, counting each direct conflict with its descendants (Core's rule 5). */
+export const MAX_REPLACEMENT_CANDIDATES = 100;
+/** -incrementalrelayfee's default (sat/kvB): what a replacement must add per vbyte of its own. */
+export const INCREMENTAL_RELAY_FEE = 1000;
+
+/** One mempool transaction as checkReplacement needs it. */
+export interface ReplacedEntry {
+  fee: number;
+  vsize: number;
+  /** Keys of the transactions its inputs spend (confirmed ones too). */
+  inputTxids: Iterable<string>;
+  /** Keys of its in-mempool children. */
+  children: Iterable<string>;
+}
+
+/**
+ * Core's ReplacementChecks under full RBF (the default since v28), in its order: a higher feerate than each
+ * direct conflict, at most MAX_REPLACEMENT_CANDIDATES evicted, no unconfirmed input its conflicts did not
+ * already spend, and fees covering everything evicted plus its own relay. Returns the keys it evicts.
+ */
+export function checkReplacement(
+  tx: Transaction,
+  fee: number,
+  vsize: number,
+  conflicts: ReadonlySet<string>,
+  /** A mempool transaction by key; undefined when it is not in the mempool. */
+  entry: (key: string) => ReplacedEntry | undefined,
+): { ok: true; replaced: Set<string> } | Rejection {
+  const no = (reason: string) => ({ ok: false as const, code: RPC.VERIFY_REJECTED, reason });
+  const txid = displayTxid(tx.txid);
+  const rate = feeRate(fee, vsize);
+  for (const k of conflicts) {
+    const c = entry(k)!;
+    const old = feeRate(c.fee, c.vsize);
+    if (rate <= old) {
+      return no(
+        `insufficient fee, rejecting replacement ${txid}; new feerate ${formatFeeRate(rate)} <= old feerate ${
+          formatFeeRate(old)
+        }`,
+      );
+    }
+  }
+  const replaced = new Set<string>();
+  let candidates = 0;
+  for (const k of conflicts) {
+    const family = descendantsOf(k, entry);
+    candidates += family.size;
+    if (candidates > MAX_REPLACEMENT_CANDIDATES) {
+      return no(
+        `too many potential replacements, rejecting replacement ${txid}; too many potential replacements (${candidates} > ${MAX_REPLACEMENT_CANDIDATES})`,
+      );
+    }
+    for (const d of family) replaced.add(d);
+  }
+  const spentByReplaced = new Set<string>();
+  for (const k of replaced) for (const t of entry(k)!.inputTxids) spentByReplaced.add(t);
+  for (let j = 0; j < tx.inputs.length; j++) {
+    const parent = toHex(tx.inputs[j].prevTxid);
+    if (!spentByReplaced.has(parent) && entry(parent) !== undefined) {
+      return no(`replacement-adds-unconfirmed, replacement ${txid} adds unconfirmed input, idx ${j}`);
+    }
+  }
+  let replacedFees = 0;
+  for (const k of replaced) replacedFees += entry(k)!.fee;
+  if (fee < replacedFees) {
+    return no(
+      `insufficient fee, rejecting replacement ${txid}, less fees than conflicting txs; ${
+        formatMoney(fee)
+      } < ${formatMoney(replacedFees)}`,
+    );
+  }
+  const relay = feeForSize(INCREMENTAL_RELAY_FEE, vsize);
+  if (fee - replacedFees < relay) {
+    return no(
+      `insufficient fee, rejecting replacement ${txid}, not enough additional fees to relay; ${
+        formatMoney(fee - replacedFees)
+      } < ${formatMoney(relay)}`,
+    );
+  }
+  return { ok: true, replaced };
+}
+
+/** A mempool transaction and every in-mempool descendant of it. */
+function descendantsOf(key: string, entry: (key: string) => ReplacedEntry | undefined): Set<string> {
+  const out = new Set<string>();
+  const stack = [key];
+  while (stack.length > 0) {
+    const k = stack.pop()!;
+    if (out.has(k)) continue;
+    out.add(k);
+    for (const c of entry(k)!.children) stack.push(c);
+  }
+  return out;
+}
+
+/** CFeeRate(fee, size): sat per 1,000 vbytes, truncated. */
+function feeRate(fee: number, vsize: number): number {
+  return vsize > 0 ? Math.floor((fee * 1000) / vsize) : 0;
+}
+
+/** CFeeRate::ToString(): "0.00001000 BTC/kvB". */
+function formatFeeRate(satPerKvB: number): string {
+  return `${Math.floor(satPerKvB / 1e8)}.${String(satPerKvB % 1e8).padStart(8, "0")} BTC/kvB`;
+}
+
+function displayTxid(txid: Uint8Array): string {
+  return toHex(txid.slice().reverse());
+}
+
+function displayKey(key: string): string {
+  return key.match(/../g)!.reverse().join("");
 }

@@ -249,12 +249,16 @@ Deno.test("the wired server answers every method like the chain, mempool and bit
           model.balance(spentOwner),
         );
 
-        // A conflicting spend of the same coin: bitcoind's reason comes through, in ElectrumX's words.
-        const conflict = hex(spendTx([coin], [{ value: coin.value - 9_000, script: p2wpkh(0x33, 3) }]));
+        // A conflicting spend of the same coin that pays less than the two it would replace: bitcoind's reason
+        // comes through, in ElectrumX's words.
+        const conflictRaw = spendTx([coin], [{ value: coin.value - 9_000, script: p2wpkh(0x33, 3) }]);
+        const conflict = hex(conflictRaw);
         await rejects(
           v16.request("blockchain.transaction.broadcast", [conflict]),
           1,
-          `the transaction was rejected by network rules.\n\ntxn-mempool-conflict\n[${conflict}]`,
+          `the transaction was rejected by network rules.\n\ninsufficient fee, rejecting replacement ${
+            txHashOf(conflictRaw)
+          }, less fees than conflicting txs; 0.00009 < 0.0001\n[${conflict}]`,
         );
         await rejects(
           v16.request("blockchain.transaction.broadcast", ["zz"]),
@@ -311,6 +315,70 @@ Deno.test("the wired server answers every method like the chain, mempool and bit
         // Confirmed now: fetched from bitcoind with the block hash, which simnet (no -txindex) needs.
         assert.equal(await v16.request("blockchain.transaction.get", [parent]), hex(parentRaw));
       });
+
+      await t.step(
+        "a fee bump replaces a payment and its child (full RBF); every script involved is told",
+        async () => {
+          const payee = p2wpkh(0x51, 3), change = p2wpkh(0x52, 3), bumpedTo = p2wpkh(0x53, 3);
+          const [shPayee, shChange, shBumped] = [payee, change, bumpedTo].map(scripthashOf);
+          for (const sh of [shPayee, shChange, shBumped]) {
+            assert.equal(await v142.request("blockchain.scripthash.subscribe", [sh]), null);
+          }
+          const coin = model.spendableCoin(2_000_000);
+          const firstRaw = spendTx([coin], [{ value: coin.value - 2_000, script: payee }]);
+          const first = txHashOf(firstRaw);
+          assert.equal(await v16.request("blockchain.transaction.broadcast", [hex(firstRaw)]), first);
+          const childRaw = spendTx([{ txid: unrhex(first), vout: 0, value: coin.value - 2_000 }], [
+            { value: coin.value - 4_000, script: change },
+          ]);
+          const child = txHashOf(childRaw);
+          assert.equal(await v16.request("blockchain.transaction.broadcast", [hex(childRaw)]), child);
+          model = await settler.settle();
+          await v142.waitNotification((n) => isStatus(n, shChange, model.status(shChange)));
+
+          // A bump that does not pay for both is refused with bitcoind's reason; nothing changes.
+          const smallRaw = spendTx([coin], [{ value: coin.value - 3_000, script: bumpedTo }]);
+          await rejects(
+            v16.request("blockchain.transaction.broadcast", [hex(smallRaw)]),
+            1,
+            `the transaction was rejected by network rules.\n\ninsufficient fee, rejecting replacement ${
+              txHashOf(smallRaw)
+            }, less fees than conflicting txs; 0.00003 < 0.00004\n[${hex(smallRaw)}]`,
+          );
+          assert.deepEqual(await v16.request("blockchain.scripthash.get_mempool", [shChange]), [
+            { tx_hash: child, height: -1, fee: 2_000 },
+          ]);
+
+          // One that does replaces both: the payee and the child's script are left with nothing, the bump's
+          // script holds it, and each subscriber hears of its script's new status.
+          const bumpRaw = spendTx([coin], [{ value: coin.value - 10_000, script: bumpedTo }]);
+          const bump = txHashOf(bumpRaw);
+          const mark = v142.notifications.length;
+          assert.equal(await v16.request("blockchain.transaction.broadcast", [hex(bumpRaw)]), bump);
+          model = await settler.settle();
+          for (const sh of [shPayee, shChange]) {
+            assert.deepEqual(model.history(sh), [], "the model agrees the replaced ones are gone");
+            assert.deepEqual(await v16.request("blockchain.scripthash.get_history", [sh]), []);
+            assert.deepEqual(await v16.request("blockchain.scripthash.get_balance", [sh]), {
+              confirmed: 0,
+              unconfirmed: 0,
+            });
+            await v142.waitNotification((n) => isStatus(n, sh, null), mark);
+          }
+          const bumped = [{ tx_hash: bump, height: 0, fee: 10_000 }];
+          assert.deepEqual(model.mempool(shBumped), bumped);
+          assert.deepEqual(await v16.request("blockchain.scripthash.get_mempool", [shBumped]), bumped);
+          assert.deepEqual(await v16.request("blockchain.scripthash.get_balance", [shBumped]), {
+            confirmed: 0,
+            unconfirmed: coin.value - 10_000,
+          });
+          await v142.waitNotification((n) => isStatus(n, shBumped, model.status(shBumped)), mark);
+          assert.deepEqual(
+            await v16.request("blockchain.scripthash.get_balance", [coin.scripthash]),
+            model.balance(coin.scripthash),
+          );
+        },
+      );
 
       await t.step("transactions", async () => {
         const tip = node.height;

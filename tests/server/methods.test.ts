@@ -742,14 +742,15 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     await h.follow();
     const status = await sha256hex(new TextEncoder().encode(`${txid}:0:`));
     assert.deepEqual(watcher.notes, [["blockchain.scripthash.subscribe", [sh, status]]]);
-    // Broadcasting it again is fine (bitcoind answers with the txid); a conflicting spend is rejected.
+    // Broadcasting it again is fine (bitcoind answers with the txid); a conflicting spend at a lower fee is
+    // rejected with bitcoind's replacement rule.
     assert.equal(await call(h.methods, ctx, "blockchain.transaction.broadcast", [hex(raw)]), txid);
-    const conflict = hex(spendTx([u], [{ value: u.value - 5000, script: p2wpkh(0x43) }]));
+    const conflict = hex(spendTx([u], [{ value: u.value - 1500, script: p2wpkh(0x43) }]));
     await rejects(
       call(h.methods, ctx, "blockchain.transaction.broadcast", [conflict]),
       1,
       new RegExp(
-        `^the transaction was rejected by network rules\\.\\n\\n.*txn-mempool-conflict.*\\n\\[${conflict}\\]$`,
+        `^the transaction was rejected by network rules\\.\\n\\ninsufficient fee, rejecting replacement [0-9a-f]{64}; new feerate .*\\n\\[${conflict}\\]$`,
       ),
     );
     await rejects(

@@ -754,17 +754,31 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
         "txn-already-in-mempool",
       );
       assert.equal((await ok(call, "testmempoolaccept", [[toHex(child)]]))[0].allowed, true);
+      // A conflicting spend is a replacement (full RBF): alone it is judged by the replacement rules (the
+      // reason alone here, the details in sendrawtransaction's message); in a package it is never allowed.
       assert.equal(
         (await ok(call, "testmempoolaccept", [[toHex(build(1500))]]))[0]["reject-reason"],
-        "txn-mempool-conflict",
+        "insufficient fee",
       );
-      // A conflicting spend of the same output is the node's rejection, passed through unchanged.
+      assert.equal((await ok(call, "testmempoolaccept", [[toHex(build(4000))]]))[0].allowed, true);
+      const bumped = build(4000);
+      const bumpedChild = spend(toHexReversed(decodeTransaction(bumped).txid), 0, [
+        { value: inValue - 4000 - 1500, script: p2wpkh },
+      ]);
+      assert.equal(
+        (await ok(call, "testmempoolaccept", [[toHex(bumped), toHex(bumpedChild)]]))[0]["reject-reason"],
+        "bip125-replacement-disallowed",
+      );
       await fails(
         call,
         "sendrawtransaction",
         [toHex(build(1500))],
         -26,
-        /txn-mempool-conflict|insufficient fee/,
+        new RegExp(
+          `^insufficient fee, rejecting replacement ${
+            toHexReversed(decodeTransaction(build(1500)).txid)
+          }; new feerate 0\\.\\d{8} BTC/kvB <= old feerate 0\\.\\d{8} BTC/kvB$`,
+        ),
       );
 
       const mined = await ok<string[]>(call, "simnet_mine", [1]);

@@ -190,10 +190,12 @@ Deno.test("acceptTx applies Core's rules and reject reasons", async () => {
   assert.equal(entry.time, 1_800_000_000);
   assert.equal(entry.height, 200);
 
+  // A conflict is a replacement (full RBF, Core 28's default): at a feerate no higher than the original's it is
+  // refused with Core's message.
   rpcError(
-    () => node.acceptTx(buildTx([a], [{ value: 1000, script: P2WPKH(2) }])),
+    () => node.acceptTx(buildTx([a], [{ value: a.coin.value - 400, script: P2WPKH(2) }])),
     -26,
-    "txn-mempool-conflict",
+    /^insufficient fee, rejecting replacement [0-9a-f]{64}; new feerate 0\.0000\d{4} BTC\/kvB <= old feerate 0\.0000\d{4} BTC\/kvB$/,
   );
   rpcError(
     () =>
@@ -386,4 +388,86 @@ Deno.test("reorg and mine reject bad arguments", async () => {
   assert.equal(node.height, 21);
   assert.equal(r.moved.length, 0);
   assertConsistent(node);
+});
+
+Deno.test("acceptTx replaces conflicting transactions under Core's full-RBF rules", async () => {
+  const node = await tempNode(200, "rbf");
+  const [a, b, c] = spendable(node, 3);
+  const display = (txid: Uint8Array) => toHex(txid.slice().reverse());
+  const vsizeOf = (raw: Uint8Array) => decodeTransaction(raw).vsize;
+
+  // The original: spends a, fee 1,000; its child spends the original's output, fee 20,000.
+  const original = buildTx([a], [{ value: a.coin.value - 1000, script: P2WPKH(1) }]);
+  const originalId = node.acceptTx(original);
+  const child = buildTx([{ txid: originalId, vout: 0 }], [{
+    value: a.coin.value - 21_000,
+    script: P2WPKH(2),
+  }]);
+  const childId = node.acceptTx(child);
+  // Another mempool transaction, whose output a replacement must not newly depend on.
+  const other = buildTx([b], [{ value: b.coin.value - 1000, script: P2WPKH(3) }]);
+  const otherId = node.acceptTx(other);
+
+  // A higher feerate than the original but less than the fees of everything it would evict (original + child).
+  const cheap = buildTx([a], [{ value: a.coin.value - 5000, script: P2WPKH(4) }]);
+  rpcError(
+    () => node.acceptTx(cheap),
+    -26,
+    `insufficient fee, rejecting replacement ${
+      display(decodeTransaction(cheap).txid)
+    }, less fees than conflicting txs; 0.00005 < 0.00021`,
+  );
+  // Enough to cover them, but not its own relay on top (1 sat/vB of its size).
+  const justOver = buildTx([a], [{ value: a.coin.value - 21_001, script: P2WPKH(4) }]);
+  rpcError(
+    () => node.acceptTx(justOver),
+    -26,
+    `insufficient fee, rejecting replacement ${
+      display(decodeTransaction(justOver).txid)
+    }, not enough additional fees to relay; 0.00000001 < ${
+      (vsizeOf(justOver) / 1e8).toFixed(8).replace(/0+$/, "")
+    }`,
+  );
+  // A new unconfirmed input (other's output) is refused, even paying well.
+  const addsUnconfirmed = buildTx(
+    [a, { txid: otherId, vout: 0 }],
+    [{ value: a.coin.value + b.coin.value - 100_000, script: P2WPKH(5) }],
+  );
+  rpcError(
+    () => node.acceptTx(addsUnconfirmed),
+    -26,
+    `replacement-adds-unconfirmed, replacement ${
+      display(decodeTransaction(addsUnconfirmed).txid)
+    } adds unconfirmed input, idx 1`,
+  );
+  // Spending the output of the transaction it replaces cannot work.
+  const selfDefeating = buildTx(
+    [c, { txid: originalId, vout: 0 }, a],
+    [{ value: c.coin.value - 100_000, script: P2WPKH(6) }],
+  );
+  rpcError(
+    () => node.acceptTx(selfDefeating),
+    -26,
+    `bad-txns-spends-conflicting-tx, ${
+      display(decodeTransaction(selfDefeating).txid)
+    } spends conflicting transaction ${display(originalId)}`,
+  );
+  assert.ok(node.mempoolTx(originalId) && node.mempoolTx(childId) && node.mempoolTx(otherId));
+
+  // A replacement that pays for everything it evicts and for itself goes in; the original and its child go.
+  const before = node.mempoolSequence;
+  const bump = buildTx([a], [{ value: a.coin.value - 30_000, script: P2WPKH(7) }]);
+  const replaced: Uint8Array[] = [];
+  const bumpId = node.acceptTx(bump, replaced);
+  assert.deepEqual(new Set(replaced.map(toHex)), new Set([toHex(originalId), toHex(childId)]));
+  assert.equal(node.mempoolTx(originalId), undefined);
+  assert.equal(node.mempoolTx(childId), undefined);
+  assert.equal(node.mempoolTx(bumpId)!.fee, 30_000);
+  assert.ok(node.mempoolTx(otherId));
+  assert.equal(node.mempoolSequence, before + 3, "two removals and one addition");
+  // Mining confirms the replacement, not the original.
+  const height = node.height;
+  node.mine(1);
+  assert.equal(node.findConfirmedTx(bumpId)!.height, height + 1);
+  assert.equal(node.findConfirmedTx(originalId), undefined);
 });
