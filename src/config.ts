@@ -54,10 +54,10 @@ export interface PeerSpec {
   readonly sslPort: number | null;
 }
 
-/** The validated, frozen configuration. Times carry their unit in the name. */
 /** Where client sockets are served (see Config.socketThread). */
 export type SocketThreadMode = "main" | "thread" | "both";
 
+/** The validated, frozen configuration. Times carry their unit in the name. */
 export interface Config {
   readonly coin: "Bitcoin";
   readonly net: Network;

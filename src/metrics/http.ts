@@ -127,21 +127,22 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
 async function serveOne(conn: Deno.Conn, metrics: CoulombMetrics, log: Log): Promise<void> {
   let reply: Response;
   let head = false;
+  let request: RequestHead | number | undefined;
   try {
-    const request = await readHead(conn);
-    if (request === undefined) return; // gone before a whole head arrived
-    if (typeof request === "number") {
-      reply = new Response(request === 431 ? "request head too large\n" : "bad request\n", {
-        status: request,
-      });
-    } else {
-      head = request.method === "HEAD";
+    request = await readHead(conn);
+  } catch {
+    return; // closed by the deadline, or reset by the peer, before a whole head arrived
+  }
+  if (request === undefined) return; // the peer left first
+  if (typeof request === "number") {
+    reply = new Response(request === 431 ? "request head too large\n" : "bad request\n", { status: request });
+  } else {
+    head = request.method === "HEAD";
+    try {
       reply = route(request.method, request.path, metrics);
+    } catch (e) {
+      reply = internalError(log, e);
     }
-  } catch (e) {
-    // Closed by the deadline or reset by the peer while reading: nothing to answer.
-    if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionReset) return;
-    reply = internalError(log, e);
   }
   try {
     await writeAll(conn, await encodeResponse(reply, head));
@@ -175,15 +176,18 @@ async function readHead(conn: Deno.Conn): Promise<RequestHead | number | undefin
   }
 }
 
+/** Where the head ends: an empty line, after CRLF or (as RFC 9112 lets servers accept) a bare LF. */
 function indexOfBlankLine(buf: Uint8Array, from: number, to: number): number {
-  for (let i = from; i + 3 < to; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  for (let i = from; i < to; i++) {
+    if (buf[i] !== 10) continue;
+    if (i + 1 < to && buf[i + 1] === 10) return i;
+    if (i + 2 < to && buf[i + 1] === 13 && buf[i + 2] === 10) return i;
   }
   return -1;
 }
 
 function parseHead(text: string): RequestHead | number {
-  const line = text.slice(0, text.indexOf("\r\n") >>> 0);
+  const line = text.split("\n", 1)[0].replace(/\r$/, "");
   const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(line);
   if (!m) return 400;
   const target = m[2];
