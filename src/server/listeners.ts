@@ -375,11 +375,21 @@ class ElectrumServer implements Server {
 
   #spillFailed(err: Error): void {
     if (this.#spillState === "failed") return;
+    const spill = this.#spill!;
     this.#spillState = "failed";
     this.#log.warn(
       `the socket thread cannot serve (${err.message}); every connection stays on the main thread`,
     );
-    this.#spill!.link.close();
+    spill.link.close();
+    // Whatever was still asked of it will not be answered, and connections it accepted before failing are
+    // gone with it: their sessions must not wait for a CLOSED that never comes.
+    failWaiting(spill, err);
+    for (const [id, t] of this.#conns) {
+      if (t.out !== spill.out) continue;
+      this.#conns.delete(id);
+      t.gone();
+      t.session.close("socket thread failed");
+    }
   }
 
   /** The sides that listen (or are being started): commands and control go to each. */
@@ -412,7 +422,14 @@ class ElectrumServer implements Server {
     // A socket thread that starts meanwhile takes the new pair from this too: its servers are made from it.
     this.#tls = { cert, key };
     for (const side of this.#active()) {
-      const reply = await this.#control(side, { type: "tls", cert, key }, ["tls-done"]);
+      let reply: ControlReply;
+      try {
+        reply = await this.#control(side, { type: "tls", cert, key }, ["tls-done"]);
+      } catch (e) {
+        // A socket thread that failed while starting serves nothing: the main thread has the new pair.
+        if (side === this.#spill && this.#spillState === "failed") continue;
+        throw e;
+      }
       if (reply.type === "tls-done" && reply.error !== undefined) throw new Error(reply.error);
     }
     this.#log.info("TLS certificate reloaded");
@@ -467,7 +484,6 @@ class ElectrumServer implements Server {
   #threadFailed(side: Side, err: Error): void {
     if (!side.link.thread) return;
     if (side === this.#spill && !side.listening) {
-      failWaiting(side, err);
       this.#spillFailed(err);
       return;
     }
@@ -489,7 +505,15 @@ class ElectrumServer implements Server {
     for (const side of [this.#primary, this.#spill]) {
       if (side === undefined) continue;
       failWaiting(side, err);
-      side.link.close();
+      if (side.link.thread) {
+        side.link.close();
+      } else {
+        // The main thread's own socket side is alive (SOCKET_THREAD=auto): it must still close the sessions'
+        // connections (the CLOSEs just queued) and stop listening, or new clients would be accepted into a
+        // server that answers nothing. close() ends its link.
+        side.out.flush();
+        side.link.post({ type: "stop" });
+      }
     }
     this.#opts.onFatal?.(err);
   }
@@ -554,7 +578,7 @@ class ElectrumServer implements Server {
     const protocol = this.#services[listener].protocol;
     const space = peer.lastIndexOf(" ");
     const transport = new RemoteTransport(id, peer.slice(0, space), Number(peer.slice(space + 1)), side.out);
-    if (this.#closing) {
+    if (this.#closing || this.#dead) {
       transport.close();
       return;
     }

@@ -822,6 +822,97 @@ Deno.test("auto: a port another server holds is refused, not shared through SO_R
   await assertHealthy(first.port());
 });
 
+Deno.test("auto: a socket thread that dies while serving ends every session and stops the main thread's listener", async () => {
+  const fatal = Promise.withResolvers<Error>();
+  await using f = await start({}, undefined, undefined, {
+    socketThread: "both",
+    mainThreadSessions: 1,
+    socketThreadModule: new URL("./failing_socket_thread.ts", import.meta.url),
+    onFatal: (err) => fatal.resolve(err),
+  });
+  const onMain = await LineClient.tcp(f.port());
+  await onMain.hello();
+  await f.logs.waitFor(/new connections now go mostly to the socket thread/);
+  // Connections until one lands in the thread; its first request crashes it.
+  let crashed = false;
+  fatal.promise.then(() => crashed = true);
+  const others: LineClient[] = [];
+  while (!crashed) {
+    const c = await LineClient.tcp(f.port()).catch(() => undefined);
+    if (c === undefined) break;
+    others.push(c);
+    await c.send({ jsonrpc: "2.0", id: 0, method: "server.version", params: ["test", "1.4"] });
+    await Promise.race([c.next().catch(() => undefined), fatal.promise]);
+  }
+  assert.match((await fatal.promise).message, /socket thread test crash/);
+  // The session on the main thread is closed too: the process is about to stop.
+  assert.equal(await onMain.next().catch(() => undefined), undefined);
+  assert.equal(f.server.sessions().length, 0);
+  // And closing does not wait for sessions that can no longer be answered.
+  await f.server.close();
+  onMain.close();
+  for (const c of others) c.close();
+});
+
+Deno.test("auto: a socket thread that fails while starting leaves no session behind for its connections", async () => {
+  await using f = await start({}, undefined, undefined, {
+    socketThread: "both",
+    mainThreadSessions: 1,
+    socketThreadModule: new URL("./spill_failing_socket_thread.ts?mode=crash", import.meta.url),
+  });
+  const clients: LineClient[] = [];
+  const first = await LineClient.tcp(f.port());
+  await first.hello();
+  clients.push(first);
+  // Connections until one lands in the thread, which then dies (the main thread serves those before it).
+  while (!f.logs.lines.some((l) => /the socket thread cannot serve/.test(l))) {
+    const c = await LineClient.tcp(f.port());
+    clients.push(c);
+    await c.send({ jsonrpc: "2.0", id: 0, method: "server.version", params: ["test", "1.4"] });
+    await c.next().catch(() => undefined);
+  }
+  await f.logs.waitFor(/the socket thread cannot serve \(the socket thread failed: .*spill test crash\)/);
+  // The connections the thread held are gone; every session left answers.
+  let answering = 0;
+  for (const [i, c] of clients.entries()) {
+    const reply = await c.call(i + 1, "test.echo", [i]).catch(() => undefined);
+    if (reply === undefined) continue;
+    assert.deepEqual(reply, ok(i + 1, i));
+    answering++;
+  }
+  assert.ok(answering < clients.length, "at least one connection was the thread's");
+  assert.equal(f.server.sessions().length, answering, "no session is left for the thread's connections");
+  for (const c of clients) c.close();
+});
+
+Deno.test("auto: a TLS reload while the socket thread fails to start completes on the main thread", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const one = await makeCert(dir, "one");
+    const two = await makeCert(dir, "two");
+    await using f = await start({}, [{ protocol: "ssl", host: "127.0.0.1", port: 0 }], one, {
+      socketThread: "both",
+      mainThreadSessions: 1,
+      socketThreadModule: new URL("./spill_failing_socket_thread.ts?mode=tls", import.meta.url),
+    });
+    const connect = (ca: string) =>
+      Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [ca] }).then((conn) =>
+        new LineClient(conn)
+      );
+    const first = await connect(one.cert);
+    await first.hello();
+    // The thread is starting now, and answers the reload only by failing its start.
+    await f.server.reloadTls(two.cert, two.key);
+    await f.logs.waitFor(/the socket thread cannot serve \(spill test failure\)/);
+    const second = await connect(two.cert);
+    await second.hello();
+    first.close();
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a socket thread that dies while serving: its sessions end and the server reports it as fatal", async () => {
   const fatal = Promise.withResolvers<Error>();
   await using f = await start({ SOCKET_THREAD: "on" }, undefined, undefined, {
