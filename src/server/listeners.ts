@@ -240,6 +240,7 @@ class ElectrumServer implements Server {
   /** The socket thread could not start (e.g. no read permission for its module): serve from this thread. */
   #threadUnavailable: Error | undefined;
   #tls: { cert: string; key: string } | undefined;
+  #reloading: Promise<void> = Promise.resolve();
   #nextId = 1;
   #tick: ReturnType<typeof setInterval>;
   #lastSweep = Date.now();
@@ -415,7 +416,14 @@ class ElectrumServer implements Server {
     return false;
   }
 
-  async reloadTls(cert: string, key: string): Promise<void> {
+  reloadTls(cert: string, key: string): Promise<void> {
+    // One at a time: each side answers a reload with one "tls-done", which must go to the call that asked.
+    const next = this.#reloading.then(() => this.#reloadTls(cert, key));
+    this.#reloading = next.catch(() => {});
+    return next;
+  }
+
+  async #reloadTls(cert: string, key: string): Promise<void> {
     // Prove the pair works before touching the live listeners (node:tls does not check that the key matches).
     const probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key });
     probe.close();
