@@ -135,7 +135,6 @@ interface BlockRec {
   /** TxTable ref of the coinbase while (or since last) connected; -1 if never connected. */
   txRefBase: number;
   undo: Undo | null;
-  feeRates: Float64Array | null;
 }
 
 interface PoolTx {
@@ -211,6 +210,12 @@ export class SimNode {
     return 1 + this.mempoolChanges;
   }
   private readonly spends = new Map<string, string>();
+  /**
+   * The fee estimator's memory, as Core's: the tip height when each transaction entered the mempool by
+   * submission (not a reorg's return), and for those later mined, their feerate and the blocks they waited.
+   */
+  private readonly enteredAt = new Map<string, number>();
+  private readonly confirmations: { rate: number; blocks: number }[] = [];
 
   /** Loads the chain for `opts` from its cache file in `datadir`, generating and caching it if absent. */
   static async open(opts: SimNodeOptions): Promise<SimNode> {
@@ -433,7 +438,6 @@ export class SimNode {
       txCount: txids.length / 32,
       txRefBase: -1,
       undo: null,
-      feeRates: null,
     });
     this.byHash.set(toHex(hash), id);
     return id;
@@ -595,7 +599,9 @@ export class SimNode {
    */
   acceptTx(raw: Uint8Array, replaced?: Uint8Array[]): Uint8Array {
     this.ensureState();
-    return this.accept(raw, this.now(), replaced).tx.txid;
+    const p = this.accept(raw, this.now(), replaced);
+    if (!this.enteredAt.has(p.key)) this.enteredAt.set(p.key, this.height);
+    return p.tx.txid;
   }
 
   /** Adds a transaction to the mempool; one that conflicts replaces (full RBF) and lists what it evicted. */
@@ -687,6 +693,7 @@ export class SimNode {
 
   private removeFromMempool(p: PoolTx): void {
     if (this.mempool.delete(p.key)) this.mempoolChanges++;
+    this.enteredAt.delete(p.key);
     for (const i of p.tx.inputs) this.spends.delete(outpointKey(i.prevTxid, i.prevVout));
     for (const k of p.parents) this.mempool.get(k)?.children.delete(p.key);
     for (const k of p.children) this.mempool.get(k)?.parents.delete(p.key);
@@ -763,7 +770,11 @@ export class SimNode {
           })),
           fees,
         );
-        for (const p of chosen) this.removeFromMempool(p);
+        for (const p of chosen) {
+          const entered = this.enteredAt.get(p.key);
+          if (entered !== undefined) this.noteConfirmation(p.fee / p.vsize, this.height - entered);
+          this.removeFromMempool(p);
+        }
         hashes.push(r.hash);
       } else {
         hashes.push(this.mineBlock([], 0).hash);
@@ -844,7 +855,9 @@ export class SimNode {
     if (f.weight > 100_000 || !f.setValues(Math.ceil(f.feeRate() * vsize))) return null;
     const w = new ByteWriter(f.size + 16);
     f.write(w);
-    return this.accept(w.written(), this.now());
+    const added = this.accept(w.written(), this.now());
+    this.enteredAt.set(added.key, this.height);
+    return added;
   }
 
   // ---- reorganisation ----
@@ -1092,43 +1105,42 @@ export class SimNode {
 
   // ---- fees ----
 
-  private feeRatesOf(r: BlockRec): Float64Array {
-    if (r.feeRates !== null) return r.feeRates;
-    const undo = this.undoOf(r);
-    const rates = new Float64Array(Math.max(0, r.txCount - 1));
-    const s = this.scanner;
-    let off = firstTxOffset(r.raw);
-    for (let i = 0; i < r.txCount; i++) {
-      off = s.scan(r.raw, off);
-      if (i === 0) continue;
-      let fee = 0;
-      for (let k = undo.txInputStart[i]; k < undo.txInputStart[i + 1]; k++) fee += undo.value[k];
-      for (let j = 0; j < s.nOut; j++) fee -= s.outValue[j];
-      rates[i - 1] = fee / Math.ceil(s.weight / 4);
+  private noteConfirmation(rate: number, blocks: number): void {
+    this.confirmations.push({ rate, blocks });
+    if (this.confirmations.length > FEE_MEMORY) {
+      this.confirmations.splice(0, this.confirmations.length - FEE_MEMORY);
     }
-    r.feeRates = rates;
-    return rates;
   }
 
   /**
-   * A fee rate (sat/vB) likely to confirm within `target` blocks, from the fee rates of recent blocks'
-   * transactions and the mempool: a high percentile for short targets, lower for long ones.
+   * estimatesmartfee's answer in sat/vB, or undefined for Core's "Insufficient data or no feerate found".
+   * Like Core's estimator (policy/fees.cpp), and unlike an estimate from mined blocks, it learns only from
+   * transactions it saw enter its mempool and then confirm: a freshly started node knows nothing. In outline
+   * of Core's method: the transactions it learned from, from the highest feerate down, in groups of
+   * FEE_GROUP; the answer is the median feerate of the lowest group in an unbroken run from the top of which
+   * at least 85% confirmed within the target.
    */
   estimateFeeRate(target: number): number | undefined {
     this.ensureState();
-    const span = Math.min(100, Math.max(6, 2 * target));
-    const rates: number[] = [];
-    for (let h = this.height; h >= 1 && h > this.height - span; h--) {
-      for (const x of this.feeRatesOf(this.blocks[this.active[h]])) rates.push(x);
+    const within = Math.max(2, target);
+    const seen = [...this.confirmations].sort((a, b) => b.rate - a.rate);
+    let answer: number | undefined;
+    for (let from = 0; from + FEE_GROUP <= seen.length; from += FEE_GROUP) {
+      const group = seen.slice(from, from + FEE_GROUP);
+      const quick = group.filter((c) => c.blocks <= within).length;
+      if (quick < FEE_SUCCESS * FEE_GROUP) break;
+      answer = group[FEE_GROUP >> 1].rate;
     }
-    for (const p of this.mempool.values()) rates.push(p.fee / p.vsize);
-    if (rates.length === 0) return undefined;
-    rates.sort((a, b) => a - b);
-    const q = target <= 2 ? 0.9 : target <= 6 ? 0.75 : target <= 25 ? 0.5 : 0.25;
-    const v = rates[Math.floor(q * (rates.length - 1))];
-    return Math.max(1, Math.round(v * 1000) / 1000);
+    return answer === undefined ? undefined : Math.max(1, Math.round(answer * 1000) / 1000);
   }
 }
+
+/** Confirmations the fee estimator remembers (the oldest are forgotten, as Core's decay forgets them). */
+const FEE_MEMORY = 5000;
+/** Transactions per feerate group the estimator judges at once. */
+const FEE_GROUP = 20;
+/** Share of a group that must have confirmed within the target. */
+const FEE_SUCCESS = 0.85;
 
 /** The chain-cache path `open` uses for these options. */
 export function cachePathFor(opts: SimNodeOptions): string {

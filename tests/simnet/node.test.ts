@@ -285,7 +285,7 @@ Deno.test("traffic fills the mempool with valid, partly chained txs; mining conf
     for (const p of e.depends) assert.ok(node.mempoolTx(p)!.spentBy.some((c) => toHex(c) === toHex(e.txid)));
   }
   const feeTotal = entries.reduce((s, e) => s + e.fee, 0);
-  assert.ok(node.estimateFeeRate(1)! >= node.estimateFeeRate(100)!);
+  assert.equal(node.estimateFeeRate(6), undefined, "nothing seen confirmed yet");
 
   const [empty] = node.mine(1, { includeMempool: false });
   assert.equal(parseBlock(node.blockInfo(empty)!.raw).txs.length, 1);
@@ -303,11 +303,11 @@ Deno.test("traffic fills the mempool with valid, partly chained txs; mining conf
   assert.equal(node.mempoolEntries().length, 0);
   assert.equal(node.findConfirmedTx(ids[0])!.height, 222);
   assertConsistent(node);
-});
-
-Deno.test("estimateFeeRate has no answer without transactions", async () => {
-  const node = await tempNode(60);
-  assert.equal(node.estimateFeeRate(6), undefined);
+  // The traffic waited two blocks (the empty one, then this): now there is an estimate, the same for every
+  // target from 2 on, and at least the relay minimum.
+  const estimate = node.estimateFeeRate(2)!;
+  assert.ok(estimate >= 1, String(estimate));
+  assert.equal(node.estimateFeeRate(100), estimate);
 });
 
 Deno.test("reorgs of depth 1, 6 and 100 move, return and double-spend txs exactly", async () => {
@@ -470,4 +470,31 @@ Deno.test("acceptTx replaces conflicting transactions under Core's full-RBF rule
   node.mine(1);
   assert.equal(node.findConfirmedTx(bumpId)!.height, height + 1);
   assert.equal(node.findConfirmedTx(originalId), undefined);
+});
+
+Deno.test("the fee estimate learns, as Core's, only from transactions seen entering the mempool", async () => {
+  const node = await tempNode(300, "fees");
+  // The generated chain's transactions were never in this node's mempool: nothing to go on yet.
+  assert.equal(node.estimateFeeRate(6), undefined);
+  const coins = spendable(node, 400).filter((c) => c.coin.value > 100_000);
+  assert.ok(coins.length >= 60);
+  let next = 0;
+  const pay = (satPerVb: number) => {
+    const c = coins[next++];
+    const vsize = decodeTransaction(buildTx([c], [{ value: c.coin.value - 1, script: P2WPKH(9) }])).vsize;
+    return buildTx([c], [{ value: c.coin.value - satPerVb * vsize, script: P2WPKH(9) }]);
+  };
+  // 20 at 50 sat/vB and 20 at 2 sat/vB, all confirmed in the next block.
+  for (let i = 0; i < 20; i++) node.acceptTx(pay(50));
+  for (let i = 0; i < 20; i++) node.acceptTx(pay(2));
+  node.mine(1);
+  assert.equal(node.estimateFeeRate(2), 2, "everything confirmed at once: the lowest group's feerate");
+  // 20 more at 10 sat/vB that wait four blocks.
+  for (let i = 0; i < 20; i++) node.acceptTx(pay(10));
+  node.mine(3, { includeMempool: false });
+  node.mine(1);
+  // Within 2 blocks only the 50 sat/vB group made it before the slow group breaks the run; within 6, all did.
+  assert.equal(node.estimateFeeRate(2), 50);
+  assert.equal(node.estimateFeeRate(1), 50, "a target of 1 is answered as 2, as Core does");
+  assert.equal(node.estimateFeeRate(6), 2);
 });
