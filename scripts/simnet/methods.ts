@@ -924,7 +924,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         let hashBlock: Uint8Array | null = null;
         if (given === null) raw = node.mempoolTx(txid)?.raw;
         if (raw === undefined && node.txindex) {
-          const hit = node.findConfirmedTx(txid);
+          const hit = node.findIndexedTx(txid);
           if (hit !== undefined && (given === null || equalBytes(given.hash, hit.blockHash))) {
             raw = hit.raw;
             hashBlock = hit.blockHash;

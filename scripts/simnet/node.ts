@@ -210,6 +210,8 @@ export class SimNode {
     return 1 + this.mempoolChanges;
   }
   private readonly spends = new Map<string, string>();
+  /** Transactions of blocks reorgs disconnected, by txid hex: the block -txindex still points at. */
+  private readonly staleTxs = new Map<string, Uint8Array>();
   /**
    * The fee estimator's memory, as Core's: the tip height when each transaction entered the mempool by
    * submission (not a reorg's return), and for those later mined, their feerate and the blocks they waited.
@@ -308,6 +310,19 @@ export class SimNode {
     const r = this.blocks[this.txs.block(ref)];
     const off = this.txs.offset(ref);
     return { blockHash: r.hash, height: r.height, raw: r.raw.subarray(off, off + this.txs.length(ref)) };
+  }
+
+  /**
+   * What Core's -txindex finds for `txid`: the active chain's copy, else the block a reorg took it out of
+   * (Core does not remove entries when it disconnects a block).
+   */
+  findIndexedTx(txid: Uint8Array): { blockHash: Uint8Array; raw: Uint8Array } | undefined {
+    const active = this.findConfirmedTx(txid);
+    if (active !== undefined) return active;
+    const blockHash = this.staleTxs.get(toHex(txid));
+    if (blockHash === undefined) return undefined;
+    const raw = this.txInBlock(txid, blockHash);
+    return raw === undefined ? undefined : { blockHash, raw };
   }
 
   /** Raw bytes of transaction `txid` if block `blockHash` (active or stale) contains it. */
@@ -586,6 +601,9 @@ export class SimNode {
         );
       }
       this.txIndex.delete(r.txRefBase + i);
+      // Core's -txindex keeps its entry for a transaction of a disconnected block (it points at that block
+      // until a block of the new branch confirms the transaction again).
+      this.staleTxs.set(toHex(r.txids.subarray(32 * i, 32 * i + 32)), r.hash);
     }
     this.active.pop();
   }

@@ -987,6 +987,20 @@ Deno.test("with -txindex, confirmed transactions are found by txid alone", async
       -5,
       "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.",
     );
+    // After a reorg the index still has the old tip's coinbase, which no block of the new branch holds: in the
+    // disconnected block, with no confirmations. A transaction the new branch confirms again is found there.
+    const r = sim.node.reorg(1);
+    assert.equal(await ok(call, "getrawtransaction", [txid]), toHex(block.txs[0].raw));
+    const stale = await ok(call, "getrawtransaction", [txid, 1]);
+    assert.equal(stale.blockhash, hash);
+    assert.equal(stale.confirmations, 0);
+    assert.ok(r.moved.length > 0, "the tip had transactions besides its coinbase");
+    const moved = toHexReversed(r.moved[0]);
+    const again = await ok(call, "getrawtransaction", [moved, 1]);
+    const header = await ok(call, "getblockheader", [again.blockhash]);
+    assert.ok(header.height >= height, "a block of the new branch");
+    assert.equal(again.confirmations, header.confirmations);
+    assert.ok(again.confirmations >= 1);
   } finally {
     await sim.close();
     await Deno.remove(datadir, { recursive: true });
