@@ -1164,6 +1164,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             "package topology disallowed. not child-with-parents or parents depend on each other.",
           );
         }
+        // IsWellFormedPackage comes before any member is looked at: e.g. two parents spending one coin.
+        const malformed = packagePolicyError(txs);
+        if (malformed !== null) {
+          return { package_msg: malformed, "tx-results": {}, "replaced-transactions": [] };
+        }
         // Members go in one at a time, parents first (no package feerate: a parent must pay its own way);
         // after a failure the rest are left unevaluated, which Core reports by omitting them.
         let failed = false;
@@ -1177,8 +1182,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             r.vsize = existing.vsize;
             r.fees = { base: btc(existing.fee) };
           } else {
-            const check = testAccept(tx, poolView());
-            if (check.ok && maxRate > 0 && check.fee * 1000 > maxRate * check.vsize) {
+            // Core compares the feerate cap after PreChecks and before the replacement rules, as CFeeRate values
+            // (truncated sat/kvB).
+            const view = poolView();
+            const check = precheck(tx, view, spentOutpoints(view), new Map(), true);
+            if (check.ok && maxRate > 0 && Math.floor((check.fee * 1000) / check.vsize) > maxRate) {
               r.error = "max feerate exceeded";
               failed = true;
             } else {
@@ -1204,7 +1212,8 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         return {
           package_msg: failed ? "transaction failed" : "success",
           "tx-results": results,
-          "replaced-transactions": replaced.map(toHexReversed),
+          // Core gathers them in a set of txids: ordered by their bytes (internal order), not by eviction.
+          "replaced-transactions": replaced.map(toHex).sort().map((h) => toHexReversed(fromHex(h))),
         };
       },
     ),

@@ -253,21 +253,22 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
   if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
   if (conflicts.size > 0) {
     // Spending an output of a transaction it replaces (or of one of that one's descendants) would leave it
-    // without its inputs (Core: EntriesAndTxidsDisjoint over the ancestors).
-    const seen = new Set<string>();
+    // without its inputs (Core: EntriesAndTxidsDisjoint, over the ancestors in txid order).
+    const ancestors = new Set<string>();
     const stack = [...parents];
     while (stack.length > 0) {
       const k = stack.pop()!;
-      if (seen.has(k)) continue;
-      seen.add(k);
-      if (conflicts.has(k)) {
-        return no(
-          `bad-txns-spends-conflicting-tx, ${displayTxid(tx.txid)} spends conflicting transaction ${
-            displayKey(k)
-          }`,
-        );
-      }
+      if (ancestors.has(k)) continue;
+      ancestors.add(k);
       for (const p of view.parentsOf(k)) stack.push(p);
+    }
+    const spent = byTxid(ancestors).find((k) => conflicts.has(k));
+    if (spent !== undefined) {
+      return no(
+        `bad-txns-spends-conflicting-tx, ${displayTxid(tx.txid)} spends conflicting transaction ${
+          displayKey(spent)
+        }`,
+      );
     }
   }
   return { ok: true, fee, vsize, sigops, parents, conflicts };
@@ -304,7 +305,9 @@ export function checkReplacement(
   const no = (reason: string) => ({ ok: false as const, code: RPC.VERIFY_REJECTED, reason });
   const txid = displayTxid(tx.txid);
   const rate = feeRate(fee, vsize);
-  for (const k of conflicts) {
+  // Core keeps conflicts in sets ordered by txid, so the first one to fail a rule is the lowest txid's.
+  const direct = byTxid(conflicts);
+  for (const k of direct) {
     const c = entry(k)!;
     const old = feeRate(c.fee, c.vsize);
     if (rate <= old) {
@@ -317,7 +320,7 @@ export function checkReplacement(
   }
   const replaced = new Set<string>();
   let candidates = 0;
-  for (const k of conflicts) {
+  for (const k of direct) {
     const family = descendantsOf(k, entry);
     candidates += family.size;
     if (candidates > MAX_REPLACEMENT_CANDIDATES) {
@@ -376,6 +379,11 @@ function feeRate(fee: number, vsize: number): number {
 /** CFeeRate::ToString(): "0.00001000 BTC/kvB". */
 function formatFeeRate(satPerKvB: number): string {
   return `${Math.floor(satPerKvB / 1e8)}.${String(satPerKvB % 1e8).padStart(8, "0")} BTC/kvB`;
+}
+
+/** Keys (internal-order hex) in the order of Core's txid sets: their bytes compared in order. */
+function byTxid(keys: Iterable<string>): string[] {
+  return [...keys].sort();
 }
 
 function displayTxid(txid: Uint8Array): string {

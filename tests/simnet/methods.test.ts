@@ -833,6 +833,17 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
         -22,
         "TX decode failed: zz Make sure the tx has at least one input.",
       );
+      // Two parents spending one coin: Core refuses the package as a whole before looking at any member.
+      const twin = tx([[a, av]], chain.txs.get(a)!.tx.outputs[av].value - 1500);
+      const twinId = toHexReversed(decodeTransaction(twin).txid);
+      const both = tx([[parentId, 0], [twinId, 0]], chain.txs.get(a)!.tx.outputs[av].value - 5000);
+      const before = await ok<string[]>(call, "getrawmempool");
+      assert.deepEqual(await ok(call, "submitpackage", [[toHex(parent), toHex(twin), toHex(both)]]), {
+        package_msg: "conflict-in-package",
+        "tx-results": {},
+        "replaced-transactions": [],
+      });
+      assert.deepEqual(await ok(call, "getrawmempool"), before);
       const r = await ok(call, "submitpackage", [[toHex(parent), toHex(child)]]);
       assert.equal(r.package_msg, "success");
       assert.deepEqual(Object.keys(r["tx-results"]), [

@@ -90,6 +90,17 @@ function buildTx(
   });
 }
 
+/** The message of the CoreRpcError `fn` throws. */
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof CoreRpcError, String(e));
+    return e.message;
+  }
+  throw new Error("no error");
+}
+
 function rpcError(fn: () => unknown, code: number, message: string | RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof CoreRpcError, String(e));
@@ -405,7 +416,7 @@ Deno.test("acceptTx replaces conflicting transactions under Core's full-RBF rule
   }]);
   const childId = node.acceptTx(child);
   // Another mempool transaction, whose output a replacement must not newly depend on.
-  const other = buildTx([b], [{ value: b.coin.value - 1000, script: P2WPKH(3) }]);
+  const other = buildTx([b], [{ value: b.coin.value - 3000, script: P2WPKH(3) }]);
   const otherId = node.acceptTx(other);
 
   // A higher feerate than the original but less than the fees of everything it would evict (original + child).
@@ -453,6 +464,17 @@ Deno.test("acceptTx replaces conflicting transactions under Core's full-RBF rule
     } spends conflicting transaction ${display(originalId)}`,
   );
   assert.ok(node.mempoolTx(originalId) && node.mempoolTx(childId) && node.mempoolTx(otherId));
+  // Conflicting with two, the first to fail a rule is the lower txid's (Core's sets are ordered by txid),
+  // whatever the order of the inputs.
+  const lowRate = (inputs: typeof a[]) =>
+    buildTx(inputs, [{ value: inputs.reduce((sum, i) => sum + i.coin.value, 0) - 1200, script: P2WPKH(8) }]);
+  const oldRate = (raw: Uint8Array) =>
+    /old feerate (\S+ BTC\/kvB)$/.exec(errorOf(() => node.acceptTx(raw)))![1];
+  const lower = toHex(originalId) < toHex(otherId) ? originalId : otherId;
+  const expected = (e: { fee: number; vsize: number }) =>
+    `${(Math.floor((e.fee * 1000) / e.vsize) / 1e8).toFixed(8)} BTC/kvB`;
+  assert.equal(oldRate(lowRate([a, b])), expected(node.mempoolTx(lower)!));
+  assert.equal(oldRate(lowRate([b, a])), expected(node.mempoolTx(lower)!));
 
   // A replacement that pays for everything it evicts and for itself goes in; the original and its child go.
   const before = node.mempoolSequence;
