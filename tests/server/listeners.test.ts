@@ -283,6 +283,25 @@ testEveryMode(
   },
 );
 
+testEveryMode('tcp: the host "::" listens on every interface, IPv4 and IPv6', async () => {
+  await using f = await start({}, [{ protocol: "tcp", host: "::", port: 0 }]);
+  const hosts = ["127.0.0.1"];
+  // IPv6 loopback where the machine has it (the server then binds IPv6 with IPv4 mapped).
+  if (f.server.addresses[0].host === "::") hosts.push("::1");
+  const clients: LineClient[] = [];
+  // Several per address family, so that under SOCKET_THREAD=auto both sides serve some.
+  for (let i = 0; i < 8; i++) {
+    for (const hostname of hosts) {
+      const conn = await Deno.connect({ hostname, port: f.port() });
+      const c = new LineClient(conn);
+      await c.hello();
+      clients.push(c);
+    }
+  }
+  for (const [i, c] of clients.entries()) assert.deepEqual(await c.call(i, "test.echo", [i]), ok(i, i));
+  for (const c of clients) c.close();
+});
+
 testEveryMode("tcp: replies keep request order under concurrency; a batch is one line", async () => {
   await using f = await start();
   const c = await LineClient.tcp(f.port());
