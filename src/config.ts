@@ -90,9 +90,9 @@ export interface Config {
   readonly requestTimeoutS: number;
   readonly sessionTimeoutS: number;
   /**
-   * Where client sockets are served: on the main thread (SOCKET_THREAD=off, or auto with one CPU), in a thread
-   * of their own (on), or both (auto with two or more CPUs: the first sessions on the main thread, then mostly
-   * in the thread; src/server/listeners.ts).
+   * Where client sockets are served: on the main thread (SOCKET_THREAD=off, or auto/overflow with one CPU), in
+   * a thread of their own (on, or auto with two or more CPUs), or both (overflow on Linux with two or more CPUs:
+   * the first sessions on the main thread, then mostly in the thread; src/server/listeners.ts).
    */
   readonly socketThread: SocketThreadMode;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */
@@ -237,7 +237,7 @@ const VARS: readonly VarSpec[] = [
     kind: "string",
     def: "auto",
     help:
-      "client sockets in a thread of their own: on, off, or auto (with two or more CPUs, once 32 sessions are open)",
+      "client sockets in a thread of their own: on, off, auto (on with two or more CPUs), or overflow (once 32 sessions are open)",
   },
   {
     name: "BANNER_FILE",
@@ -470,15 +470,16 @@ function buildConfig(
   }
 
   const peerDiscovery = oneOf(raw, "PEER_DISCOVERY", "on", ["on", "off", "self"] as const);
-  const threadWord = oneOf(raw, "SOCKET_THREAD", "auto", ["on", "off", "auto"] as const);
-  // One CPU would only take turns between the two threads, paying for every crossing.
-  // Both places need SO_REUSEPORT's load balancing, which only Linux has (elsewhere the thread alone).
-  const socketThread: SocketThreadMode =
-    threadWord === "on" || (threadWord === "auto" && cpus >= 2 && os !== "linux")
-      ? "thread"
-      : threadWord === "auto" && cpus >= 2
-      ? "both"
-      : "main";
+  const threadWord = oneOf(raw, "SOCKET_THREAD", "auto", ["on", "off", "auto", "overflow"] as const);
+  // One CPU would only take turns between the two threads, paying for every crossing. Overflow's two places
+  // need SO_REUSEPORT's load balancing, which only Linux has (elsewhere it is the thread alone).
+  const socketThread: SocketThreadMode = threadWord === "on"
+    ? "thread"
+    : threadWord === "off" || cpus < 2
+    ? "main"
+    : threadWord === "overflow" && os === "linux"
+    ? "both"
+    : "thread";
 
   const bannerRaw = str("BANNER_FILE")?.value.trim();
   const bannerFile = bannerRaw

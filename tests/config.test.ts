@@ -168,16 +168,22 @@ Deno.test("required variables and choices are checked", () => {
   rejects({ ...BASE, PEER_DISCOVERY: "maybe" }, "PEER_DISCOVERY", /on, off or self, got 'maybe'/);
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "SELF" }).peerDiscovery, "self");
   assert.equal(load({ ...BASE, PEER_DISCOVERY: "" }).peerDiscovery, "off");
-  rejects({ ...BASE, SOCKET_THREAD: "yes" }, "SOCKET_THREAD", /on, off or auto, got 'yes'/);
+  rejects({ ...BASE, SOCKET_THREAD: "yes" }, "SOCKET_THREAD", /on, off, auto or overflow, got 'yes'/);
   // auto, the default: a thread only where there is a second CPU for it.
-  assert.equal(load(BASE, [], 2).socketThread, "both");
+  assert.equal(load(BASE, [], 2).socketThread, "thread");
   assert.equal(load(BASE, [], 1).socketThread, "main");
-  assert.equal(load({ ...BASE, SOCKET_THREAD: "AUTO" }, [], 8).socketThread, "both");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "AUTO" }, [], 8).socketThread, "thread");
   assert.equal(load({ ...BASE, SOCKET_THREAD: "ON" }, [], 1).socketThread, "thread");
   assert.equal(load({ ...BASE, SOCKET_THREAD: "off" }, [], 2).socketThread, "main");
   assert.equal(load({ ...BASE, SOCKET_THREAD: "" }, [], 2).socketThread, "main");
-  // Sharing ports between the two places relies on Linux's SO_REUSEPORT balancing; elsewhere auto is the thread.
-  assert.equal((loadConfig(BASE, [], 2, "darwin") as Config).socketThread, "thread");
+  // overflow: the main thread first, then the thread beside it, where there is a second CPU.
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "overflow" }, [], 2).socketThread, "both");
+  assert.equal(load({ ...BASE, SOCKET_THREAD: "overflow" }, [], 1).socketThread, "main");
+  // Sharing ports between the two places relies on Linux's SO_REUSEPORT balancing; elsewhere it is the thread.
+  assert.equal(
+    (loadConfig({ ...BASE, SOCKET_THREAD: "overflow" }, [], 2, "darwin") as Config).socketThread,
+    "thread",
+  );
   assert.equal((loadConfig(BASE, [], 1, "darwin") as Config).socketThread, "main");
 });
 

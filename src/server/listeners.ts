@@ -4,13 +4,13 @@
 // side to be written. Reading pauses while the session has no room, so a client cannot make us buffer more than
 // MAX_RECV plus a few read chunks of its input. One timer drives idle and request timeouts for all sessions.
 //
-// The socket side runs on this thread (SOCKET_THREAD=off), in its own thread (a Worker; on), or both (auto,
-// the default with two or more CPUs: this thread until MAIN_THREAD_SESSIONS sessions are open, then mostly the
+// The socket side runs on this thread (SOCKET_THREAD=off), in its own thread (a Worker; on, or auto with two
+// or more CPUs), or both (overflow: this thread until MAIN_THREAD_SESSIONS sessions are open, then mostly the
 // Worker, which listens on the same ports with SO_REUSEPORT). The thread takes socket reads and writes off the
 // thread that owns LevelDB, so the two cores share the work, but each request then crosses threads twice (CPU
 // and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator, jemalloc
 // preloaded (off → on): 1,000 × 1 p99 50.9–61.6 → 39.9–52.0 ms, 16 × 16 116–129k → 117–143k req/s, 16 × 1
-// 37–45k → 25–29k; auto keeps 16 × 1 on this thread (docs/operations.md, "Threads").
+// 37–45k → 25–29k; overflow has 16 × 1's speed but a worse 1,000 × 1 p99 (docs/operations.md, "Threads").
 import type { Config, ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
@@ -60,7 +60,7 @@ export interface ServerOptions {
   readonly tlsHandshakeTimeoutMs?: number;
   /** How many script hashes a session is subscribed to: its cost decays more slowly the more it holds. */
   readonly subscriptionCount?: (session: Session) => number;
-  /** SOCKET_THREAD=auto: sessions on the main thread before the socket thread takes new connections. */
+  /** SOCKET_THREAD=overflow: sessions on the main thread before the socket thread takes new connections. */
   readonly mainThreadSessions?: number;
 }
 
@@ -92,8 +92,8 @@ export interface Server {
 }
 
 /**
- * SOCKET_THREAD=auto: the socket thread starts taking new connections once this many sessions are open on the
- * main thread. A few sessions are served fastest without crossing threads (16 × 1: 44k req/s against 27k), many
+ * SOCKET_THREAD=overflow: the socket thread starts taking new connections once this many sessions are open on
+ * the main thread. A few sessions are served fastest without crossing threads (16 × 1: 44k req/s against 27k), many
  * busy ones need the second core for their sockets (see the head of this file).
  */
 export const MAIN_THREAD_SESSIONS = 32;
@@ -231,7 +231,7 @@ class ElectrumServer implements Server {
   readonly #conns = new Map<number, RemoteTransport>();
   /** The side that listens from the start. */
   #primary: Side;
-  /** SOCKET_THREAD=auto: the socket thread, which starts listening beside the primary once it is busy. */
+  /** SOCKET_THREAD=overflow: the socket thread, which starts listening beside the primary once it is busy. */
   readonly #spill: Side | undefined;
   #spillState: "waiting" | "starting" | "listening" | "failed" = "waiting";
   #spillStarted: Promise<void> | undefined;
@@ -516,7 +516,7 @@ class ElectrumServer implements Server {
       if (side.link.thread) {
         side.link.close();
       } else {
-        // The main thread's own socket side is alive (SOCKET_THREAD=auto): it must still close the sessions'
+        // The main thread's own socket side is alive (SOCKET_THREAD=overflow): it must still close the sessions'
         // connections (the CLOSEs just queued) and stop listening, or new clients would be accepted into a
         // server that answers nothing. close() ends its link.
         side.out.flush();

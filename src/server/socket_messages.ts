@@ -17,7 +17,7 @@ export interface StartMessage {
   readonly handshakeTimeoutMs: number;
   readonly tls?: { readonly cert: string; readonly key: string };
   /**
-   * Bind with SO_REUSEPORT, so the other socket side can listen on the same ports (SOCKET_THREAD=auto). The
+   * Bind with SO_REUSEPORT, so the other socket side can listen on the same ports (SOCKET_THREAD=overflow). The
    * side that binds first checks that nobody else holds the port: with the option set, a second Coulomb
    * started by mistake on the same port would otherwise share it silently instead of failing.
    */

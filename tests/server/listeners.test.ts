@@ -289,7 +289,7 @@ testEveryMode('tcp: the host "::" listens on every interface, IPv4 and IPv6', as
   // IPv6 loopback where the machine has it (the server then binds IPv6 with IPv4 mapped).
   if (f.server.addresses[0].host === "::") hosts.push("::1");
   const clients: LineClient[] = [];
-  // Several per address family, so that under SOCKET_THREAD=auto both sides serve some.
+  // Several per address family, so that under SOCKET_THREAD=overflow both sides serve some.
   for (let i = 0; i < 8; i++) {
     for (const hostname of hosts) {
       const conn = await Deno.connect({ hostname, port: f.port() });
@@ -791,7 +791,7 @@ Deno.test("a socket thread that cannot start: the server says so and serves its 
   await assertHealthy(f.port());
 });
 
-Deno.test("auto: the socket thread takes new connections once the main thread has its sessions", async () => {
+Deno.test("overflow: the socket thread takes new connections once the main thread has its sessions", async () => {
   await using f = await start({}, undefined, undefined, { socketThread: "both", mainThreadSessions: 3 });
   assert.equal(f.logs.lines.some((l) => /new connections now go mostly/.test(l)), false);
   const clients: LineClient[] = [];
@@ -812,7 +812,7 @@ Deno.test("auto: the socket thread takes new connections once the main thread ha
   for (const c of clients) c.close();
 });
 
-Deno.test("auto: a socket thread that cannot start leaves every connection to the main thread", async () => {
+Deno.test("overflow: a socket thread that cannot start leaves every connection to the main thread", async () => {
   await using f = await start({}, undefined, undefined, {
     socketThread: "both",
     mainThreadSessions: 1,
@@ -831,7 +831,7 @@ Deno.test("auto: a socket thread that cannot start leaves every connection to th
   for (const c of clients) c.close();
 });
 
-Deno.test("auto: a port another server holds is refused, not shared through SO_REUSEPORT", async () => {
+Deno.test("overflow: a port another server holds is refused, not shared through SO_REUSEPORT", async () => {
   await using first = await start({}, undefined, undefined, { socketThread: "both" });
   await assert.rejects(
     start({}, [{ protocol: "tcp", host: "127.0.0.1", port: first.port() }], undefined, {
@@ -842,7 +842,7 @@ Deno.test("auto: a port another server holds is refused, not shared through SO_R
   await assertHealthy(first.port());
 });
 
-Deno.test("auto: a socket thread that dies while serving ends every session and stops the main thread's listener", async () => {
+Deno.test("overflow: a socket thread that dies while serving ends every session and stops the main thread's listener", async () => {
   const fatal = Promise.withResolvers<Error>();
   await using f = await start({}, undefined, undefined, {
     socketThread: "both",
@@ -874,7 +874,7 @@ Deno.test("auto: a socket thread that dies while serving ends every session and 
   for (const c of others) c.close();
 });
 
-Deno.test("auto: a socket thread that fails while starting leaves no session behind for its connections", async () => {
+Deno.test("overflow: a socket thread that fails while starting leaves no session behind for its connections", async () => {
   await using f = await start({}, undefined, undefined, {
     socketThread: "both",
     mainThreadSessions: 1,
@@ -905,7 +905,7 @@ Deno.test("auto: a socket thread that fails while starting leaves no session beh
   for (const c of clients) c.close();
 });
 
-Deno.test("auto: a TLS reload while the socket thread fails to start completes on the main thread", async () => {
+Deno.test("overflow: a TLS reload while the socket thread fails to start completes on the main thread", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const one = await makeCert(dir, "one");

@@ -1,4 +1,4 @@
-// A socket thread for SOCKET_THREAD=auto's second side that fails while it starts, in one of two ways chosen
+// A socket thread for SOCKET_THREAD=overflow's second side that fails while it starts, in one of two ways chosen
 // by the module's query string: "crash" accepts a first connection (its OPENED reaches the listeners) and then
 // dies before saying it listens; "tls" holds its start until a TLS reload arrives, then reports the start as
 // failed and never answers the reload.
