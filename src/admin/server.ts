@@ -6,6 +6,9 @@ import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { errorDetail, errorText } from "../error_text.ts";
 
+/** Pause after a failed accept before the next (ms). */
+const ACCEPT_RETRY_MS = 200;
+
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;
@@ -90,7 +93,9 @@ export function startAdminServer(opts: AdminServerOptions): AdminServer {
         conn = await listener.accept();
       } catch (e) {
         if (closed || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
+        // E.g. out of file descriptors: retrying at once would spin and flood the log until one is free.
         opts.log.warn(`admin RPC: accepting failed: ${errorText(e)}`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
       if (closed || conns.size >= MAX_CONNECTIONS) {

@@ -146,3 +146,20 @@ async function probe(port: number): Promise<string | undefined> {
     conn.close();
   }
 }
+
+Deno.test("metrics http: out of file descriptors, an accept waits and is retried; the listener carries on", async () => {
+  const probe = new URL("./fd_exhaustion_probe.ts", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command("bash", {
+    args: ["-c", 'ulimit -n 200 && exec "$0" run -A "$1"', Deno.execPath(), probe],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const got = JSON.parse(new TextDecoder().decode(stdout)) as { reply: string; warnings: string[] };
+  assert.equal(got.reply, "HTTP/1.1 200 OK");
+  assert.ok(got.warnings.length >= 1, "the failed accept was reported");
+  assert.match(
+    got.warnings[0],
+    /^accepting a metrics connection failed: .*(Too many open files|os error 24)/,
+  );
+});
