@@ -91,8 +91,9 @@ export interface Config {
   readonly sessionTimeoutS: number;
   /**
    * Where client sockets are served: on the main thread (SOCKET_THREAD=off, or auto/overflow with one CPU), in
-   * a thread of their own (on, or auto with two or more CPUs), or both (overflow on Linux with two or more CPUs:
-   * the first sessions on the main thread, then mostly in the thread; src/server/listeners.ts).
+   * a thread of their own (on; auto with two or more CPUs; overflow with two or more CPUs on other systems than
+   * Linux), or both (overflow on Linux with two or more CPUs: the first sessions on the main thread, then mostly
+   * in the thread; src/server/listeners.ts).
    */
   readonly socketThread: SocketThreadMode;
   /** Absolute, or relative to the working directory; a relative BANNER_FILE is resolved against DB_DIRECTORY. */

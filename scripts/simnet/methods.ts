@@ -1169,13 +1169,12 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
         if (malformed !== null) {
           return { package_msg: malformed, "tx-results": {}, "replaced-transactions": [] };
         }
-        // Members go in one at a time, parents first (no package feerate: a parent must pay its own way);
-        // after a failure the rest are left unevaluated, which Core reports by omitting them.
+        // Members go in one at a time, parents first (no package feerate: a parent must pay its own way); after
+        // a failure the rest are still tried, as Core does (a child of a failed parent then misses its inputs).
         let failed = false;
         const results: Record<string, unknown> = {};
         const replaced: Uint8Array[] = [];
         for (const tx of txs) {
-          if (failed) break;
           const r: Record<string, unknown> = { txid: toHexReversed(tx.txid) };
           const existing = node.mempoolTx(tx.txid);
           if (existing !== undefined) {
@@ -1191,7 +1190,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
               failed = true;
             } else {
               try {
-                node.acceptTx(tx.raw, replaced);
+                node.acceptTx(tx.raw, replaced, { package: true });
                 const entry = node.mempoolTx(tx.txid)!;
                 unbroadcast.add(toHex(tx.txid));
                 r.vsize = entry.vsize;
@@ -1317,13 +1316,13 @@ function packagePolicyError(txs: Transaction[]): string | null {
     later.delete(toHex(tx.txid));
     if (tx.inputs.some((i) => later.has(toHex(i.prevTxid)))) return "package-not-sorted";
   }
+  // Each transaction's inputs against the earlier ones' (Core's IsConsistentPackage): one spending an outpoint
+  // twice is CheckTransaction's to refuse (bad-txns-inputs-duplicate), not a conflict in the package.
   const spends = new Set<string>();
   for (const tx of txs) {
-    for (const i of tx.inputs) {
-      const k = toHex(i.prevTxid) + ":" + i.prevVout;
-      if (spends.has(k)) return "conflict-in-package";
-      spends.add(k);
-    }
+    const keys = tx.inputs.map((i) => toHex(i.prevTxid) + ":" + i.prevVout);
+    if (keys.some((k) => spends.has(k))) return "conflict-in-package";
+    for (const k of keys) spends.add(k);
   }
   return null;
 }

@@ -218,6 +218,7 @@ export class SimNode {
    */
   private readonly enteredAt = new Map<string, number>();
   private readonly confirmations: { rate: number; blocks: number }[] = [];
+  private confirmationsNext = 0;
 
   /** Loads the chain for `opts` from its cache file in `datadir`, generating and caching it if absent. */
   static async open(opts: SimNodeOptions): Promise<SimNode> {
@@ -615,11 +616,21 @@ export class SimNode {
    * with Core's code and reject reason. A transaction that conflicts with the mempool replaces what it
    * conflicts with under Core's full-RBF rules; `replaced` then receives the txids it evicted.
    */
-  acceptTx(raw: Uint8Array, replaced?: Uint8Array[]): Uint8Array {
+  acceptTx(raw: Uint8Array, replaced?: Uint8Array[], opts: { package?: boolean } = {}): Uint8Array {
     this.ensureState();
+    const changes = this.mempoolChanges;
     const p = this.accept(raw, this.now(), replaced);
-    if (!this.enteredAt.has(p.key)) this.enteredAt.set(p.key, this.height);
+    // Already in the mempool: nothing changed, and it keeps the entry it had.
+    if (this.mempoolChanges !== changes) this.trackForFees(p, opts.package ?? false);
     return p.tx.txid;
+  }
+
+  /**
+   * Core's estimator learns only from transactions that entered with no parent in the mempool and not as part
+   * of a package (their own feerate then says when they confirm).
+   */
+  private trackForFees(p: PoolTx, inPackage: boolean): void {
+    if (!inPackage && p.parents.size === 0) this.enteredAt.set(p.key, this.height);
   }
 
   /** Adds a transaction to the mempool; one that conflicts replaces (full RBF) and lists what it evicted. */
@@ -874,7 +885,7 @@ export class SimNode {
     const w = new ByteWriter(f.size + 16);
     f.write(w);
     const added = this.accept(w.written(), this.now());
-    this.enteredAt.set(added.key, this.height);
+    this.trackForFees(added, false);
     return added;
   }
 
@@ -1080,6 +1091,8 @@ export class SimNode {
         evicted.push(p.tx.txid);
       }
     }
+    // The mempool was rebuilt without removeFromMempool: forget what the estimator tracked for evicted ones.
+    for (const key of this.enteredAt.keys()) if (!this.mempool.has(key)) this.enteredAt.delete(key);
     return {
       oldHashes: oldRecs.map((r) => r.hash),
       newHashes,
@@ -1124,10 +1137,10 @@ export class SimNode {
   // ---- fees ----
 
   private noteConfirmation(rate: number, blocks: number): void {
-    this.confirmations.push({ rate, blocks });
-    if (this.confirmations.length > FEE_MEMORY) {
-      this.confirmations.splice(0, this.confirmations.length - FEE_MEMORY);
-    }
+    // A ring: once FEE_MEMORY are held, each new one overwrites the oldest.
+    if (this.confirmations.length < FEE_MEMORY) this.confirmations.push({ rate, blocks });
+    else this.confirmations[this.confirmationsNext] = { rate, blocks };
+    this.confirmationsNext = (this.confirmationsNext + 1) % FEE_MEMORY;
   }
 
   /**

@@ -844,6 +844,24 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
         "replaced-transactions": [],
       });
       assert.deepEqual(await ok(call, "getrawmempool"), before);
+      // A parent spending one coin twice is its own fault, not a conflict in the package; its child is still
+      // tried, and misses its input.
+      const doubled = tx([[a, av], [a, av]], chain.txs.get(a)!.tx.outputs[av].value - 1000);
+      const doubledChild = tx(
+        [[toHexReversed(decodeTransaction(doubled).txid), 0]],
+        chain.txs.get(a)!.tx.outputs[av].value - 3000,
+      );
+      const failed = await ok(call, "submitpackage", [[toHex(doubled), toHex(doubledChild)]]);
+      assert.equal(failed.package_msg, "transaction failed");
+      assert.deepEqual(
+        Object.values(failed["tx-results"]).map((x) => (x as { error: string }).error),
+        ["bad-txns-inputs-duplicate", "bad-txns-inputs-missingorspent"],
+      );
+      assert.equal(
+        (await ok(call, "testmempoolaccept", [[toHex(doubled), toHex(doubledChild)]]))[0]["reject-reason"],
+        "bad-txns-inputs-duplicate",
+      );
+      assert.deepEqual(await ok(call, "getrawmempool"), before);
       const r = await ok(call, "submitpackage", [[toHex(parent), toHex(child)]]);
       assert.equal(r.package_msg, "success");
       assert.deepEqual(Object.keys(r["tx-results"]), [

@@ -498,14 +498,24 @@ Deno.test("the fee estimate learns, as Core's, only from transactions seen enter
   const node = await tempNode(300, "fees");
   // The generated chain's transactions were never in this node's mempool: nothing to go on yet.
   assert.equal(node.estimateFeeRate(6), undefined);
-  const coins = spendable(node, 400).filter((c) => c.coin.value > 100_000);
-  assert.ok(coins.length >= 60);
+  const coins = spendable(node, 600).filter((c) => c.coin.value > 100_000);
+  assert.ok(coins.length >= 79);
   let next = 0;
   const pay = (satPerVb: number) => {
     const c = coins[next++];
     const vsize = decodeTransaction(buildTx([c], [{ value: c.coin.value - 1, script: P2WPKH(9) }])).vsize;
     return buildTx([c], [{ value: c.coin.value - satPerVb * vsize, script: P2WPKH(9) }]);
   };
+  // A child of an unconfirmed parent says little about its own feerate (it may pay for its parent): Core does
+  // not learn from it. 19 parents (learned from) and their 19 children (not) are one short of a group.
+  for (let i = 0; i < 19; i++) {
+    const parentId = node.acceptTx(pay(2));
+    const parent = node.mempoolTx(parentId)!;
+    const value = decodeTransaction(parent.raw).outputs[0].value;
+    node.acceptTx(buildTx([{ txid: parentId, vout: 0 }], [{ value: value - 20_000, script: P2WPKH(9) }]));
+  }
+  node.mine(1);
+  assert.equal(node.estimateFeeRate(6), undefined, "19 learned from, fewer than a group");
   // 20 at 50 sat/vB and 20 at 2 sat/vB, all confirmed in the next block.
   for (let i = 0; i < 20; i++) node.acceptTx(pay(50));
   for (let i = 0; i < 20; i++) node.acceptTx(pay(2));
