@@ -187,7 +187,8 @@ function indexOfBlankLine(buf: Uint8Array, from: number, to: number): number {
 }
 
 function parseHead(text: string): RequestHead | number {
-  const line = text.split("\n", 1)[0].replace(/\r$/, "");
+  // RFC 9112 §2.2: an empty line before the request line (left over from a previous request) is skipped.
+  const line = text.split("\n").map((l) => l.replace(/\r$/, "")).find((l) => l !== "") ?? "";
   const m = /^([A-Z]+) (\S+) HTTP\/1\.[01]$/.exec(line);
   if (!m) return 400;
   const target = m[2];

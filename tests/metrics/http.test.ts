@@ -78,6 +78,7 @@ Deno.test("metrics http: answers GET and HEAD, refuses malformed and oversized h
     // Lines ended by a bare LF, as RFC 9112 lets a server accept (and as hand-typed requests end).
     assert.match(await exchange(server, "GET /metrics HTTP/1.0\n\n"), /^HTTP\/1\.1 200 OK/);
     assert.match(await exchange(server, "GET /metrics HTTP/1.1\nHost: x\n\n"), /^HTTP\/1\.1 200 OK/);
+    assert.match(await exchange(server, "\r\nGET /metrics HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 200 OK/);
     assert.match(await exchange(server, "GET / HTTP/2.0\r\n\r\n"), /^HTTP\/1\.1 400 /);
     const huge = `GET / HTTP/1.1\r\nX-Pad: ${"a".repeat(20_000)}\r\n\r\n`;
     assert.match(await exchange(server, huge), /^HTTP\/1\.1 431 /);
