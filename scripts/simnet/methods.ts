@@ -1087,10 +1087,11 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             );
           }
         }
-        const satPerVb = node.estimateFeeRate(target);
-        if (satPerVb === undefined) return { errors: ["Insufficient data or no feerate found"], blocks: 0 };
+        const { satPerVb, blocks } = node.estimateFeeRate(target);
+        // Core reports the target it could answer for in `blocks`, with an estimate or without one.
+        if (satPerVb === undefined) return { errors: ["Insufficient data or no feerate found"], blocks };
         const satPerKvB = Math.max(Math.round(satPerVb * 1000), MIN_RELAY_SAT_PER_KVB);
-        return { feerate: btc(satPerKvB), blocks: Math.max(target, 2) };
+        return { feerate: btc(satPerKvB), blocks };
       },
     ),
 

@@ -219,6 +219,8 @@ export class SimNode {
   private readonly enteredAt = new Map<string, number>();
   private readonly confirmations: { rate: number; blocks: number }[] = [];
   private confirmationsNext = 0;
+  /** Height of the first block this node mined since it started: what the estimator has watched from. */
+  private feeFirstHeight = -1;
 
   /** Loads the chain for `opts` from its cache file in `datadir`, generating and caching it if absent. */
   static async open(opts: SimNodeOptions): Promise<SimNode> {
@@ -804,9 +806,11 @@ export class SimNode {
           if (entered !== undefined) this.noteConfirmation(p.fee / p.vsize, this.height - entered);
           this.removeFromMempool(p);
         }
+        if (this.feeFirstHeight < 0) this.feeFirstHeight = this.height;
         hashes.push(r.hash);
       } else {
         hashes.push(this.mineBlock([], 0).hash);
+        if (this.feeFirstHeight < 0) this.feeFirstHeight = this.height;
       }
     }
     return hashes;
@@ -1144,16 +1148,19 @@ export class SimNode {
   }
 
   /**
-   * estimatesmartfee's answer in sat/vB, or undefined for Core's "Insufficient data or no feerate found".
-   * Like Core's estimator (policy/fees.cpp), and unlike an estimate from mined blocks, it learns only from
-   * transactions it saw enter its mempool and then confirm: a freshly started node knows nothing. In outline
-   * of Core's method: the transactions it learned from, from the highest feerate down, in groups of
-   * FEE_GROUP; the answer is the median feerate of the lowest group in an unbroken run from the top of which
-   * at least 85% confirmed within the target.
+   * estimatesmartfee's answer: a feerate in sat/vB (none for Core's "Insufficient data or no feerate found")
+   * and the target it answers for. Like Core's estimator (policy/fees.cpp), and unlike an estimate from mined
+   * blocks, it learns only from transactions it saw enter its mempool and then confirm, and it answers no
+   * target beyond half the blocks it has watched (a target of 1 counts as 2): a freshly started node knows
+   * nothing. In outline of Core's method: the transactions it learned from, from the highest feerate down, in
+   * groups of FEE_GROUP; the answer is the median feerate of the lowest group in an unbroken run from the top
+   * of which at least 85% confirmed within the target.
    */
-  estimateFeeRate(target: number): number | undefined {
+  estimateFeeRate(target: number): { satPerVb?: number; blocks: number } {
     this.ensureState();
-    const within = Math.max(2, target);
+    const watched = this.feeFirstHeight < 0 ? 0 : this.height - this.feeFirstHeight;
+    const within = Math.min(Math.max(2, target), Math.floor(watched / 2));
+    if (within <= 1) return { blocks: within };
     const seen = [...this.confirmations].sort((a, b) => b.rate - a.rate);
     let answer: number | undefined;
     for (let from = 0; from + FEE_GROUP <= seen.length; from += FEE_GROUP) {
@@ -1162,7 +1169,8 @@ export class SimNode {
       if (quick < FEE_SUCCESS * FEE_GROUP) break;
       answer = group[FEE_GROUP >> 1].rate;
     }
-    return answer === undefined ? undefined : Math.max(1, Math.round(answer * 1000) / 1000);
+    if (answer === undefined) return { blocks: within };
+    return { satPerVb: Math.max(1, Math.round(answer * 1000) / 1000), blocks: within };
   }
 }
 

@@ -927,9 +927,11 @@ Deno.test("methods: fees, mempool info, server info; caches per tip and per minu
   const bannerDir = await Deno.makeTempDir();
   try {
     const ctx = new FakeSession("1.6"), old = new FakeSession("1.4");
-    // Give bitcoind's estimator transactions it saw enter its mempool and confirm: then it has a feerate.
+    // Give bitcoind's estimator transactions it saw enter its mempool and confirm, over blocks enough to
+    // answer a target: then it has a feerate.
     h.node.addMempoolTraffic(40);
     h.node.mine(1);
+    h.node.mine(4, { includeMempool: false });
     await h.follow();
     const fee = await call(h.methods, ctx, "blockchain.estimatefee", [6]);
     const core = await h.daemon.call<{ feerate?: number }>("estimatesmartfee", [6]);

@@ -897,15 +897,18 @@ Deno.test("Core RPC methods over HTTP", async (t) => {
         'Invalid estimate_mode parameter, must be one of: "unset", "economical", "conservative"',
       );
       const est = await ok(call, "estimatesmartfee", [6, "ECONOMICAL"]);
+      // `blocks` is the target Core could answer for: at most the one asked, at most half the blocks watched.
       if ("feerate" in est) {
         assert.deepEqual(Object.keys(est), ["feerate", "blocks"]);
         assert.ok(est.feerate >= 0.00001);
-        assert.equal(est.blocks, 6);
+        assert.ok(est.blocks >= 2 && est.blocks <= 6, JSON.stringify(est));
       } else {
-        assert.deepEqual(est, { errors: ["Insufficient data or no feerate found"], blocks: 0 });
+        assert.deepEqual(Object.keys(est), ["errors", "blocks"]);
+        assert.deepEqual(est.errors, ["Insufficient data or no feerate found"]);
+        assert.ok(est.blocks >= 0 && est.blocks <= 6, JSON.stringify(est));
       }
       const one = await ok(call, "estimatesmartfee", { conf_target: 1 });
-      assert.ok(one.blocks === 2 || one.blocks === 0);
+      assert.ok(one.blocks <= 2, JSON.stringify(one));
       const net = await ok(call, "getnetworkinfo");
       assert.equal(net.version, 280100);
       assert.equal(net.subversion, "/Satoshi:28.1.0/");

@@ -296,7 +296,7 @@ Deno.test("traffic fills the mempool with valid, partly chained txs; mining conf
     for (const p of e.depends) assert.ok(node.mempoolTx(p)!.spentBy.some((c) => toHex(c) === toHex(e.txid)));
   }
   const feeTotal = entries.reduce((s, e) => s + e.fee, 0);
-  assert.equal(node.estimateFeeRate(6), undefined, "nothing seen confirmed yet");
+  assert.deepEqual(node.estimateFeeRate(6), { blocks: 0 }, "nothing watched yet");
 
   const [empty] = node.mine(1, { includeMempool: false });
   assert.equal(parseBlock(node.blockInfo(empty)!.raw).txs.length, 1);
@@ -314,11 +314,14 @@ Deno.test("traffic fills the mempool with valid, partly chained txs; mining conf
   assert.equal(node.mempoolEntries().length, 0);
   assert.equal(node.findConfirmedTx(ids[0])!.height, 222);
   assertConsistent(node);
-  // The traffic waited two blocks (the empty one, then this): now there is an estimate, the same for every
-  // target from 2 on, and at least the relay minimum.
-  const estimate = node.estimateFeeRate(2)!;
-  assert.ok(estimate >= 1, String(estimate));
-  assert.equal(node.estimateFeeRate(100), estimate);
+  // The traffic waited two blocks (the empty one, then this). Core answers no target beyond half the blocks
+  // watched since the first (and 1 counts as 2): one block watched answers none, four answer up to 2.
+  assert.deepEqual(node.estimateFeeRate(2), { blocks: 0 });
+  node.mine(3, { includeMempool: false });
+  const estimate = node.estimateFeeRate(2);
+  assert.ok(estimate.satPerVb !== undefined && estimate.satPerVb >= 1, JSON.stringify(estimate));
+  assert.equal(estimate.blocks, 2);
+  assert.deepEqual(node.estimateFeeRate(100), estimate);
 });
 
 Deno.test("reorgs of depth 1, 6 and 100 move, return and double-spend txs exactly", async () => {
@@ -497,7 +500,7 @@ Deno.test("acceptTx replaces conflicting transactions under Core's full-RBF rule
 Deno.test("the fee estimate learns, as Core's, only from transactions seen entering the mempool", async () => {
   const node = await tempNode(300, "fees");
   // The generated chain's transactions were never in this node's mempool: nothing to go on yet.
-  assert.equal(node.estimateFeeRate(6), undefined);
+  assert.deepEqual(node.estimateFeeRate(6), { blocks: 0 });
   const coins = spendable(node, 600).filter((c) => c.coin.value > 100_000);
   assert.ok(coins.length >= 79);
   let next = 0;
@@ -506,6 +509,9 @@ Deno.test("the fee estimate learns, as Core's, only from transactions seen enter
     const vsize = decodeTransaction(buildTx([c], [{ value: c.coin.value - 1, script: P2WPKH(9) }])).vsize;
     return buildTx([c], [{ value: c.coin.value - satPerVb * vsize, script: P2WPKH(9) }]);
   };
+  // Core answers no target beyond half the blocks it has watched (a target of 1 counts as 2).
+  node.mine(4, { includeMempool: false });
+  assert.deepEqual(node.estimateFeeRate(6), { blocks: 1 }, "three blocks watched since the first");
   // A child of an unconfirmed parent says little about its own feerate (it may pay for its parent): Core does
   // not learn from it. 19 parents (learned from) and their 19 children (not) are one short of a group.
   for (let i = 0; i < 19; i++) {
@@ -515,18 +521,19 @@ Deno.test("the fee estimate learns, as Core's, only from transactions seen enter
     node.acceptTx(buildTx([{ txid: parentId, vout: 0 }], [{ value: value - 20_000, script: P2WPKH(9) }]));
   }
   node.mine(1);
-  assert.equal(node.estimateFeeRate(6), undefined, "19 learned from, fewer than a group");
+  assert.deepEqual(node.estimateFeeRate(6), { blocks: 2 }, "19 learned from, fewer than a group");
   // 20 at 50 sat/vB and 20 at 2 sat/vB, all confirmed in the next block.
   for (let i = 0; i < 20; i++) node.acceptTx(pay(50));
   for (let i = 0; i < 20; i++) node.acceptTx(pay(2));
   node.mine(1);
-  assert.equal(node.estimateFeeRate(2), 2, "everything confirmed at once: the lowest group's feerate");
+  assert.deepEqual(node.estimateFeeRate(2), { satPerVb: 2, blocks: 2 }, "all at once: the lowest group's");
   // 20 more at 10 sat/vB that wait four blocks.
   for (let i = 0; i < 20; i++) node.acceptTx(pay(10));
   node.mine(3, { includeMempool: false });
   node.mine(1);
-  // Within 2 blocks only the 50 sat/vB group made it before the slow group breaks the run; within 6, all did.
-  assert.equal(node.estimateFeeRate(2), 50);
-  assert.equal(node.estimateFeeRate(1), 50, "a target of 1 is answered as 2, as Core does");
-  assert.equal(node.estimateFeeRate(6), 2);
+  // Within 2 blocks only the 50 sat/vB group made it before the slow group breaks the run; within 4 (the most
+  // that nine watched blocks allow for a target of 6), all did.
+  assert.deepEqual(node.estimateFeeRate(2), { satPerVb: 50, blocks: 2 });
+  assert.deepEqual(node.estimateFeeRate(1), { satPerVb: 50, blocks: 2 });
+  assert.deepEqual(node.estimateFeeRate(6), { satPerVb: 2, blocks: 4 });
 });
