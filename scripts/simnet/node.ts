@@ -317,7 +317,7 @@ export class SimNode {
 
   /**
    * What Core's -txindex finds for `txid`: the active chain's copy, else the block a reorg took it out of
-   * (Core does not remove entries when it disconnects a block).
+   * (Core does not remove entries when it disconnects a block; only a node with `txindex` remembers those).
    */
   findIndexedTx(txid: Uint8Array): { blockHash: Uint8Array; raw: Uint8Array } | undefined {
     const active = this.findConfirmedTx(txid);
@@ -606,7 +606,7 @@ export class SimNode {
       this.txIndex.delete(r.txRefBase + i);
       // Core's -txindex keeps its entry for a transaction of a disconnected block (it points at that block
       // until a block of the new branch confirms the transaction again).
-      this.staleTxs.set(toHex(r.txids.subarray(32 * i, 32 * i + 32)), r.hash);
+      if (this.txindex) this.staleTxs.set(toHex(r.txids.subarray(32 * i, 32 * i + 32)), r.hash);
     }
     this.active.pop();
   }
