@@ -1,5 +1,6 @@
 // The admin RPC listener over real sockets: framing, JSON-RPC errors, parameter binding, hostile input.
 import assert from "node:assert/strict";
+import { runOutOfDescriptors } from "../fd_exhaustion.ts";
 import {
   type AdminCommand,
   AdminError,
@@ -238,4 +239,11 @@ Deno.test("a non-loopback admin address is warned about at start", async () => {
     log.lines.some((l) => /^WARN admin RPC listens on 0\.0\.0\.0, not loopback/.test(l)),
     log.lines.join("\n"),
   );
+});
+
+Deno.test("admin server: out of file descriptors, an accept waits and is retried; the listener carries on", async () => {
+  const got = await runOutOfDescriptors("admin");
+  assert.deepEqual(JSON.parse(got.reply), { jsonrpc: "2.0", result: "pong", id: 1 });
+  assert.equal(got.warnings.length, 1, "one failed accept, then a pause, not a retry at once");
+  assert.match(got.warnings[0], /^admin RPC: accepting failed: .*(Too many open files|os error 24)/);
 });
