@@ -432,6 +432,55 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "SOCKET_THREAD=overflow under the sandbox: the socket thread listens beside the main thread and serves",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "overflow-sandbox" });
+      const port = freePort();
+      const proc = await startService({
+        ...simnetServiceEnv(dir, sim),
+        SERVICES: `tcp://127.0.0.1:${port}`,
+        SOCKET_THREAD: "overflow",
+      });
+      const clients: ElectrumClient[] = [];
+      try {
+        await proc.waitFor(/caught up to height 110$/);
+        await proc.waitFor(
+          /client sockets are served on the main thread, and by a thread of their own once 32/,
+        );
+        // The 32nd session starts the thread's listeners (SO_REUSEPORT, on the port the sandbox grants).
+        for (let i = 0; i < 32; i++) {
+          const c = new ElectrumClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+          clients.push(c);
+          await c.call("server.version", [`overflow-${i}`, "1.4"]);
+        }
+        await proc.waitFor(
+          /32 sessions on the main thread: new connections now go mostly to the socket thread$/,
+        );
+        for (let i = 0; i < 16; i++) {
+          const c = new ElectrumClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+          clients.push(c);
+          await c.call("server.version", [`after-${i}`, "1.4"]);
+        }
+        for (const c of clients) {
+          const tip = await c.call("blockchain.headers.subscribe") as { height: number };
+          assert.equal(tip.height, 110);
+        }
+        assert.equal(proc.find(/WARN|ERROR/), undefined, proc.tail());
+        proc.kill("SIGTERM");
+        assert.equal((await proc.finish()).code, 0, proc.tail());
+      } finally {
+        for (const c of clients) await c.close();
+        await proc.close();
+        await sim.close();
+      }
+    }),
+});
+
+Deno.test({
   name: "a binary built for another configuration stops at once, naming the permission to add",
   sanitizeResources: false,
   sanitizeOps: false,
