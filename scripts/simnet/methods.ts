@@ -809,7 +809,12 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       medianTime: blockInfo(node.tipHash)!.medianTime,
       spender: (txid, vout) => spent.get(toHex(txid) + ":" + vout),
       allowReplacement,
-      parentsOf: (k) => view.get(k)?.depends.map(toHex) ?? [],
+      poolEntry: (k) => {
+        const e = view.get(k);
+        return e === undefined
+          ? undefined
+          : { vsize: e.vsize, parents: e.depends.map(toHex), children: e.spentBy.map(toHex) };
+      },
       coin: (txid, vout) => {
         const utxo = node.utxo(txid, vout);
         if (utxo !== undefined) return utxo;

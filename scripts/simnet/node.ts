@@ -636,7 +636,7 @@ export class SimNode {
   }
 
   /** Adds a transaction to the mempool; one that conflicts replaces (full RBF) and lists what it evicted. */
-  private accept(rawIn: Uint8Array, time: number, replaced?: Uint8Array[]): PoolTx {
+  private accept(rawIn: Uint8Array, time: number, replaced?: Uint8Array[], bypassLimits = false): PoolTx {
     const raw = rawIn.slice();
     let tx: Transaction;
     try {
@@ -665,7 +665,8 @@ export class SimNode {
       medianTime: tip.medianTime,
       spender: (txid, vout) => this.spends.get(outpointKey(txid, vout)),
       allowReplacement: true,
-      parentsOf: (k) => this.mempool.get(k)?.parents ?? [],
+      poolEntry: (k) => this.mempool.get(k),
+      bypassLimits,
       coin: (txid, vout) => {
         const e = this.utxos.find(txid, 0, vout);
         if (e >= 0) return this.coinAt(e);
@@ -888,7 +889,14 @@ export class SimNode {
     if (f.weight > 100_000 || !f.setValues(Math.ceil(f.feeRate() * vsize))) return null;
     const w = new ByteWriter(f.size + 16);
     f.write(w);
-    const added = this.accept(w.written(), this.now());
+    let added: PoolTx;
+    try {
+      added = this.accept(w.written(), this.now());
+    } catch (e) {
+      // A chain of unconfirmed transactions at Core's limits: traffic tries another spend instead.
+      if (e instanceof CoreRpcError && e.message.startsWith("too-long-mempool-chain")) return null;
+      throw e;
+    }
     this.trackForFees(added, false);
     return added;
   }
@@ -1080,7 +1088,8 @@ export class SimNode {
     toMempool.sort((a, b) => a - b); // parents before children
     for (const i of toMempool) {
       try {
-        this.accept(old[i].tx.raw, now);
+        // Core returns a disconnected block's transactions to the mempool without its chain limits.
+        this.accept(old[i].tx.raw, now, undefined, true);
         back.push(old[i].tx.txid);
       } catch (e) {
         if (!(e instanceof CoreRpcError)) throw e;
@@ -1089,7 +1098,7 @@ export class SimNode {
     }
     for (const p of oldPool) {
       try {
-        this.accept(p.raw, p.time);
+        this.accept(p.raw, p.time, undefined, true);
       } catch (e) {
         if (!(e instanceof CoreRpcError)) throw e;
         evicted.push(p.tx.txid);

@@ -150,6 +150,13 @@ export interface SpentCoin {
   parent?: string;
 }
 
+/** A mempool transaction as the chain limits see it. */
+export interface PoolNode {
+  vsize: number;
+  parents: Iterable<string>;
+  children: Iterable<string>;
+}
+
 /** What acceptance looks up: the chain tip, the mempool's spends and the outputs inputs name. */
 export interface AcceptanceView {
   /** Height of the block that would confirm the transaction. */
@@ -163,8 +170,10 @@ export interface AcceptanceView {
    * outright (testmempoolaccept of several transactions: "bip125-replacement-disallowed").
    */
   allowReplacement: boolean;
-  /** The in-mempool parents of a mempool transaction, by key. */
-  parentsOf(key: string): Iterable<string>;
+  /** A mempool transaction by key: its size and its in-mempool parents and children (undefined if absent). */
+  poolEntry(key: string): PoolNode | undefined;
+  /** Transactions a reorg returns to the mempool skip the chain limits (Core's bypass_limits). */
+  bypassLimits?: boolean;
   /** The unspent output, confirmed or in the mempool (never an unspendable one), or undefined. */
   coin(txid: Uint8Array, vout: number): SpentCoin | undefined;
 }
@@ -251,6 +260,10 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
   const fee = valueIn - valueOut;
   const minFee = feeForSize(MIN_RELAY_FEE, vsize);
   if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
+  if (!view.bypassLimits) {
+    const chain = chainLimitsError(parents, vsize, conflicts, view);
+    if (chain !== null) return no(`too-long-mempool-chain, ${chain}`);
+  }
   if (conflicts.size > 0) {
     // Spending an output of a transaction it replaces (or of one of that one's descendants) would leave it
     // without its inputs (Core: EntriesAndTxidsDisjoint, over the ancestors in txid order).
@@ -260,7 +273,7 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
       const k = stack.pop()!;
       if (ancestors.has(k)) continue;
       ancestors.add(k);
-      for (const p of view.parentsOf(k)) stack.push(p);
+      for (const p of view.poolEntry(k)?.parents ?? []) stack.push(p);
     }
     const spent = byTxid(ancestors).find((k) => conflicts.has(k));
     if (spent !== undefined) {
@@ -272,6 +285,109 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
     }
   }
   return { ok: true, fee, vsize, sigops, parents, conflicts };
+}
+
+/** -limitancestorcount / -limitdescendantcount defaults. */
+const CHAIN_COUNT_LIMIT = 25;
+/** -limitancestorsize / -limitdescendantsize defaults (101 kvB). */
+const CHAIN_SIZE_LIMIT = 101_000;
+/** A child this small may exceed a parent's descendant limits by one (Core's CPFP carve-out). */
+const EXTRA_DESCENDANT_TX_SIZE_LIMIT = 10_000;
+
+interface ChainLimits {
+  ancestorCount: number;
+  ancestorSize: number;
+  descendantCount: number;
+  descendantSize: number;
+}
+
+/**
+ * Core's mempool chain limits for a new transaction (CalculateMemPoolAncestors in PreChecks), with its two
+ * relaxations: a replacement of a single transaction does not count that one and its descendants, and a small
+ * transaction with a single unconfirmed ancestor may be one descendant over the limit (the CPFP carve-out).
+ * Returns the message after "too-long-mempool-chain, ", or null.
+ */
+function chainLimitsError(
+  parents: ReadonlySet<string>,
+  vsize: number,
+  conflicts: ReadonlySet<string>,
+  view: AcceptanceView,
+): string | null {
+  const limits: ChainLimits = {
+    ancestorCount: CHAIN_COUNT_LIMIT,
+    ancestorSize: CHAIN_SIZE_LIMIT,
+    descendantCount: CHAIN_COUNT_LIMIT,
+    descendantSize: CHAIN_SIZE_LIMIT,
+  };
+  if (conflicts.size === 1) {
+    const [only] = conflicts;
+    limits.descendantCount += 1;
+    limits.descendantSize += descendantTotals(only, view).size;
+  }
+  const error = ancestorLimitsError(parents, vsize, limits, view);
+  if (error === null || vsize > EXTRA_DESCENDANT_TX_SIZE_LIMIT) return error;
+  const carveOut: ChainLimits = {
+    ancestorCount: 2,
+    ancestorSize: limits.ancestorSize,
+    descendantCount: limits.descendantCount + 1,
+    descendantSize: limits.descendantSize + EXTRA_DESCENDANT_TX_SIZE_LIMIT,
+  };
+  return ancestorLimitsError(parents, vsize, carveOut, view) === null ? null : error;
+}
+
+/** Core's CalculateAncestorsAndCheckLimits: ancestors visited in txid order, each checked as it is reached. */
+function ancestorLimitsError(
+  parents: ReadonlySet<string>,
+  vsize: number,
+  limits: ChainLimits,
+  view: AcceptanceView,
+): string | null {
+  if (parents.size + 1 > limits.ancestorCount) {
+    return `too many unconfirmed parents [limit: ${limits.ancestorCount}]`;
+  }
+  const ancestors = new Set<string>();
+  const staged = new Set<string>(parents);
+  let totalSize = vsize;
+  while (staged.size > 0) {
+    const key = [...staged].sort()[0];
+    staged.delete(key);
+    ancestors.add(key);
+    const entry = view.poolEntry(key);
+    if (entry === undefined) continue;
+    totalSize += entry.vsize;
+    const family = descendantTotals(key, view);
+    if (family.size + vsize > limits.descendantSize) {
+      return `exceeds descendant size limit for tx ${displayKey(key)} [limit: ${limits.descendantSize}]`;
+    }
+    if (family.count + 1 > limits.descendantCount) {
+      return `too many descendants for tx ${displayKey(key)} [limit: ${limits.descendantCount}]`;
+    }
+    if (totalSize > limits.ancestorSize) return `exceeds ancestor size limit [limit: ${limits.ancestorSize}]`;
+    for (const p of entry.parents) {
+      if (!ancestors.has(p)) staged.add(p);
+      if (staged.size + ancestors.size + 1 > limits.ancestorCount) {
+        return `too many unconfirmed ancestors [limit: ${limits.ancestorCount}]`;
+      }
+    }
+  }
+  return null;
+}
+
+/** A mempool transaction with all its descendants: how many, and their total vsize. */
+function descendantTotals(key: string, view: AcceptanceView): { count: number; size: number } {
+  const seen = new Set<string>();
+  const stack = [key];
+  let size = 0;
+  while (stack.length > 0) {
+    const k = stack.pop()!;
+    if (seen.has(k)) continue;
+    const e = view.poolEntry(k);
+    if (e === undefined) continue;
+    seen.add(k);
+    size += e.vsize;
+    for (const c of e.children) stack.push(c);
+  }
+  return { count: seen.size, size };
 }
 
 /** Transactions one replacement may evict, counting each direct conflict with its descendants (Core's rule 5). */

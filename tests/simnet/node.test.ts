@@ -537,3 +537,43 @@ Deno.test("the fee estimate learns, as Core's, only from transactions seen enter
   assert.deepEqual(node.estimateFeeRate(1), { satPerVb: 50, blocks: 2 });
   assert.deepEqual(node.estimateFeeRate(6), { satPerVb: 2, blocks: 4 });
 });
+
+Deno.test("acceptTx keeps Core's mempool chain limits, with the CPFP carve-out", async () => {
+  const node = await tempNode(200, "chain-limits");
+  const [a, b] = spendable(node, 2);
+  const display = (txid: Uint8Array) => toHex(txid.slice().reverse());
+  // A chain: the 25th may have 24 unconfirmed ancestors; the 26th would have 25.
+  let prev = { txid: a.txid, vout: a.vout, value: a.coin.value };
+  for (let i = 0; i < 25; i++) {
+    const value = prev.value - 1000;
+    const txid = node.acceptTx(buildTx([prev], [{ value, script: P2WPKH(1) }]));
+    prev = { txid, vout: 0, value };
+  }
+  rpcError(
+    () => node.acceptTx(buildTx([prev], [{ value: prev.value - 1000, script: P2WPKH(1) }])),
+    -26,
+    "too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]",
+  );
+  // A parent with 24 children is at its descendant limit; one more small child still goes in (the carve-out
+  // keeps room for one), a second does not.
+  const fanout = 27;
+  const parentRaw = buildTx(
+    [b],
+    Array.from(
+      { length: fanout },
+      () => ({ value: Math.floor((b.coin.value - 10_000) / fanout), script: P2WPKH(2) }),
+    ),
+  );
+  const parentId = node.acceptTx(parentRaw);
+  const share = Math.floor((b.coin.value - 10_000) / fanout);
+  const child = (vout: number) =>
+    buildTx([{ txid: parentId, vout }], [{ value: share - 1000, script: P2WPKH(3) }]);
+  for (let vout = 0; vout < 24; vout++) node.acceptTx(child(vout));
+  node.acceptTx(child(24));
+  rpcError(
+    () => node.acceptTx(child(25)),
+    -26,
+    `too-long-mempool-chain, too many descendants for tx ${display(parentId)} [limit: 25]`,
+  );
+  assert.equal(node.mempoolTx(parentId)!.spentBy.length, 25);
+});
