@@ -802,6 +802,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
     spent: Map<string, string>,
     pending: Map<string, Transaction>,
     allowReplacement: boolean,
+    allowCarveouts: boolean,
   ): Acceptance {
     const spendHeight = node.height + 1;
     return checkAcceptance(tx, {
@@ -809,6 +810,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
       medianTime: blockInfo(node.tipHash)!.medianTime,
       spender: (txid, vout) => spent.get(toHex(txid) + ":" + vout),
       allowReplacement,
+      allowCarveouts,
       poolEntry: (k) => {
         const e = view.get(k);
         return e === undefined
@@ -832,7 +834,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
    * replacement rules when it conflicts with the mempool.
    */
   function testAccept(tx: Transaction, view: PoolView): Acceptance {
-    const check = precheck(tx, view, spentOutpoints(view), new Map(), true);
+    const check = precheck(tx, view, spentOutpoints(view), new Map(), true, true);
     if (!check.ok || check.conflicts.size === 0) return check;
     const replacement = checkReplacement(tx, check.fee, check.vsize, check.conflicts, (k) => {
       const e = view.get(k);
@@ -1190,7 +1192,7 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             // Core compares the feerate cap after PreChecks and before the replacement rules, as CFeeRate values
             // (truncated sat/kvB).
             const view = poolView();
-            const check = precheck(tx, view, spentOutpoints(view), new Map(), true);
+            const check = precheck(tx, view, spentOutpoints(view), new Map(), true, false);
             if (check.ok && maxRate > 0 && Math.floor((check.fee * 1000) / check.vsize) > maxRate) {
               r.error = "max feerate exceeded";
               failed = true;
@@ -1267,7 +1269,9 @@ export function coreMethods(node: SimNode, opts: CoreMethodOptions): RpcMethodTa
             check = { ok: false, code: RPC.VERIFY_REJECTED, reason: "txn-already-known" };
           } else {
             // One transaction may replace; several are a package, which testmempoolaccept never lets replace.
-            check = txs.length === 1 ? testAccept(tx, view) : precheck(tx, view, spent, pending, false);
+            check = txs.length === 1
+              ? testAccept(tx, view)
+              : precheck(tx, view, spent, pending, false, false);
           }
           if (!check.ok) {
             r.allowed = false;

@@ -621,7 +621,7 @@ export class SimNode {
   acceptTx(raw: Uint8Array, replaced?: Uint8Array[], opts: { package?: boolean } = {}): Uint8Array {
     this.ensureState();
     const changes = this.mempoolChanges;
-    const p = this.accept(raw, this.now(), replaced);
+    const p = this.accept(raw, this.now(), replaced, !(opts.package ?? false));
     // Already in the mempool: nothing changed, and it keeps the entry it had.
     if (this.mempoolChanges !== changes) this.trackForFees(p, opts.package ?? false);
     return p.tx.txid;
@@ -636,7 +636,7 @@ export class SimNode {
   }
 
   /** Adds a transaction to the mempool; one that conflicts replaces (full RBF) and lists what it evicted. */
-  private accept(rawIn: Uint8Array, time: number, replaced?: Uint8Array[], bypassLimits = false): PoolTx {
+  private accept(rawIn: Uint8Array, time: number, replaced?: Uint8Array[], allowCarveouts = true): PoolTx {
     const raw = rawIn.slice();
     let tx: Transaction;
     try {
@@ -666,7 +666,7 @@ export class SimNode {
       spender: (txid, vout) => this.spends.get(outpointKey(txid, vout)),
       allowReplacement: true,
       poolEntry: (k) => this.mempool.get(k),
-      bypassLimits,
+      allowCarveouts,
       coin: (txid, vout) => {
         const e = this.utxos.find(txid, 0, vout);
         if (e >= 0) return this.coinAt(e);
@@ -819,7 +819,10 @@ export class SimNode {
 
   // ---- traffic ----
 
-  /** Adds `n` generator-made valid transactions (some spending each other) to the mempool; returns txids. */
+  /**
+   * Adds `n` generator-made valid transactions (some spending each other) to the mempool; returns their txids,
+   * fewer than `n` when the node runs out of outputs to spend within Core's chain limits.
+   */
   addMempoolTraffic(n: number): Uint8Array[] {
     if (!Number.isInteger(n) || n < 0) {
       throw new CoreRpcError(RPC.INVALID_PARAMETER, `bad transaction count ${n}`);
@@ -835,7 +838,7 @@ export class SimNode {
     for (let k = 0; k < n; k++) {
       let made: PoolTx | null = null;
       for (let attempt = 0; attempt < 20 && made === null; attempt++) made = this.trafficTx(memOutputs);
-      if (made === null) break; // nothing left to spend
+      if (made === null) break; // nothing left to spend within Core's chain limits
       out.push(made.tx.txid);
       made.tx.outputs.forEach((o, j) => {
         if (!isUnspendable(o.script)) memOutputs.push([made!.key, j]);
@@ -850,6 +853,7 @@ export class SimNode {
     const u1 = p.float();
     const want = u1 < 0.75 ? 1 : u1 < 0.93 ? 2 : p.range(3, 5);
     const used = new Set<string>();
+    const memParents = new Set<string>();
     for (let tries = 0; f.nIn < want && tries < 40; tries++) {
       if (memOutputs.length > 0 && p.chance(0.3)) {
         const [key, vout] = memOutputs[p.int(memOutputs.length)];
@@ -858,6 +862,7 @@ export class SimNode {
         const ok = outpointKey(parent.tx.txid, vout);
         if (this.spends.has(ok) || used.has(ok)) continue;
         used.add(ok);
+        memParents.add(key);
         const o = parent.tx.outputs[vout];
         f.addInput(parent.tx.txid, 0, vout, o.value, Math.max(0, kindCodeOf(o.script)));
       } else {
@@ -893,9 +898,12 @@ export class SimNode {
     try {
       added = this.accept(w.written(), this.now());
     } catch (e) {
-      // A chain of unconfirmed transactions at Core's limits: traffic tries another spend instead.
-      if (e instanceof CoreRpcError && e.message.startsWith("too-long-mempool-chain")) return null;
-      throw e;
+      if (!(e instanceof CoreRpcError) || !e.message.startsWith("too-long-mempool-chain")) throw e;
+      // Those parents' chains are at Core's limits: traffic stops offering their outputs and tries another spend.
+      for (let i = memOutputs.length - 1; i >= 0; i--) {
+        if (memParents.has(memOutputs[i][0])) memOutputs.splice(i, 1);
+      }
+      return null;
     }
     this.trackForFees(added, false);
     return added;
@@ -1088,8 +1096,7 @@ export class SimNode {
     toMempool.sort((a, b) => a - b); // parents before children
     for (const i of toMempool) {
       try {
-        // Core returns a disconnected block's transactions to the mempool without its chain limits.
-        this.accept(old[i].tx.raw, now, undefined, true);
+        this.accept(old[i].tx.raw, now);
         back.push(old[i].tx.txid);
       } catch (e) {
         if (!(e instanceof CoreRpcError)) throw e;
@@ -1098,7 +1105,9 @@ export class SimNode {
     }
     for (const p of oldPool) {
       try {
-        this.accept(p.raw, p.time, undefined, true);
+        // Core keeps these and then drops those a returning chain puts over its limits: re-adding them in order
+        // under the limits leaves the same mempool.
+        this.accept(p.raw, p.time);
       } catch (e) {
         if (!(e instanceof CoreRpcError)) throw e;
         evicted.push(p.tx.txid);

@@ -172,8 +172,11 @@ export interface AcceptanceView {
   allowReplacement: boolean;
   /** A mempool transaction by key: its size and its in-mempool parents and children (undefined if absent). */
   poolEntry(key: string): PoolNode | undefined;
-  /** Transactions a reorg returns to the mempool skip the chain limits (Core's bypass_limits). */
-  bypassLimits?: boolean;
+  /**
+   * The chain limits' two allowances (CPFP carve-out, single-replacement) apply to single transactions only;
+   * Core turns them off for packages (m_allow_carveouts).
+   */
+  allowCarveouts: boolean;
   /** The unspent output, confirmed or in the mempool (never an unspendable one), or undefined. */
   coin(txid: Uint8Array, vout: number): SpentCoin | undefined;
 }
@@ -260,10 +263,8 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
   const fee = valueIn - valueOut;
   const minFee = feeForSize(MIN_RELAY_FEE, vsize);
   if (fee < minFee) return no(`min relay fee not met, ${fee} < ${minFee}`);
-  if (!view.bypassLimits) {
-    const chain = chainLimitsError(parents, vsize, conflicts, view);
-    if (chain !== null) return no(`too-long-mempool-chain, ${chain}`);
-  }
+  const chain = chainLimitsError(parents, vsize, conflicts, view);
+  if (chain !== null) return no(`too-long-mempool-chain, ${chain}`);
   if (conflicts.size > 0) {
     // Spending an output of a transaction it replaces (or of one of that one's descendants) would leave it
     // without its inputs (Core: EntriesAndTxidsDisjoint, over the ancestors in txid order).
@@ -319,13 +320,13 @@ function chainLimitsError(
     descendantCount: CHAIN_COUNT_LIMIT,
     descendantSize: CHAIN_SIZE_LIMIT,
   };
-  if (conflicts.size === 1) {
+  if (view.allowCarveouts && conflicts.size === 1) {
     const [only] = conflicts;
     limits.descendantCount += 1;
     limits.descendantSize += descendantTotals(only, view).size;
   }
   const error = ancestorLimitsError(parents, vsize, limits, view);
-  if (error === null || vsize > EXTRA_DESCENDANT_TX_SIZE_LIMIT) return error;
+  if (error === null || !view.allowCarveouts || vsize > EXTRA_DESCENDANT_TX_SIZE_LIMIT) return error;
   const carveOut: ChainLimits = {
     ancestorCount: 2,
     ancestorSize: limits.ancestorSize,

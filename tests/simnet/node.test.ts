@@ -569,6 +569,12 @@ Deno.test("acceptTx keeps Core's mempool chain limits, with the CPFP carve-out",
   const child = (vout: number) =>
     buildTx([{ txid: parentId, vout }], [{ value: share - 1000, script: P2WPKH(3) }]);
   for (let vout = 0; vout < 24; vout++) node.acceptTx(child(vout));
+  // In a package the carve-out does not apply (Core's m_allow_carveouts).
+  rpcError(
+    () => node.acceptTx(child(24), undefined, { package: true }),
+    -26,
+    `too-long-mempool-chain, too many descendants for tx ${display(parentId)} [limit: 25]`,
+  );
   node.acceptTx(child(24));
   rpcError(
     () => node.acceptTx(child(25)),
@@ -576,4 +582,23 @@ Deno.test("acceptTx keeps Core's mempool chain limits, with the CPFP carve-out",
     `too-long-mempool-chain, too many descendants for tx ${display(parentId)} [limit: 25]`,
   );
   assert.equal(node.mempoolTx(parentId)!.spentBy.length, 25);
+});
+
+Deno.test("a reorg returns transactions to the mempool only within Core's chain limits", async () => {
+  const node = await tempNode(200, "reorg-limits");
+  const [a] = spendable(node, 1);
+  let prev = { txid: a.txid, vout: a.vout, value: a.coin.value };
+  const step = () => {
+    const value = prev.value - 1000;
+    const txid = node.acceptTx(buildTx([prev], [{ value, script: P2WPKH(1) }]));
+    prev = { txid, vout: 0, value };
+  };
+  // A chain of 35 confirmed over two blocks: undone, it would be 35 deep in the mempool.
+  for (let i = 0; i < 25; i++) step();
+  node.mine(1);
+  for (let i = 0; i < 10; i++) step();
+  node.mine(1);
+  const r = node.reorg(2, { toMempool: 35 });
+  assert.equal(node.mempoolEntries().length, 25, "the first 25 come back");
+  assert.equal(r.evicted.length, 10, "the rest would exceed 25 unconfirmed ancestors");
 });
