@@ -170,6 +170,8 @@ export class Mempool {
   private catchingUp:
     | { promise: Promise<void>; resolve: () => void; timer: ReturnType<typeof setTimeout> }
     | undefined;
+  /** Backups so far: a refresh whose list was taken before the latest one cannot end the wait for it. */
+  private backups = 0;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -255,6 +257,7 @@ export class Mempool {
    * at most BACKUP_WAIT_MS (bitcoind may be unreachable).
    */
   backedUp(): void {
+    this.backups++;
     if (this.catchingUp !== undefined) return;
     const { promise, resolve } = Promise.withResolvers<void>();
     const timer = setTimeout(() => this.caughtUp(), BACKUP_WAIT_MS);
@@ -339,6 +342,7 @@ export class Mempool {
     // moment they would be nowhere (a payment vanishing from the wallet); taken across a block it could add
     // back what we have confirmed. So it counts only when bitcoind's tip before and after it is our tip;
     // otherwise the refresh after our next flush takes it (ElectrumX waits for the same).
+    const backups = this.backups;
     const before = await this.daemon.call<unknown>("getbestblockhash");
     const list = await this.daemon.call<unknown>("getrawmempool", [false]);
     const after = await this.daemon.call<unknown>("getbestblockhash");
@@ -353,14 +357,18 @@ export class Mempool {
     const confirmedMeanwhile = new Set<string>();
     this.confirmedSinceList = confirmedMeanwhile;
     try {
-      return await this.update(list, confirmedMeanwhile);
+      return await this.update(list, confirmedMeanwhile, backups);
     } finally {
       this.confirmedSinceList = undefined;
     }
   }
 
   /** refreshOnce() once its list is known to belong to the database's block. */
-  private async update(list: unknown[], confirmedMeanwhile: Set<string>): Promise<Uint8Array[]> {
+  private async update(
+    list: unknown[],
+    confirmedMeanwhile: Set<string>,
+    backups: number,
+  ): Promise<Uint8Array[]> {
     const gen = ++this.generation;
     const fresh: string[] = [];
     let known = 0;
@@ -425,7 +433,8 @@ export class Mempool {
     if (added > 0 || removed.length > 0) this.histogramDirty = true;
     this.maybeRecomputeHistogram();
     this.logRefresh(added, removed.length);
-    this.caughtUp();
+    // A list taken before a backup lacks what that backup undid: only a later refresh can end the wait.
+    if (this.backups === backups) this.caughtUp();
     return [...touched.values()];
   }
 

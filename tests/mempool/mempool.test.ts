@@ -395,6 +395,33 @@ Deno.test("after a backup, settled() holds answers until the next refresh has br
   assert.equal(mempool.settled(), undefined);
 });
 
+Deno.test("a refresh whose list was taken before a backup does not end settled(); the next one does", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3);
+  const coin = coinTxid("stale-list"), other = coinTxid("stale-other");
+  store.flush([[coin, 0, A, 20_000], [other, 0, C, 30_000]]);
+  await mempool.refresh();
+  // A refresh lists q; while it fetches q a block is undone, returning p to bitcoind's mempool.
+  const q = makeTx([[other, 0]], [[C, 29_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  daemon.add(q);
+  daemon.beforeFetch = () => {
+    daemon.beforeFetch = undefined;
+    store.flush([]);
+    mempool.backedUp();
+    daemon.add(p);
+  };
+  await mempool.refresh();
+  assert.ok(mempool.has(q.txid));
+  assert.equal(mempool.has(p.txid), false, "the list predates the backup");
+  const waiting = mempool.settled();
+  assert.ok(waiting !== undefined, "answers still wait for p");
+  await mempool.refresh();
+  await waiting;
+  assert.ok(mempool.has(p.txid));
+  assert.equal(mempool.settled(), undefined);
+});
+
 Deno.test("nothing changed: one getrawmempool, no fetch, no database read, nothing touched", async () => {
   const { daemon, store, mempool } = setup();
   const coin = coinTxid("q");
