@@ -1,7 +1,7 @@
 // The parts of Bitcoin Core's relay policy simnet's mempool applies: dust, standard outputs, sigop cost
 // and the sigop-adjusted virtual size, and FormatMoney for reject messages.
 import { classifyScript, readOp, witnessProgram } from "../../src/chain/script.ts";
-import { toHex } from "../../src/chain/hex.ts";
+import { fromHex, toHex, toHexReversed } from "../../src/chain/hex.ts";
 import { isCoinbase, type Transaction } from "../../src/chain/tx.ts";
 import { COINBASE_MATURITY } from "./generator.ts";
 import { RPC } from "./rpc_types.ts";
@@ -279,7 +279,7 @@ export function checkAcceptance(tx: Transaction, view: AcceptanceView): Acceptan
     const spent = byTxid(ancestors).find((k) => conflicts.has(k));
     if (spent !== undefined) {
       return no(
-        `bad-txns-spends-conflicting-tx, ${displayTxid(tx.txid)} spends conflicting transaction ${
+        `bad-txns-spends-conflicting-tx, ${toHexReversed(tx.txid)} spends conflicting transaction ${
           displayKey(spent)
         }`,
       );
@@ -376,19 +376,10 @@ function ancestorLimitsError(
 
 /** A mempool transaction with all its descendants: how many, and their total vsize. */
 function descendantTotals(key: string, view: AcceptanceView): { count: number; size: number } {
-  const seen = new Set<string>();
-  const stack = [key];
+  const family = descendantsOf(key, (k) => view.poolEntry(k));
   let size = 0;
-  while (stack.length > 0) {
-    const k = stack.pop()!;
-    if (seen.has(k)) continue;
-    const e = view.poolEntry(k);
-    if (e === undefined) continue;
-    seen.add(k);
-    size += e.vsize;
-    for (const c of e.children) stack.push(c);
-  }
-  return { count: seen.size, size };
+  for (const k of family) size += view.poolEntry(k)!.vsize;
+  return { count: family.size, size };
 }
 
 /** Transactions one replacement may evict, counting each direct conflict with its descendants (Core's rule 5). */
@@ -420,7 +411,7 @@ export function checkReplacement(
   entry: (key: string) => ReplacedEntry | undefined,
 ): { ok: true; replaced: Set<string> } | Rejection {
   const no = (reason: string) => ({ ok: false as const, code: RPC.VERIFY_REJECTED, reason });
-  const txid = displayTxid(tx.txid);
+  const txid = toHexReversed(tx.txid);
   const rate = feeRate(fee, vsize);
   // Core keeps conflicts in sets ordered by txid, so the first one to fail a rule is the lowest txid's.
   const direct = byTxid(conflicts);
@@ -475,15 +466,20 @@ export function checkReplacement(
   return { ok: true, replaced };
 }
 
-/** A mempool transaction and every in-mempool descendant of it. */
-function descendantsOf(key: string, entry: (key: string) => ReplacedEntry | undefined): Set<string> {
+/** A mempool transaction and every in-mempool descendant of it (keys `entry` does not know are left out). */
+function descendantsOf(
+  key: string,
+  entry: (key: string) => { children: Iterable<string> } | undefined,
+): Set<string> {
   const out = new Set<string>();
   const stack = [key];
   while (stack.length > 0) {
     const k = stack.pop()!;
     if (out.has(k)) continue;
+    const e = entry(k);
+    if (e === undefined) continue;
     out.add(k);
-    for (const c of entry(k)!.children) stack.push(c);
+    for (const c of e.children) stack.push(c);
   }
   return out;
 }
@@ -503,10 +499,7 @@ function byTxid(keys: Iterable<string>): string[] {
   return [...keys].sort();
 }
 
-function displayTxid(txid: Uint8Array): string {
-  return toHex(txid.slice().reverse());
-}
-
+/** A key (internal-order hex) as Core prints txids. */
 function displayKey(key: string): string {
-  return key.match(/../g)!.reverse().join("");
+  return toHexReversed(fromHex(key));
 }
