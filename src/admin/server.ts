@@ -5,9 +5,7 @@
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { errorDetail, errorText } from "../error_text.ts";
-
-/** Pause after a failed accept before the next (ms). */
-const ACCEPT_RETRY_MS = 200;
+import { serveConnections } from "../accept_loop.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -82,52 +80,18 @@ export function startAdminServer(opts: AdminServerOptions): AdminServer {
         "stop Coulomb; firewall it or use rpc://127.0.0.1:8000",
     );
   }
-  const conns = new Set<Deno.Conn>();
-  const handlers = new Set<Promise<void>>();
-  let closed = false;
-
-  const acceptLoop = (async () => {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (closed || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
-        // E.g. out of file descriptors: retrying at once would spin and flood the log until one is free.
-        opts.log.warn(`admin RPC: accepting failed: ${errorText(e)}`);
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        continue;
-      }
-      if (closed || conns.size >= MAX_CONNECTIONS) {
-        if (!closed) opts.log.warn(`admin RPC: refused a connection: ${MAX_CONNECTIONS} are open`);
-        safeClose(conn);
-        continue;
-      }
-      conns.add(conn);
-      const h = serveConnection(conn, opts).finally(() => {
-        conns.delete(conn);
-        safeClose(conn);
-        handlers.delete(h);
-      });
-      handlers.add(h);
-    }
-  })();
+  const connections = serveConnections(listener, {
+    maxConnections: MAX_CONNECTIONS,
+    serve: (conn) => serveConnection(conn, opts),
+    onAcceptError: (e) => opts.log.warn(`admin RPC: accepting failed: ${errorText(e)}`),
+    onRefused: () => opts.log.warn(`admin RPC: refused a connection: ${MAX_CONNECTIONS} are open`),
+  });
 
   let closing: Promise<void> | undefined;
   return {
     address,
     close() {
-      closing ??= (async () => {
-        closed = true;
-        try {
-          listener.close();
-        } catch {
-          // Already closed.
-        }
-        await acceptLoop;
-        for (const c of conns) safeClose(c);
-        await Promise.allSettled([...handlers]);
-      })();
+      closing ??= connections.close();
       return closing;
     },
   };
@@ -310,14 +274,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.length);
   return out;
-}
-
-function safeClose(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed by the peer or by us.
-  }
 }
 
 /** True for 127.0.0.0/8, ::1 and localhost. */

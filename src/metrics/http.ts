@@ -7,6 +7,7 @@ import { hostPort } from "../host_port.ts";
 import type { CoulombMetrics } from "./coulomb.ts";
 import { statusPage } from "./page.ts";
 import { errorDetail, errorText } from "../error_text.ts";
+import { closeQuietly, serveConnections } from "../accept_loop.ts";
 
 /** What startMetricsServer needs. */
 export interface MetricsServerOptions {
@@ -36,7 +37,6 @@ const PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 // descriptors on purpose, and descriptors are what the Electrum listeners need to accept wallets.
 const DEADLINE_MS = 10_000;
 const MAX_CONNECTIONS = 16;
-const ACCEPT_RETRY_MS = 200;
 // Longest request head read (request line and headers); browsers send about 1 KB.
 const MAX_HEAD = 16 * 1024;
 
@@ -58,38 +58,15 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
   log.info(`serving metrics at http://${shown}/metrics and the status page at http://${shown}/`);
 
   const deadlineMs = opts.deadlineMs ?? DEADLINE_MS;
-  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
-  const open = new Set<Deno.Conn>();
-  const exchanges = new Set<Promise<void>>();
-  let stopped = false;
-  const accepting = (async () => {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (stopped) return;
-        // E.g. out of file descriptors for a moment: keep the endpoint, try again shortly.
-        log.warn(`accepting a metrics connection failed: ${errorText(e)}`);
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        continue;
-      }
-      if (open.size >= maxConnections) {
-        closeQuietly(conn);
-        continue;
-      }
-      open.add(conn);
+  const connections = serveConnections(listener, {
+    maxConnections: opts.maxConnections ?? MAX_CONNECTIONS,
+    serve: (conn) => {
       const timer = setTimeout(() => closeQuietly(conn), deadlineMs);
-      const exchange = serveOne(conn, metrics, log)
-        .finally(() => {
-          clearTimeout(timer);
-          open.delete(conn);
-          closeQuietly(conn);
-          exchanges.delete(exchange);
-        });
-      exchanges.add(exchange);
-    }
-  })();
+      return serveOne(conn, metrics, log).finally(() => clearTimeout(timer));
+    },
+    // E.g. out of file descriptors for a moment: the endpoint stays, the accept is tried again shortly.
+    onAcceptError: (e) => log.warn(`accepting a metrics connection failed: ${errorText(e)}`),
+  });
 
   let sizing: Promise<void> | undefined;
   const sample = () => {
@@ -107,11 +84,7 @@ export function startMetricsServer(opts: MetricsServerOptions): MetricsServer {
     close() {
       closing ??= (async () => {
         clearInterval(timer);
-        stopped = true;
-        closeQuietly(listener);
-        await accepting;
-        for (const conn of open) closeQuietly(conn);
-        await Promise.all(exchanges);
+        await connections.close();
         await sizing;
       })();
       return closing;
@@ -226,14 +199,6 @@ async function encodeResponse(res: Response, head: boolean): Promise<Uint8Array>
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let done = 0;
   while (done < bytes.length) done += await conn.write(bytes.subarray(done));
-}
-
-function closeQuietly(c: Deno.Conn | Deno.Listener): void {
-  try {
-    c.close();
-  } catch {
-    // already closed
-  }
 }
 
 function route(method: string, path: string, metrics: CoulombMetrics): Response {
