@@ -182,11 +182,12 @@ export async function startServing(
     historyLimit: historyLimit(config.maxSend),
     log,
   });
-  // Each flush takes what it confirmed out of the mempool in the same step (Mempool.confirmed), so no answer
-  // counts a transaction as both; the hashXs that changed go out with that tip's notifications.
+  // Each flush takes what it confirmed, and what its blocks conflict with, out of the mempool in the same step
+  // (Mempool.confirmed), so no answer counts a transaction as both or a mined-over payment as coming; the
+  // hashXs that changed go out with that tip's notifications.
   let confirmedTouched: Uint8Array[] = [];
-  store.onAppend((txids) => {
-    const touched = mempool.confirmed(txids);
+  store.onAppend((txids, spends) => {
+    const touched = mempool.confirmed(txids, spends);
     if (touched.length > 0) confirmedTouched = confirmedTouched.concat(touched);
   });
   // A backup's undone transactions reach the mempool only with its next refresh; answers wait for that.

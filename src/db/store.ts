@@ -154,11 +154,19 @@ export interface FlushUpdate {
    */
   touched?: Uint8Array;
   /**
+   * The outpoints the new blocks' inputs spend, 36 bytes each (txid in internal order, then the vout as a
+   * little-endian u32), coinbases excluded; undefined when the writer did not collect them all.
+   */
+  spends?: Uint8Array;
+  /**
    * Adds every LevelDB change of the flush to the batch (the state is added by commit); calling
    * `batch.section()` between kinds of keys keeps the memory held twice small.
    */
   build(batch: SortedBatch): void;
 }
+
+/** A listener of Store.onAppend: a flush's new txids and the outpoints they spend (see FlushUpdate). */
+export type AppendListener = (txids: Uint8Array, spends: Uint8Array | undefined) => void;
 
 /** What a backup changed. */
 export interface BackupResult {
@@ -241,7 +249,7 @@ export class Store {
   );
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
-  private readonly appendListeners: ((txids: Uint8Array) => void)[] = [];
+  private readonly appendListeners: AppendListener[] = [];
   private readonly backupListeners: (() => void)[] = [];
   private readonly scans: ScanPool;
   private closed = false;
@@ -273,11 +281,12 @@ export class Store {
   }
 
   /**
-   * Calls `fn` with the txids (32 bytes each, internal order) of every flush's new transactions, in the same
-   * synchronous step that makes the flush visible to readers, so that state kept beside the database (the
-   * mempool) changes with it. `fn` must not throw: the flush has already been committed.
+   * Calls `fn` with the txids (32 bytes each, internal order) of every flush's new transactions and the
+   * outpoints they spend (FlushUpdate.spends), in the same synchronous step that makes the flush visible to
+   * readers, so that state kept beside the database (the mempool) changes with it. `fn` must not throw: the
+   * flush has already been committed.
    */
-  onAppend(fn: (txids: Uint8Array) => void): void {
+  onAppend(fn: AppendListener): void {
     this.appendListeners.push(fn);
   }
 
@@ -884,7 +893,7 @@ export class Store {
       this.blockHashCache.carry(s, update.state);
       // A flush appends transactions; those already found stay where they are (txids repeat only before BIP34).
       this.txLocationCache.carry(s, update.state, new Uint8Array(0));
-      for (const fn of this.appendListeners) fn(update.txids);
+      for (const fn of this.appendListeners) fn(update.txids, update.spends);
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
     // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it

@@ -16,6 +16,8 @@ import { addToRateMap, compactHistogram } from "./histogram.ts";
 /** Core's RPC_INVALID_ADDRESS_OR_KEY: for getrawtransaction, the tx left the mempool after getrawmempool. */
 const RPC_NOT_FOUND = -5;
 const HASHX_LEN = 11;
+/** A packed outpoint of confirmed()'s `spends`: txid, then a u32 vout. */
+const OUTPOINT_LEN = 36;
 const TXID_HEX = /^[0-9a-f]{64}$/;
 
 /** A mempool transaction as history and status need it. */
@@ -135,6 +137,16 @@ interface Candidate {
 /** Longest that answers wait for the refresh after a backup (see Mempool.backedUp), in milliseconds. */
 export const BACKUP_WAIT_MS = 5_000;
 
+/** What flushes did while a refresh was between its list and its update. */
+interface SinceList {
+  /** Txids the flushes confirmed. */
+  readonly confirmed: Set<string>;
+  /** Outpoint keys the flushes' blocks spent. */
+  readonly spent: Set<string>;
+  /** Txids dropped as conflicts of those blocks (with their descendants). */
+  readonly evicted: Set<string>;
+}
+
 /** removeEntry's generation when every remaining entry stays (a confirmation, not a refresh). */
 const ANY_GENERATION = -1;
 
@@ -175,10 +187,10 @@ export class Mempool {
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
-   * While a refresh is between its list and its update: the txids confirmed meanwhile (see confirmed()), which
-   * it must not add. Undefined otherwise, so that flushes nobody races with (a long catch-up) collect nothing.
+   * While a refresh is between its list and its update: what flushes changed meanwhile (see confirmed()), which
+   * it must not undo. Undefined otherwise, so that flushes nobody races with (a long catch-up) collect nothing.
    */
-  private confirmedSinceList: Set<string> | undefined;
+  private sinceList: SinceList | undefined;
   private generation = 0;
   private totalVsize = 0;
   private lastTriedState: unknown = undefined;
@@ -231,24 +243,71 @@ export class Mempool {
   /**
    * Drops the transactions a flush has just confirmed (32-byte txids, internal order) at once, with the flush,
    * rather than at the next refresh: in between, get_balance would count them as confirmed and unconfirmed,
-   * get_mempool would list them, and their children would keep height -1. Returns each hashX whose mempool
-   * state changed (children's included), once. Never throws (the store calls it inside a flush).
+   * get_mempool would list them, and their children would keep height -1. With `spends` (the outpoints the
+   * flush's blocks spend, 36 bytes each: txid in internal order, vout as a little-endian u32) it also drops
+   * the transactions that spend one of them (a replacement we never saw was mined, say) and their
+   * descendants, as bitcoind did when it connected the block: until the next refresh they would otherwise
+   * count a payment that can no longer happen and list coins that no longer exist. Returns each hashX whose
+   * mempool state changed (children's included), once. Never throws (the store calls it inside a flush).
    */
-  confirmed(txids: Uint8Array): Uint8Array[] {
+  confirmed(txids: Uint8Array, spends?: Uint8Array): Uint8Array[] {
     const touched = new Map<string, Uint8Array>();
+    const since = this.sinceList;
     let removed = 0;
     for (let i = 0; i + 32 <= txids.length; i += 32) {
       const hex = toHexReversed(txids.subarray(i, i + 32));
       // A refresh under way may have listed it before the block and be about to add it.
-      this.confirmedSinceList?.add(hex);
+      since?.confirmed.add(hex);
       this.pending.delete(hex);
       const e = this.txs.get(hex);
       if (e === undefined) continue;
       this.removeEntry(e, ANY_GENERATION, touched);
       removed++;
     }
+    if (spends !== undefined && (this.spent.size > 0 || since !== undefined)) {
+      removed += this.dropConflicts(spends, touched);
+    }
     if (removed > 0) this.histogramDirty = true;
     return [...touched.values()];
+  }
+
+  /**
+   * confirmed()'s second half: removes every transaction spending one of `spends` and its descendants. The
+   * block's own transactions are gone by now, so whatever still spends one of those outpoints conflicts.
+   */
+  private dropConflicts(spends: Uint8Array, touched: Map<string, Uint8Array>): number {
+    const since = this.sinceList;
+    const doomed: Entry[] = [];
+    const marked = new Set<Entry>();
+    for (let i = 0; i + OUTPOINT_LEN <= spends.length; i += OUTPOINT_LEN) {
+      const vout =
+        (spends[i + 32] | (spends[i + 33] << 8) | (spends[i + 34] << 16) | (spends[i + 35] << 24)) >>>
+        0;
+      const key = outpointKey(toHexReversed(spends.subarray(i, i + 32)), vout);
+      since?.spent.add(key);
+      const e = this.spent.get(key);
+      if (e !== undefined && !marked.has(e)) {
+        marked.add(e);
+        doomed.push(e);
+      }
+    }
+    // Parents come before their children, so each removal sees its descendants still in place.
+    for (let k = 0; k < doomed.length; k++) {
+      this.forEachChild(doomed[k], (child) => {
+        if (!marked.has(child)) {
+          marked.add(child);
+          doomed.push(child);
+        }
+      });
+    }
+    for (const e of doomed) {
+      since?.evicted.add(e.hex);
+      this.removeEntry(e, ANY_GENERATION, touched);
+    }
+    if (doomed.length > 0) {
+      this.log.debug(`mempool: a block's spends conflict with ${doomed.length} transaction(s); dropped them`);
+    }
+    return doomed.length;
   }
 
   /**
@@ -354,19 +413,19 @@ export class Mempool {
     if (!Array.isArray(list)) {
       throw new MempoolError("bad-reply", `getrawmempool returned ${typeof list}, not a list of txids`);
     }
-    const confirmedMeanwhile = new Set<string>();
-    this.confirmedSinceList = confirmedMeanwhile;
+    const meanwhile: SinceList = { confirmed: new Set(), spent: new Set(), evicted: new Set() };
+    this.sinceList = meanwhile;
     try {
-      return await this.update(list, confirmedMeanwhile, backups);
+      return await this.update(list, meanwhile, backups);
     } finally {
-      this.confirmedSinceList = undefined;
+      this.sinceList = undefined;
     }
   }
 
   /** refreshOnce() once its list is known to belong to the database's block. */
   private async update(
     list: unknown[],
-    confirmedMeanwhile: Set<string>,
+    meanwhile: SinceList,
     backups: number,
   ): Promise<Uint8Array[]> {
     const gen = ++this.generation;
@@ -417,13 +476,22 @@ export class Mempool {
     for (const e of removed) if (this.txs.get(e.hex) === e) this.removeEntry(e, gen, touched);
     let added = 0;
     for (const c of order) {
-      if (confirmedMeanwhile.has(c.hex)) {
+      if (meanwhile.confirmed.has(c.hex)) {
         // Its children failed against it here but would resolve against its confirmed outputs: retry them.
         this.lastTriedState = undefined;
         continue;
       }
       if (!c.ok) {
         if (!this.pending.has(c.hex)) this.pending.set(c.hex, { tx: c.tx, seen: gen });
+        continue;
+      }
+      // Resolved before a block spent one of its coins (or dropped a parent of it): bitcoind dropped it too.
+      if (
+        meanwhile.spent.size > 0 &&
+        (c.spends.some((op) => meanwhile.spent.has(op)) ||
+          c.parentHexes.some((h) => meanwhile.evicted.has(h)))
+      ) {
+        meanwhile.evicted.add(c.hex);
         continue;
       }
       this.pending.delete(c.hex);

@@ -140,6 +140,9 @@ interface PendingUndo {
 const ZERO_HASH = new Uint8Array(32);
 // A window whose tables hold more than this gives them back at flush time rather than keeping them for reuse.
 const RELEASE_BYTES = 64 << 20;
+// Most outpoints a window collects for the mempool (36 MB): beyond it the mempool learns of conflicts only at
+// its next refresh (a window that big is a catch-up after downtime, when the mempool is stale anyway).
+const MAX_WINDOW_SPENDS = 1 << 20;
 
 /** Applies blocks in order on top of a Store, flushes them atomically, and undoes them on reorgs. */
 export class BlockProcessor {
@@ -171,6 +174,12 @@ export class BlockProcessor {
   // Scratch space reused for every block.
   private spentBuf: Uint8Array = new Uint8Array(UNDO_SPENT_LEN * 256);
   private createdBuf: Uint8Array = new Uint8Array(UNDO_CREATED_LEN * 256);
+  // The outpoints the window's blocks spend (RECORD_INPUT_LEN each), for the flush to hand to the mempool,
+  // which drops its transactions that conflict with them. Not collected during the first sync (nobody is
+  // served, the windows are huge) or past MAX_WINDOW_SPENDS; spendsComplete then says the list is not whole.
+  private spendsBuf: Uint8Array = new Uint8Array(RECORD_INPUT_LEN * 256);
+  private spendsLen = 0;
+  private spendsComplete = true;
   private readonly hashXScratch = new Uint8Array(HASHX_LEN);
   private readonly parser: BlockParser;
 
@@ -441,6 +450,8 @@ export class BlockProcessor {
     const unresolved: number[] = [];
     const txCount = getU32(rec, off + 4);
     let p = off + RECORD_TXS;
+    let collect = this.spendsComplete && !this.firstSync;
+    if (this.firstSync) this.spendsComplete = false;
     for (let i = 0; i < txCount; i++) {
       const txidAt = p;
       const nIn = getU32(rec, p + 32), nOut = getU32(rec, p + 36);
@@ -458,6 +469,19 @@ export class BlockProcessor {
           }
         }
       } else {
+        if (collect) {
+          const bytes = nIn * RECORD_INPUT_LEN;
+          if (this.spendsLen + bytes > MAX_WINDOW_SPENDS * RECORD_INPUT_LEN) {
+            collect = false;
+            this.spendsComplete = false;
+          } else {
+            if (this.spendsLen + bytes > this.spendsBuf.length) {
+              this.spendsBuf = growTo(this.spendsBuf, this.spendsLen + bytes);
+            }
+            this.spendsBuf.set(rec.subarray(p, p + bytes), this.spendsLen);
+            this.spendsLen += bytes;
+          }
+        }
         for (let j = 0; j < nIn; j++, p += RECORD_INPUT_LEN) {
           const vout = getU32(rec, p + 32);
           if (!this.spendInto(rec, p, vout, txNum, spentLen, unresolved)) {
@@ -575,6 +599,7 @@ export class BlockProcessor {
       // The window's history rows name every hashX whose history or UTXOs change (a spend is history too), so
       // the server's caches keep the rest. During the first sync nothing is served and nothing is cached.
       touched: this.firstSync ? undefined : this.history.hashXSlab.slice(0, this.history.size * HASHX_LEN),
+      spends: this.spendsComplete ? this.spendsBuf.subarray(0, this.spendsLen) : undefined,
       build: (batch) => {
         cache.forEachLive((txidSlab, txidOff, vout, txNum, hashXs, hashXOff, value) => {
           overlay.insert(txidSlab, txidOff, vout, txNum, hashXs, hashXOff);
@@ -669,12 +694,23 @@ export class BlockProcessor {
     this.txCounts = [];
     this.hits = 0;
     if (this.headers.length > 80 * 4096) this.headers = new Uint8Array(80 * 64);
+    this.spendsLen = 0;
+    this.spendsComplete = true;
+    if (this.spendsBuf.length > RELEASE_BYTES) this.spendsBuf = new Uint8Array(RECORD_INPUT_LEN * 256);
   }
 }
 
 function readTxNum(buf: Uint8Array, off: number): number {
   return buf[off] * 0x100000000 +
     ((buf[off + 1] << 24) >>> 0) + (buf[off + 2] << 16) + (buf[off + 3] << 8) + buf[off + 4];
+}
+
+function growTo(buf: Uint8Array, min: number): Uint8Array {
+  let n = buf.length * 2;
+  while (n < min) n *= 2;
+  const out = new Uint8Array(n);
+  out.set(buf);
+  return out;
 }
 
 function grow(buf: Uint8Array): Uint8Array {

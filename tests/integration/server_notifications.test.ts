@@ -6,8 +6,17 @@
 import assert from "node:assert/strict";
 import { simnet, withTempDir } from "./harness.ts";
 import { LineClient, type Notification } from "./server_client.ts";
-import { type ElectrumModel, hex } from "./server_model.ts";
-import { Settler, startStack } from "./server_stack.ts";
+import {
+  type ElectrumModel,
+  hex,
+  p2wpkh,
+  scripthashOf,
+  spendTx,
+  txHashOf,
+  unhex,
+  unrhex,
+} from "./server_model.ts";
+import { isStatus, Settler, startStack } from "./server_stack.ts";
 
 const UNTHROTTLED = { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" };
 
@@ -149,6 +158,74 @@ Deno.test("subscriptions: exactly the changed statuses are notified under churn,
     } finally {
       main.close();
       other.close();
+      await stack.close();
+      await sim.close();
+    }
+  });
+});
+
+Deno.test("a block mining a replacement the server never saw: the replaced payment and its child leave with the block", async () => {
+  await withTempDir(async (dir) => {
+    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "server-mined-conflict", txs: 600 });
+    const node = sim.node;
+    const stack = await startStack(sim, `${dir}/db`, UNTHROTTLED);
+    const client = await LineClient.connect(stack.port);
+    try {
+      await client.hello("1.4");
+      const settler = new Settler(node, client, 4);
+      let model = await settler.start();
+      const w = p2wpkh(0x41, 4), y = p2wpkh(0x42, 4);
+      const shW = scripthashOf(w), shY = scripthashOf(y);
+      assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
+      assert.equal(await client.request("blockchain.scripthash.subscribe", [shY]), null);
+      const coin = model.spendableCoin(2_000_000);
+      const paymentRaw = spendTx([coin], [
+        { value: 1_000_000, script: w },
+        { value: coin.value - 1_005_000, script: p2wpkh(0x43, 4) },
+      ]);
+      const payment = txHashOf(paymentRaw);
+      const childRaw = spendTx([{ txid: unrhex(payment), vout: 0 }], [{ value: 990_000, script: y }]);
+      assert.equal(await client.request("blockchain.transaction.broadcast", [hex(paymentRaw)]), payment);
+      assert.equal(
+        await client.request("blockchain.transaction.broadcast", [hex(childRaw)]),
+        txHashOf(childRaw),
+      );
+      model = await settler.settle();
+      // W: paid by the payment and spent by the child; Y: paid by the child.
+      assert.equal((await client.request<unknown[]>("blockchain.scripthash.get_mempool", [shW])).length, 2);
+      assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [shY]), {
+        confirmed: 0,
+        unconfirmed: 990_000,
+      });
+
+      // What the server's mempool holds at the very flush that makes the block visible to its readers.
+      const atFlush: { payment: boolean; child: boolean; unconfirmedY: number }[] = [];
+      const mempool = stack.serving.mempool;
+      stack.indexer.store.onAppend(() => {
+        atFlush.push({
+          payment: mempool.has(unrhex(payment)),
+          child: mempool.has(unrhex(txHashOf(childRaw))),
+          unconfirmedY: mempool.balanceDelta(unhex(shY).reverse().subarray(0, 11)),
+        });
+      });
+      // The replacement enters bitcoind's mempool and is mined in the same turn: no poll of the server sees it.
+      const replacementRaw = spendTx([coin], [{ value: coin.value - 60_000, script: p2wpkh(0x44, 4) }]);
+      node.acceptTx(replacementRaw);
+      node.mine(1);
+      model = await settler.settle();
+      assert.deepEqual(atFlush, [{ payment: false, child: false, unconfirmedY: 0 }]);
+      for (const sh of [shW, shY]) {
+        assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [sh]), model.balance(sh));
+        assert.deepEqual(await client.request("blockchain.scripthash.get_history", [sh]), []);
+        assert.deepEqual(await client.request("blockchain.scripthash.listunspent", [sh]), []);
+        assert.ok(
+          client.notifications.some((n) => isStatus(n, sh, null)),
+          `${sh} was told it is empty again`,
+        );
+      }
+      assert.deepEqual(model.balance(shY), { confirmed: 0, unconfirmed: 0 });
+    } finally {
+      client.close();
       await stack.close();
       await sim.close();
     }

@@ -67,10 +67,15 @@ class FakeStore implements MempoolStore {
     this.state = { height: this.state.height + 1, tipHash: blockHash(this.state.height + 1) };
   }
 
+  /** Runs after a lookup has read its coin and before the caller sees it. */
+  afterLookup: ((txid: Uint8Array, vout: number) => void) | undefined;
+
   lookupUtxo(txid: Uint8Array, vout: number) {
     this.lookups++;
     const c = this.coins.get(`${hex(txid)}:${vout}`);
-    return Promise.resolve(c && { hashX: c.hashX.slice(), value: c.value });
+    const found = c && { hashX: c.hashX.slice(), value: c.value };
+    this.afterLookup?.(txid, vout);
+    return Promise.resolve(found);
   }
 }
 
@@ -330,6 +335,91 @@ Deno.test("confirmed() during a refresh: nothing removed twice, and nothing conf
   await mempool.refresh();
   assert.deepEqual(history(mempool, C), [`${c.id}:0:1000`], "c resolves against the confirmed p");
   assert.equal(mempool.balanceDelta(hashXOf(B)), -19_000);
+});
+
+/** Packs outpoints as a flush's spends: txid (internal order), then the vout as a little-endian u32. */
+const outpoints = (...ops: [Uint8Array, number][]) => {
+  const out = new Uint8Array(36 * ops.length);
+  ops.forEach(([txid, vout], i) => {
+    out.set(txid, 36 * i);
+    new DataView(out.buffer).setUint32(36 * i + 32, vout, true);
+  });
+  return out;
+};
+
+Deno.test("confirmed() with the block's spends: a conflicting tx and its descendants leave with the flush", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3), D = script(4), E = script(5), F = script(6);
+  const coin = coinTxid("rbf1"), coin2 = coinTxid("rbf2");
+  store.flush([[coin, 0, A, 20_000], [coin2, 1, D, 5_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  const c = makeTx([[p.txid, 0]], [[C, 18_000]]);
+  const g = makeTx([[c.txid, 0]], [[E, 17_000]]);
+  const u = makeTx([[coin2, 1]], [[D, 4_000]]);
+  daemon.add(p, c, g, u);
+  await mempool.refresh();
+  assert.equal(mempool.size, 4);
+
+  // A replacement of p that we never saw (r) is mined: bitcoind drops p, c and g with the block.
+  const r = makeTx([[coin, 0]], [[F, 18_500]]);
+  store.flush([[r.txid, 0, F, 18_500]], [[coin, 0]]);
+  const touched = mempool.confirmed(
+    packed(coinTxid("coinbase"), r.txid),
+    outpoints([coinTxid("x"), 7], [coin, 0]),
+  );
+  assert.deepEqual(keys(touched), hxs(A, B, C, E));
+  assert.ok(!mempool.has(p.txid) && !mempool.has(c.txid) && !mempool.has(g.txid) && mempool.has(u.txid));
+  assert.equal(mempool.size, 1);
+  assert.equal(mempool.vsizeTotal, u.vsize);
+  for (const s of [A, B, C, E]) {
+    assert.equal(mempool.balanceDelta(hashXOf(s)), 0);
+    assert.deepEqual(mempool.history(hashXOf(s)), []);
+    assert.deepEqual(mempool.utxos(hashXOf(s)), []);
+  }
+  assert.ok(!mempool.isSpent(coin, 0) && !mempool.isSpent(p.txid, 0) && !mempool.isSpent(c.txid, 0));
+  assert.equal(mempool.balanceDelta(hashXOf(D)), -1_000, "the unrelated transaction stays");
+
+  daemon.drop(p, c, g);
+  assert.deepEqual(await mempool.refresh(), [], "the refresh finds nothing left to change");
+  assert.equal(mempool.size, 1);
+});
+
+Deno.test("confirmed() with conflicts during a refresh: what resolved before the block is not added after it", async () => {
+  const { daemon, store, mempool } = setup();
+  const A = script(1), B = script(2), C = script(3), D = script(4), E = script(5);
+  const coin = coinTxid("race-rbf1"), coin5 = coinTxid("race-rbf5"), coin6 = coinTxid("race-rbf6");
+  store.flush([[coin, 0, A, 20_000], [coin5, 0, D, 9_000], [coin6, 2, E, 8_000]]);
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  daemon.add(p);
+  await mempool.refresh();
+
+  // Listed before the block: c (p's child), x (spends coin6) and d. While they resolve, after c (against p)
+  // and x (against coin6) have, a block is flushed whose transactions spend coin (a replacement of p) and coin6.
+  const c = makeTx([[p.txid, 0]], [[C, 18_000]]);
+  const x = makeTx([[coin6, 2]], [[E, 7_000]]);
+  const d = makeTx([[coin5, 0]], [[D, 8_500]]);
+  daemon.add(c, x, d);
+  const r = makeTx([[coin, 0]], [[A, 18_000]]), y = makeTx([[coin6, 2]], [[A, 7_500]]);
+  store.afterLookup = (txid) => {
+    if (hex(txid) !== hex(coin6)) return;
+    store.afterLookup = undefined;
+    store.flush([[r.txid, 0, A, 18_000], [y.txid, 0, A, 7_500]], [[coin, 0], [coin6, 2]]);
+    mempool.confirmed(packed(r.txid, y.txid), outpoints([coin, 0], [coin6, 2]));
+  };
+  await mempool.refresh();
+  assert.ok(!mempool.has(p.txid), "p conflicts with r");
+  assert.ok(!mempool.has(c.txid), "c's parent was dropped");
+  assert.ok(!mempool.has(x.txid), "x conflicts with y");
+  assert.ok(mempool.has(d.txid));
+  assert.equal(mempool.size, 1);
+  for (const s of [B, C, E]) assert.deepEqual(mempool.history(hashXOf(s)), []);
+  assert.equal(mempool.balanceDelta(hashXOf(E)), 0);
+
+  // bitcoind's next list agrees.
+  daemon.drop(p, c, x);
+  await mempool.refresh();
+  assert.equal(mempool.size, 1);
+  assert.equal(mempool.pendingCount, 0);
 });
 
 Deno.test("a list taken while bitcoind's tip is not the database's is not applied", async () => {

@@ -221,7 +221,9 @@ Deno.test("the mempool follows simnet through traffic, blocks, a reorg and a fet
   });
   // As main.ts wires it: each flush takes what it confirmed out of the mempool.
   let confirmedTouched: Uint8Array[] = [];
-  store.onAppend((txids) => confirmedTouched = confirmedTouched.concat(mempool.confirmed(txids)));
+  store.onAppend((txids, spends) =>
+    confirmedTouched = confirmedTouched.concat(mempool.confirmed(txids, spends))
+  );
   try {
     await first;
 

@@ -534,6 +534,42 @@ Deno.test("takeTouched reports each changed hashX once, across flushes, and not 
   });
 });
 
+Deno.test("each flush hands the store the outpoints its blocks spend, except first-sync windows", async () => {
+  await withDir(async (dir) => {
+    const chain = SynthChain.create(35);
+    chain.extend(10);
+    const store = await open(dir);
+    const seen: { txids: number; spends: string[] | undefined }[] = [];
+    store.onAppend((txids, spends) => {
+      let list: string[] | undefined;
+      if (spends !== undefined) {
+        const view = new DataView(spends.buffer, spends.byteOffset, spends.byteLength);
+        list = [];
+        for (let i = 0; i < spends.length; i += 36) {
+          list.push(`${toHex(spends.subarray(i, i + 32))}:${view.getUint32(i + 32, true)}`);
+        }
+      }
+      seen.push({ txids: txids.length / 32, spends: list });
+    });
+    // What the blocks' non-coinbase inputs spend, from the generator's own record of them.
+    const expected = (blocks: SynthBlock[]) =>
+      blocks.flatMap((b) => b.txs.slice(1).flatMap((t) => t.inputs.map((i) => `${toHex(i.txid)}:${i.vout}`)));
+    const p = processor(store);
+    p.advance(chain.blocks.slice(0, 4).map(raw));
+    await p.flush();
+    assert.equal(seen[0].spends, undefined, "not collected during the first sync");
+    p.firstSync = false;
+    p.advance(chain.blocks.slice(4, 7).map(raw));
+    await p.flush();
+    p.advance(chain.blocks.slice(7).map(raw));
+    await p.flush();
+    assert.ok(expected(chain.blocks.slice(4, 7)).length > 0);
+    assert.deepEqual(seen[1].spends, expected(chain.blocks.slice(4, 7)));
+    assert.deepEqual(seen[2].spends, expected(chain.blocks.slice(7)), "each flush has only its own window's");
+    await store.close();
+  });
+});
+
 /** A daemon serving a SynthChain whose blocks can be replaced (a reorg). */
 class SynthSource implements BlockSource {
   constructor(public chain: SynthChain) {}
