@@ -288,8 +288,11 @@ export class Session implements SessionContext {
     try {
       payload = JSON.parse(text);
     } catch {
-      // Blank lines are keep-alives from some clients, not errors.
-      if (text.trim() === "") return;
+      // Blank lines are keep-alives from some clients, not errors; but their bytes cost like any other.
+      if (text.trim() === "") {
+        if (this.#fraction(Date.now()) >= 1) this.#pushExcessive(null);
+        return;
+      }
       this.#reject(null, PARSE_ERROR, "invalid JSON", PARSE_ERROR_COST);
       return;
     }
@@ -373,22 +376,29 @@ export class Session implements SessionContext {
     const slot = new Slot(items.length);
     slot.items = new Array(items.length).fill(null);
     slot.ids = new Array(items.length).fill(null);
-    this.#slots.push(slot);
     const calls: Call[] = [];
     for (let i = 0; i < items.length; i++) {
       const req = parseRequest(items[i], strict);
       if ("invalid" in req) {
+        const now = Date.now();
         this.errors++;
-        this.#charge(ERROR_COST, Date.now());
+        this.#charge(ERROR_COST, now);
+        // Invalid items never become calls, so the hard limit is checked here: a stream of all-invalid
+        // batches would otherwise be answered for ever while its cost (and its IP group's) grew without bound.
+        if (this.#fraction(now) >= 1) {
+          this.#pushExcessive(null);
+          return;
+        }
         slot.items[i] = errorMessage(req.id, req.invalid.code, req.invalid.message);
         slot.ids[i] = req.id;
         slot.pending--;
         continue;
       }
       slot.ids[i] = req.id;
-      this.#noteVersionRequest(req);
       calls.push(new Call(req, slot, i));
     }
+    this.#slots.push(slot);
+    for (const call of calls) this.#noteVersionRequest(call.req);
     if (slot.pending === 0) {
       this.#completeBatch(slot);
       this.#flush();

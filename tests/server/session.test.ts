@@ -517,6 +517,33 @@ Deno.test("a batch under the hard limit is cut off mid-way with -101 and the ses
   assert.ok(h.logs.some((l) => l.includes("excessive resource usage")));
 });
 
+Deno.test("batches of nothing but invalid items reach the hard limit: -101, closed, the group charged no further", async () => {
+  const groups = new CostGroups();
+  const h = makeSession({ COST_SOFT_LIMIT: "0", COST_HARD_LIMIT: "1000" }, { ip: "203.0.113.5", groups });
+  h.send(req(0, "server.version", ["test-client", "1.4"]));
+  assert.deepEqual(await h.next(), ok(0, ["Coulomb 0.1.0", "1.4"]));
+  const invalid = Array.from({ length: 6 }, (_, i) => ({ jsonrpc: "2.0", id: i }));
+  h.send(invalid);
+  const first = await h.next() as unknown[];
+  assert.equal(first.length, 6);
+  assert.deepEqual(first[0], err(0, -32600, 'request has no "method" string'));
+  // 600 charged so far; the next batch crosses 1,000 at its fifth item and is not answered item by item.
+  for (let i = 0; i < 50; i++) h.send(invalid);
+  assert.deepEqual(await h.next(), err(null, -101, "excessive resource usage"));
+  await h.transport.closedSignal.promise;
+  assert.equal(await h.next(), undefined);
+  const total = groups.get("203.0.113.0/24")!.total(Date.now());
+  assert.ok(total <= 1000 + 100 + 10, `group cost ${total}`);
+});
+
+Deno.test("blank lines cost their bytes and a stream of them reaches the hard limit", async () => {
+  const h = await negotiated({ COST_SOFT_LIMIT: "0", COST_HARD_LIMIT: "100", BANDWIDTH_UNIT_COST: "1000" });
+  const blank = " ".repeat(30_000);
+  for (let i = 0; i < 10; i++) h.send(blank);
+  assert.deepEqual(await h.next(), err(null, -101, "excessive resource usage"));
+  await h.transport.closedSignal.promise;
+});
+
 // --- notifications --------------------------------------------------------------------------------------
 
 Deno.test("notifications follow the reply they were raised under and stop at close", async () => {
