@@ -19,6 +19,7 @@ import { prepareMethods } from "./rpc.ts";
 import { Session, type SessionInfo, type SessionLimits, type Transport } from "./session.ts";
 import { SocketSide } from "./socket_side.ts";
 import {
+  ACK,
   Batcher,
   BINARY,
   CLOSE,
@@ -30,8 +31,6 @@ import {
   LINE,
   OPENED,
   OVERSIZE,
-  PAUSE,
-  RESUME,
   type StartMessage,
   THREAD_BATCH_ENTRIES,
   WRITE,
@@ -102,6 +101,11 @@ export const SPILL_LISTENERS = 31;
 
 /** Messages a session may have unanswered before its reads pause. */
 export const MAX_PENDING_MESSAGES = 256;
+/**
+ * Messages the socket side delivers for one connection before it stops reading until they are acknowledged;
+ * with MAX_PENDING_MESSAGES this bounds what one session can hold at about twice that (plus one read's lines).
+ */
+export const READ_WINDOW = 256;
 /** How often idle sessions and overdue requests are looked for (ms). */
 export const TICK_MS = 500;
 /** Extra time a graceful close grants beyond REQUEST_TIMEOUT before cutting sessions off (ms). */
@@ -156,7 +160,10 @@ function inlineLink(deliver: (msg: unknown[] | ControlReply) => void): SocketLin
 class RemoteTransport implements Transport {
   readonly remoteAddress: string;
   session!: Session;
-  paused = false;
+  /** Messages taken from the socket side and not yet acknowledged to it (see ReadWindow). */
+  unacked = 0;
+  /** An ACK waits for the session to have room. */
+  acking = false;
   closed = false;
   /** Writes sent but not yet acknowledged, oldest first. */
   readonly #pending: { resolve: (n: number) => void; reject: (e: Error) => void }[] = [];
@@ -294,6 +301,7 @@ class ElectrumServer implements Server {
       type: "start",
       services: this.#services,
       maxRecv: this.#opts.config.maxRecv,
+      readWindow: READ_WINDOW,
       handshakeTimeoutMs: this.#opts.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
       tls: this.#tls,
       ...extra,
@@ -568,18 +576,28 @@ class ElectrumServer implements Server {
           session.close(msg[i + 2] as string);
           continue;
       }
-      if (!t.paused && !session.closed) {
-        const room = session.room();
-        if (room) {
-          t.paused = true;
-          t.out.add(PAUSE, id, 0, 0);
-          room.then(() => {
-            t.paused = false;
-            if (!session.closed) t.out.add(RESUME, id, 0, 0);
-          });
-        }
-      }
+      // Acknowledged in halves of the window, so a steady client costs one ACK per READ_WINDOW / 2 messages
+      // and its reading never stops while its session keeps up.
+      if (++t.unacked >= READ_WINDOW / 2 && !t.acking && !session.closed) this.#ack(t);
     }
+  }
+
+  /** Acknowledges what the transport's session has taken, once the session has room for more. */
+  #ack(t: RemoteTransport): void {
+    const session = t.session;
+    const room = session.room();
+    if (room === undefined) {
+      t.out.add(ACK, t.id, t.unacked, 0);
+      t.unacked = 0;
+      return;
+    }
+    t.acking = true;
+    room.then(() => {
+      t.acking = false;
+      if (session.closed || t.closed) return;
+      t.out.add(ACK, t.id, t.unacked, 0);
+      t.unacked = 0;
+    });
   }
 
   #open(side: Side, id: number, listener: number, peer: string): void {

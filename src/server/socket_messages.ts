@@ -13,6 +13,8 @@ export interface StartMessage {
   readonly services: readonly Service[];
   /** Longest message accepted (MAX_RECV); longer ones are dropped and reported as oversize. */
   readonly maxRecv: number;
+  /** Messages a connection may have delivered without an ACK before its reading pauses (see ReadWindow). */
+  readonly readWindow: number;
   /** An ssl/wss connection whose TLS handshake takes longer is closed (it is not a session yet). */
   readonly handshakeTimeoutMs: number;
   readonly tls?: { readonly cert: string; readonly key: string };
@@ -68,10 +70,8 @@ export const CLOSED = 7;
 // Listeners → socket thread.
 /** Send these messages, framed: a = string[]. Each WRITE is answered by one WRITTEN or a CLOSED. */
 export const WRITE = 11;
-/** Stop reading from the connection. */
-export const PAUSE = 12;
-/** Read again. */
-export const RESUME = 13;
+/** The listeners took a = n more of the connection's messages (LINE, BINARY, OVERSIZE): see ReadWindow. */
+export const ACK = 12;
 /** Close the connection (after a WebSocket close frame when one is due). */
 export const CLOSE = 14;
 
@@ -116,5 +116,47 @@ export class Batcher {
     const batch = this.#entries;
     this.#entries = [];
     this.post(batch);
+  }
+}
+
+/**
+ * The socket side's flow control of one connection. It counts the messages it has delivered and the listeners
+ * have not acknowledged, and stops reading when `size` are outstanding: the listeners acknowledge only while
+ * the session has room, so a pipelining client is held back at the socket, where the kernel's buffers and TCP
+ * stop it, and not after its messages have crossed to the main thread. (Pausing on a message from the listeners
+ * instead let the socket thread read on for as long as that message took to arrive: 80,000 requests, 17 MB,
+ * piled up in one throttled session.) A chunk that is already read is framed whole, so a window can be
+ * overshot by the messages of one read.
+ */
+export class ReadWindow {
+  #outstanding = 0;
+  #paused = false;
+
+  constructor(readonly size: number) {}
+
+  /** Messages delivered and not yet acknowledged. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  /** Whether reading is paused. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Counts one delivered message; true when reading must pause now. */
+  delivered(): boolean {
+    this.#outstanding++;
+    if (this.#paused || this.#outstanding < this.size) return false;
+    this.#paused = true;
+    return true;
+  }
+
+  /** Counts `n` acknowledged messages; true when reading must resume now. */
+  acked(n: number): boolean {
+    this.#outstanding = Math.max(0, this.#outstanding - n);
+    if (!this.#paused || this.#outstanding >= this.size) return false;
+    this.#paused = false;
+    return true;
   }
 }

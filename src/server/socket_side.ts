@@ -11,6 +11,7 @@ import tls from "node:tls";
 import { hostPort } from "../host_port.ts";
 import { LineFramer, type LineSink } from "./line_framer.ts";
 import {
+  ACK,
   Batcher,
   BINARY,
   CLOSE,
@@ -22,8 +23,7 @@ import {
   LINE,
   OPENED,
   OVERSIZE,
-  PAUSE,
-  RESUME,
+  ReadWindow,
   type StartMessage,
   WRITE,
   WRITTEN,
@@ -40,6 +40,7 @@ interface Conn {
   readonly id: number;
   readonly sock: net.Socket;
   readonly ws: boolean;
+  readonly window: ReadWindow;
   /** WebSocket only: the upgrade succeeded, so a close frame is due on close. */
   opened: boolean;
   closeSent: boolean;
@@ -67,6 +68,8 @@ export class SocketSide {
   readonly #listening: Listening[] = [];
   /** MAX_RECV, from the start message. */
   #maxRecv = 0;
+  /** Each connection's ReadWindow size, from the start message. */
+  #readWindow = 1;
   #nextId = 1;
   #idStep = 1;
   /** The certificate for ssl/wss listeners, kept current by "tls" messages. */
@@ -91,6 +94,7 @@ export class SocketSide {
     switch (msg.type) {
       case "start":
         this.#maxRecv = msg.maxRecv;
+        this.#readWindow = Math.max(1, msg.readWindow);
         this.#listen(msg).then(
           (bound) =>
             this.#reply({
@@ -146,6 +150,11 @@ export class SocketSide {
   }
 
   #command(op: number, id: number, a: unknown): void {
+    if (op === ACK) {
+      const c = this.#conns.get(id);
+      if (c !== undefined && !c.gone && c.window.acked(a as number)) c.sock.resume();
+      return;
+    }
     const c = this.#conns.get(id);
     if (c === undefined || c.gone) return;
     switch (op) {
@@ -160,12 +169,6 @@ export class SocketSide {
         });
         break;
       }
-      case PAUSE:
-        c.sock.pause();
-        break;
-      case RESUME:
-        c.sock.resume();
-        break;
       case CLOSE:
         this.#closeConn(c, undefined);
         break;
@@ -259,6 +262,7 @@ export class SocketSide {
       id,
       sock,
       ws,
+      window: new ReadWindow(this.#readWindow),
       opened: false,
       closeSent: false,
       pendingWrites: 0,
@@ -276,17 +280,25 @@ export class SocketSide {
     const out = this.#out;
     out.add(OPENED, id, listener, `${sock.remoteAddress ?? ""} ${sock.remotePort ?? 0}`);
     const maxRecv = this.#maxRecv;
+    const delivered = () => {
+      if (c.window.delivered()) sock.pause();
+    };
     const line = (bytes: Uint8Array) => {
       let text: string;
       try {
         text = UTF8.decode(bytes);
       } catch {
         out.add(BINARY, id, bytes.slice(), 0);
+        delivered();
         return;
       }
       out.add(LINE, id, text, bytes.length);
+      delivered();
     };
-    const oversize = (bytes: number) => out.add(OVERSIZE, id, bytes, 0);
+    const oversize = (bytes: number) => {
+      out.add(OVERSIZE, id, bytes, 0);
+      delivered();
+    };
     let push: (chunk: Uint8Array) => void;
     if (ws) {
       const framer = new WsFramer(maxRecv);

@@ -1,18 +1,27 @@
 // SocketSide driven directly, as the listeners drive it: what it reports about a connection that fails.
 import assert from "node:assert/strict";
 import net from "node:net";
-import { CLOSED, type ControlReply, ENTRY, LINE, OPENED } from "../../src/server/socket_messages.ts";
+import {
+  ACK,
+  CLOSED,
+  type ControlReply,
+  ENTRY,
+  LINE,
+  OPENED,
+  ReadWindow,
+} from "../../src/server/socket_messages.ts";
 import { noIpv6, SocketSide } from "../../src/server/socket_side.ts";
 
 type Entry = { op: number; id: number; a: unknown };
 
 // A SocketSide on this thread with its output collected; `next` waits for the first entry matching `pred`.
-function harness() {
+function harness(onBatch?: (batch: unknown[]) => void) {
   const entries: Entry[] = [];
   const controls: ControlReply[] = [];
   let wake: (() => void) | undefined;
   const side = new SocketSide((msg) => {
     if (Array.isArray(msg)) {
+      onBatch?.(msg);
       for (let i = 0; i < msg.length; i += ENTRY) {
         entries.push({ op: msg[i] as number, id: msg[i + 1] as number, a: msg[i + 2] });
       }
@@ -44,6 +53,7 @@ Deno.test("a connection reset by its peer is reported closed with the error as t
     type: "start",
     services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
     maxRecv: 1000,
+    readWindow: 256,
     handshakeTimeoutMs: 10_000,
   });
   const listening = await h.control("listening");
@@ -72,5 +82,78 @@ Deno.test("noIpv6: only address-family errors make '::' fall back to 0.0.0.0", (
   }
   for (const err of [{ code: "EADDRINUSE" }, { code: "EACCES" }, new Error("x"), null, undefined]) {
     assert.equal(noIpv6(err), false);
+  }
+});
+
+Deno.test("ReadWindow: pauses when `size` messages are outstanding, resumes when an ACK brings them below", () => {
+  const w = new ReadWindow(3);
+  assert.equal(w.delivered(), false);
+  assert.equal(w.delivered(), false);
+  assert.equal(w.delivered(), true, "the third outstanding message pauses reading");
+  assert.equal(w.paused, true);
+  assert.equal(
+    w.delivered(),
+    false,
+    "already paused: messages of the same read are counted, no second pause",
+  );
+  assert.equal(w.outstanding, 4);
+  assert.equal(w.acked(1), false, "3 still outstanding: stays paused");
+  assert.equal(w.acked(1), true, "2 outstanding: resumes");
+  assert.equal(w.paused, false);
+  assert.equal(w.acked(10), false, "an ACK beyond what is outstanding leaves it at 0");
+  assert.equal(w.outstanding, 0);
+});
+
+Deno.test("a pipelining client is read only while the listeners acknowledge what they took", async () => {
+  const WINDOW = 4;
+  const LINES = 300;
+  let outstanding = 0;
+  let overrun = 0;
+  let acks = 0;
+  let connId = -1;
+  let ackTimer: ReturnType<typeof setTimeout> | undefined;
+  const h = harness((batch) => {
+    let lines = 0;
+    for (let i = 0; i < batch.length; i += ENTRY) if (batch[i] === LINE) lines++;
+    if (lines === 0) return;
+    // A read after the window filled and before an ACK is what must not happen.
+    if (outstanding >= WINDOW) overrun++;
+    outstanding += lines;
+    // A slow session: the ACK comes a turn later, while a socket that kept reading would deliver more.
+    if (outstanding >= WINDOW && ackTimer === undefined) {
+      ackTimer = setTimeout(() => {
+        ackTimer = undefined;
+        acks++;
+        h.side.handle([ACK, connId, outstanding, 0]);
+        outstanding = 0;
+      }, 1);
+    }
+  });
+  h.side.handle({
+    type: "start",
+    services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
+    maxRecv: 100_000,
+    readWindow: WINDOW,
+    handshakeTimeoutMs: 10_000,
+  });
+  const listening = await h.control("listening");
+  const port = listening.type === "listening" ? listening.ports[0] : 0;
+  const client = net.connect({ host: "127.0.0.1", port });
+  try {
+    client.on("error", () => {});
+    await new Promise((resolve) => client.once("connect", resolve));
+    connId = (await h.next((e) => e.op === OPENED)).id;
+    const pad = "x".repeat(2000);
+    let text = "";
+    for (let i = 0; i < LINES; i++) text += `${i} ${pad}\n`;
+    client.write(text);
+    await h.next((e) => e.op === LINE && String(e.a).startsWith(`${LINES - 1} `));
+    assert.equal(overrun, 0, "reads went on after the window was full");
+    assert.ok(acks >= LINES / WINDOW / 40, `${acks} ACKs`);
+  } finally {
+    clearTimeout(ackTimer);
+    client.destroy();
+    h.side.handle({ type: "stop" });
+    await h.control("stopped");
   }
 });
