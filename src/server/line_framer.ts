@@ -4,8 +4,12 @@
 export interface LineSink {
   /** One complete line without its "\n"; a view that is only valid during the call. */
   line(bytes: Uint8Array): void;
-  /** A line longer than the limit was dropped; `bytes` is how much of it arrived. */
-  oversize(bytes: number): void;
+  /**
+   * Part of a line longer than the limit was dropped: `bytes` arrived since the last report. `first` is true for
+   * the report that finds the line too long, made as soon as it is (a line that never ends must not be read for
+   * free); later parts are reported each time another limit's worth arrives, and at the line's end.
+   */
+  oversize(bytes: number, first: boolean): void;
 }
 
 const NEWLINE = 0x0a;
@@ -17,7 +21,7 @@ const NEWLINE = 0x0a;
 export class LineFramer {
   #parts: Uint8Array[] = [];
   #partBytes = 0;
-  /** Bytes of an oversized line seen so far while skipping to its end; -1 when not skipping. */
+  /** Bytes of an oversized line skipped and not yet reported; -1 when not skipping. */
   #skipped = -1;
 
   constructor(readonly maxLine: number) {}
@@ -34,19 +38,20 @@ export class LineFramer {
     while (start < end) {
       const nl = chunk.indexOf(NEWLINE, start);
       if (nl < 0) {
-        this.#hold(chunk.subarray(start));
+        this.#hold(chunk.subarray(start), sink);
         return;
       }
       if (this.#skipped >= 0) {
-        sink.oversize(this.#skipped + nl - start);
+        const rest = this.#skipped + nl - start;
+        if (rest > 0) sink.oversize(rest, false);
         this.#skipped = -1;
       } else if (this.#partBytes === 0) {
-        if (nl - start > this.maxLine) sink.oversize(nl - start);
+        if (nl - start > this.maxLine) sink.oversize(nl - start, true);
         else sink.line(chunk.subarray(start, nl));
       } else {
         const total = this.#partBytes + nl - start;
         if (total > this.maxLine) {
-          sink.oversize(total);
+          sink.oversize(total, true);
         } else {
           const line = new Uint8Array(total);
           let off = 0;
@@ -64,14 +69,19 @@ export class LineFramer {
     }
   }
 
-  #hold(rest: Uint8Array): void {
+  #hold(rest: Uint8Array, sink: LineSink): void {
     if (this.#skipped >= 0) {
       this.#skipped += rest.length;
+      if (this.#skipped >= this.maxLine) {
+        sink.oversize(this.#skipped, false);
+        this.#skipped = 0;
+      }
       return;
     }
     if (this.#partBytes + rest.length > this.maxLine) {
-      // Too long already: forget what we hold and count bytes until the newline.
-      this.#skipped = this.#partBytes + rest.length;
+      // Too long already: reported now, then what we hold is forgotten and bytes are counted until the newline.
+      sink.oversize(this.#partBytes + rest.length, true);
+      this.#skipped = 0;
       this.#parts = [];
       this.#partBytes = 0;
       return;

@@ -562,7 +562,7 @@ class ElectrumServer implements Server {
           session.receive(msg[i + 2] as Uint8Array);
           break;
         case OVERSIZE:
-          session.receiveOversize(msg[i + 2] as number);
+          session.receiveOversize(msg[i + 2] as number, msg[i + 3] === 1);
           break;
         case WRITTEN:
           t.written(msg[i + 2] as number);

@@ -307,15 +307,22 @@ export class Session implements SessionContext {
     this.#charge(bytes / this.#cost.bandwidthUnitCost, now);
   }
 
-  /** Notes a message that was dropped for exceeding MAX_RECV: no reply (as ElectrumX), but it costs. */
-  receiveOversize(bytes: number): void {
+  /**
+   * Notes bytes of a message dropped for exceeding MAX_RECV: no reply (as ElectrumX), but its bytes cost, and
+   * the part that found it too long (`first`) costs an error too.
+   */
+  receiveOversize(bytes: number, first = true): void {
     if (!this.#accepting) return;
     const now = Date.now();
     this.lastRecvAt = now;
     this.recvBytes += bytes;
-    this.errors++;
-    this.#charge(bytes / this.#cost.bandwidthUnitCost + ERROR_COST, now);
-    this.#deps.log.debug(`session ${this.id}: dropped a ${bytes}-byte message over MAX_RECV`);
+    let cost = bytes / this.#cost.bandwidthUnitCost;
+    if (first) {
+      this.errors++;
+      cost += ERROR_COST;
+      this.#deps.log.debug(`session ${this.id}: dropping a message over MAX_RECV (${bytes} bytes so far)`);
+    }
+    this.#charge(cost, now);
     if (this.#fraction(now) >= 1) this.#pushExcessive(null);
   }
 

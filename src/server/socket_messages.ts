@@ -58,7 +58,7 @@ export const OPENED = 1;
 export const LINE = 2;
 /** One message that is not UTF-8: a = its bytes. */
 export const BINARY = 3;
-/** A message over MAX_RECV was dropped: a = its length in bytes. */
+/** Part of a message over MAX_RECV was dropped: a = its bytes, b = 1 for the part that found it too long. */
 export const OVERSIZE = 4;
 /** The oldest pending write reached the OS: a = bytes written. */
 export const WRITTEN = 5;

@@ -295,8 +295,8 @@ export class SocketSide {
       out.add(LINE, id, text, bytes.length);
       delivered();
     };
-    const oversize = (bytes: number) => {
-      out.add(OVERSIZE, id, bytes, 0);
+    const oversize = (bytes: number, first: boolean) => {
+      out.add(OVERSIZE, id, bytes, first ? 1 : 0);
       delivered();
     };
     let push: (chunk: Uint8Array) => void;
@@ -321,7 +321,11 @@ export class SocketSide {
     sock.on("close", () => this.#gone(c, c.reason ?? "connection closed"));
   }
 
-  #wsSink(c: Conn, line: (bytes: Uint8Array) => void, oversize: (bytes: number) => void): WsSink {
+  #wsSink(
+    c: Conn,
+    line: (bytes: Uint8Array) => void,
+    oversize: (bytes: number, first: boolean) => void,
+  ): WsSink {
     return {
       open: (response) => {
         this.#write(c, response, (err) => {

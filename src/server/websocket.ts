@@ -22,8 +22,8 @@ export interface WsSink {
   reject(response: Uint8Array, reason: string): void;
   /** One complete text or binary message (a view, valid during the call only). */
   message(bytes: Uint8Array): void;
-  /** A message longer than the limit was dropped; `bytes` is its length. */
-  oversize(bytes: number): void;
+  /** Part of a message longer than the limit was dropped: as LineSink.oversize, frames and fragments alike. */
+  oversize(bytes: number, first: boolean): void;
   /** Send this control frame (a pong). */
   control(frame: Uint8Array): void;
   /** The peer closed or broke the protocol: send `frame` (a close frame) and close the connection. */
@@ -95,11 +95,18 @@ export class WsFramer {
         this.#unmaskInto(part, this.#ctrl, this.#ctrlLen);
         this.#ctrlLen += take;
       } else if (this.#msgSkipping) {
+        // While skipping, #msgBytes counts what has not been reported yet.
         this.#msgBytes += take;
+        if (this.#msgBytes >= this.maxMessage) {
+          sink.oversize(this.#msgBytes, false);
+          this.#msgBytes = 0;
+        }
       } else if (this.#msgBytes + take > this.maxMessage) {
+        // Reported at once: a frame or a run of fragments that never ends must not be read for free.
+        sink.oversize(this.#msgBytes + take, true);
         this.#msgSkipping = true;
         this.#msgBuf = EMPTY;
-        this.#msgBytes += take;
+        this.#msgBytes = 0;
       } else {
         // Room for the rest of this frame too (up to the limit), so that a whole frame takes one allocation.
         const upTo = this.#msgBytes + take;
@@ -243,7 +250,7 @@ export class WsFramer {
     if (!this.#fin) return;
     this.#msgActive = false;
     if (this.#msgSkipping) {
-      sink.oversize(this.#msgBytes);
+      if (this.#msgBytes > 0) sink.oversize(this.#msgBytes, false);
     } else {
       sink.message(this.#msgBuf.subarray(0, this.#msgBytes));
     }

@@ -5,7 +5,8 @@ function collect(framer: LineFramer, chunks: (string | Uint8Array)[]) {
   const out: (string | number)[] = [];
   const sink: LineSink = {
     line: (b) => out.push(new TextDecoder().decode(b)),
-    oversize: (n) => out.push(n),
+    // The report that finds a line too long as a number; later parts of it as "+bytes".
+    oversize: (n, first) => out.push(first ? n : `+${n}`),
   };
   const enc = new TextEncoder();
   let maxBuffered = 0;
@@ -44,15 +45,24 @@ Deno.test("LineFramer drops lines over the limit and resynchronises at the next 
     "exactly the limit is fine",
   );
   assert.deepEqual(collect(new LineFramer(max), ["0123456789A\nok\n"]).out, [11, "ok"]);
-  // Spread over many chunks: dropped once, counted in full, then the next line is intact.
+  // Spread over many chunks: reported as soon as it passes the limit, the rest of it as it comes, every byte
+  // counted once; then the next line is intact.
   const chunks = ["abc", "defgh", "ijklmnop", "qrstuvwxyz".repeat(50), "end\nnext", "\n"];
   const { out, maxBuffered } = collect(new LineFramer(max), chunks);
-  assert.deepEqual(out, [3 + 5 + 8 + 500 + 3, "next"]);
+  assert.deepEqual(out, [3 + 5 + 8, "+500", "+3", "next"]);
   assert.ok(maxBuffered <= max, `buffered ${maxBuffered}`);
-  // A giant line without any newline never grows the buffer.
-  const f = new LineFramer(max);
+  // Parts smaller than the limit are gathered into reports of at least the limit.
+  assert.deepEqual(collect(new LineFramer(max), ["x".repeat(11), "yyyy", "yyyy", "yyyy", "\n"]).out, [
+    11,
+    "+12",
+  ]);
+  assert.deepEqual(collect(new LineFramer(max), ["x".repeat(11), "yyyy", "yy\n"]).out, [11, "+6"]);
+});
+
+Deno.test("LineFramer: a line that never ends is reported while it arrives, never buffered", () => {
+  const f = new LineFramer(10);
   const g = collect(f, Array.from({ length: 100 }, () => "x".repeat(1000)));
-  assert.deepEqual(g.out, []);
-  assert.ok(g.maxBuffered <= max);
-  assert.deepEqual(collect(f, ["\n{}\n"]).out, [100_000, "{}"]);
+  assert.deepEqual(g.out, [1000, ...Array(99).fill("+1000")]);
+  assert.ok(g.maxBuffered <= 10);
+  assert.deepEqual(collect(f, ["\n{}\n"]).out, ["{}"], "its end adds nothing more; the next line is whole");
 });

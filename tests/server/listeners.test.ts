@@ -361,6 +361,31 @@ testEveryMode(
   },
 );
 
+testEveryMode(
+  "MAX_RECV: a line that never ends is charged while it arrives, until the hard limit closes the session",
+  async () => {
+    await using f = await start({
+      MAX_RECV: "1000",
+      BANDWIDTH_UNIT_COST: "100",
+      COST_SOFT_LIMIT: "0",
+      COST_HARD_LIMIT: "500",
+    });
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    // Up to 1 MB with no newline; at 100 bytes per unit of cost the session passes 500 after ~40 KB. Should all
+    // of it be taken without a charge, the end of input closes the session without -101.
+    const writing = (async () => {
+      for (let i = 0; i < 1000; i++) await c.sendRaw("x".repeat(1000));
+      await c.conn.closeWrite();
+    })().catch(() => {/* the server closed the connection */});
+    assert.deepEqual(await c.next(), err(null, -101, "excessive resource usage"));
+    await c.eof();
+    await writing;
+    await assertHealthy(f.port());
+    c.close();
+  },
+);
+
 testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
   await using f = await start({ MAX_SEND: "350000" });
   const c = await LineClient.tcp(f.port());

@@ -666,6 +666,15 @@ Deno.test("oversized messages get no reply but cost an error", async () => {
   const decayed = (Date.now() - started + 1) / 1000;
   assert.equal(after.errors, before.errors + 1);
   assert.ok(after.cost >= before.cost + 100 + 2_000_000 / 5000 - decayed, `${before.cost} -> ${after.cost}`);
+  // Later parts of the same message cost their bytes, not another error.
+  h.session.receiveOversize(1_000_000, false);
+  const later = h.session.info();
+  assert.equal(later.errors, after.errors);
+  assert.equal(later.recvBytes, after.recvBytes + 1_000_000);
+  assert.ok(
+    later.cost >= after.cost + 200 - 1 && later.cost < after.cost + 300,
+    `${after.cost} -> ${later.cost}`,
+  );
   h.send(req(1, "server.ping"));
   assert.deepEqual(await h.next(), ok(1, null));
 });

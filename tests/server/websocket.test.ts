@@ -56,7 +56,8 @@ function recorder() {
     open: (r) => events.push(["open", dec.decode(r)]),
     reject: (r, reason) => events.push(["reject", `${dec.decode(r).split("\r\n")[0]} (${reason})`]),
     message: (b) => events.push(dec.decode(b)),
-    oversize: (n) => events.push(n),
+    // The report that finds a message too long as a number; later parts of it as "+bytes".
+    oversize: (n, first) => events.push(first ? n : `+${n}`),
     control: (f) => events.push(["control", [...f].join(",")]),
     close: (f, reason) => events.push(["close", `${[...f].join(",")} ${reason}`]),
   };
@@ -132,7 +133,29 @@ Deno.test("WsFramer: messages over the limit are skipped without buffering, and 
   const big = concat(clientFrame(1, "a".repeat(800), false), clientFrame(0, "b".repeat(800), true));
   const stream = concat(enc.encode(UPGRADE), big, clientFrame(1, "after"));
   const events = feed(framer, stream, 97);
-  assert.deepEqual(events.slice(1), [1600, "after"]);
+  // Reported as soon as it passes 1,000 bytes (within the read of 97 that does), the rest when it ends.
+  const first = events[1] as number;
+  assert.ok(first > 1000 && first <= 1097, `first report ${first}`);
+  assert.deepEqual(events.slice(2), [`+${1600 - first}`, "after"]);
+});
+
+Deno.test("WsFramer: a frame or a run of fragments that never ends is reported while it arrives", () => {
+  // One frame announcing 10 MB of which 50 KB arrive.
+  const header = new Uint8Array([0x81, 0xff, 0, 0, 0, 0, 0, 0x98, 0x96, 0x80, 1, 2, 3, 4]);
+  const huge = concat(enc.encode(UPGRADE), header, new Uint8Array(50_000));
+  const e1 = feed(new WsFramer(10_000), huge, 1000);
+  const first = e1[1] as number;
+  assert.ok(first > 10_000 && first <= 11_000, `first report ${first}`);
+  assert.deepEqual(e1.slice(2), ["+10000", "+10000", "+10000"]);
+  // Non-final fragments without end: the same.
+  const frags = concat(enc.encode(UPGRADE), clientFrame(1, "a".repeat(600), false));
+  const parts = [frags];
+  for (let i = 0; i < 99; i++) parts.push(clientFrame(0, "b".repeat(600), false));
+  const e2 = feed(new WsFramer(10_000), concat(...parts), 4096);
+  const reported = e2.slice(1).map((e) => typeof e === "number" ? e : Number(String(e).slice(1)));
+  assert.equal(typeof e2[1], "number", "the first report counts as the error");
+  assert.ok(e2.slice(2).every((e) => typeof e === "string" && e.startsWith("+")));
+  assert.ok(reported.reduce((a, b) => a + b, 0) > 60_000 - 10_000, `${reported}`);
 });
 
 Deno.test("WsFramer: a message in 100,000 one-byte fragments arrives whole; the limit counts all of them", () => {
