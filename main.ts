@@ -28,7 +28,7 @@ import { toHex, toHexReversed } from "./src/chain/hex.ts";
 import type { MethodTable } from "./src/server/types.ts";
 import { Notifier } from "./src/server/notifier.ts";
 import { historyLimit } from "./src/server/status.ts";
-import { SubscriptionIndex } from "./src/server/subscriptions.ts";
+import { packedHashXs, SubscriptionIndex } from "./src/server/subscriptions.ts";
 import { type Server, startServer } from "./src/server/listeners.ts";
 import { serverVersionString } from "./src/version.ts";
 import { runRpcCli } from "./src/admin/cli.ts";
@@ -184,14 +184,20 @@ export async function startServing(
   });
   // Each flush takes what it confirmed, and what its blocks conflict with, out of the mempool in the same step
   // (Mempool.confirmed), so no answer counts a transaction as both or a mined-over payment as coming; the
-  // hashXs that changed go out with that tip's notifications.
+  // hashXs that changed go out with that tip's notifications. The cached statuses of subscribed hashXs go
+  // stale in that step too: a subscribe answered before the notifier's run must not get the old one.
   let confirmedTouched: Uint8Array[] = [];
-  store.onAppend((txids, spends) => {
-    const touched = mempool.confirmed(txids, spends);
-    if (touched.length > 0) confirmedTouched = confirmedTouched.concat(touched);
+  store.onAppend((txids, spends, touched) => {
+    const confirmed = mempool.confirmed(txids, spends);
+    if (confirmed.length > 0) confirmedTouched = confirmedTouched.concat(confirmed);
+    subscriptions.invalidateChanged(touched === undefined ? undefined : packedHashXs(touched));
+    subscriptions.invalidate(confirmed);
   });
   // A backup's undone transactions reach the mempool only with its next refresh; answers wait for that.
-  store.onBackup(() => mempool.backedUp());
+  store.onBackup((touched) => {
+    mempool.backedUp();
+    subscriptions.invalidateChanged(touched);
+  });
   const follower = new MempoolFollower(mempool, {
     pollMs: config.daemonPollMs,
     log: getLog("mempool"),

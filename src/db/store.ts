@@ -165,8 +165,18 @@ export interface FlushUpdate {
   build(batch: SortedBatch): void;
 }
 
-/** A listener of Store.onAppend: a flush's new txids and the outpoints they spend (see FlushUpdate). */
-export type AppendListener = (txids: Uint8Array, spends: Uint8Array | undefined) => void;
+/**
+ * A listener of Store.onAppend: a flush's new txids, the outpoints they spend and the hashXs it changed (see
+ * FlushUpdate; `spends` and `touched` may be undefined).
+ */
+export type AppendListener = (
+  txids: Uint8Array,
+  spends: Uint8Array | undefined,
+  touched: Uint8Array | undefined,
+) => void;
+
+/** A listener of Store.onBackup: the hashXs whose history or UTXOs the backup changed. */
+export type BackupListener = (touched: readonly Uint8Array[]) => void;
 
 /** What a backup changed. */
 export interface BackupResult {
@@ -250,7 +260,7 @@ export class Store {
   // Caches of answers per hashX kept elsewhere (the server's history JSON), carried across flushes like ours.
   private readonly followers: HashXCache<unknown>[] = [];
   private readonly appendListeners: AppendListener[] = [];
-  private readonly backupListeners: (() => void)[] = [];
+  private readonly backupListeners: BackupListener[] = [];
   private readonly scans: ScanPool;
   private closed = false;
 
@@ -290,8 +300,11 @@ export class Store {
     this.appendListeners.push(fn);
   }
 
-  /** Calls `fn` in the same synchronous step that makes a backup (blocks undone) visible; `fn` must not throw. */
-  onBackup(fn: () => void): void {
+  /**
+   * Calls `fn` with the hashXs a backup (blocks undone) changed, in the same synchronous step that makes it
+   * visible; `fn` must not throw.
+   */
+  onBackup(fn: BackupListener): void {
     this.backupListeners.push(fn);
   }
 
@@ -893,7 +906,7 @@ export class Store {
       this.blockHashCache.carry(s, update.state);
       // A flush appends transactions; those already found stay where they are (txids repeat only before BIP34).
       this.txLocationCache.carry(s, update.state, new Uint8Array(0));
-      for (const fn of this.appendListeners) fn(update.txids, update.spends);
+      for (const fn of this.appendListeners) fn(update.txids, update.spends, update.touched);
     });
     // LevelDB leaves a batch bigger than its write buffer in the memtable until the next write, which during
     // a sync is the next flush: hundreds of MB held for nothing. Rewriting the state (same bytes) now makes it
@@ -984,6 +997,7 @@ export class Store {
       firstSync: next.firstSync,
     };
     batch.put(STATE_KEY, encodeState(state));
+    const changed = [...touched.values()].map(copyOf);
     await this.gate.write(async () => {
       await batch.write({ sync: true });
       this.current = state;
@@ -991,9 +1005,9 @@ export class Store {
       this.headersFile.truncate((toHeight + 1) * HEADER_LEN);
       this.txidsFile.truncate(cutoff * TXID_LEN);
       this.txCountsFile.truncate((toHeight + 1) * TX_COUNT_LEN);
-      for (const fn of this.backupListeners) fn();
+      for (const fn of this.backupListeners) fn(changed);
     });
-    return { touched: [...touched.values()].map(copyOf), puts, deletes };
+    return { touched: changed, puts, deletes };
   }
 
   // Removes tx_nums >= cutoff from a hashX's history: rows starting at or after the cutoff go, and the one row

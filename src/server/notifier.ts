@@ -30,6 +30,8 @@ export interface TipInfo {
 export class Notifier {
   private lastTip: TipInfo | undefined;
   private newBlockPending = false;
+  /** Touched while the mempool was not settled after a backup: computed by the first run after it is. */
+  private deferred: Uint8Array[] = [];
   // Runs of onTouched go one after another so that notifications about one hashX go out in order.
   private queue: Promise<void> = Promise.resolve();
 
@@ -74,6 +76,18 @@ export class Notifier {
   private async process(touched: Uint8Array[]): Promise<void> {
     const subs = this.opts.subscriptions;
     subs.invalidate(touched);
+    if (this.opts.mempool.settled?.() !== undefined) {
+      // After a backup the undone transactions are in neither the database nor the mempool until its next
+      // refresh: statuses computed now would tell a wallet its payment vanished (a refresh that began before
+      // the backup lands here). The run after that refresh computes them. Not awaited: that refresh waits for
+      // this run to end.
+      this.deferred = this.deferred.concat(touched);
+      return;
+    }
+    if (this.deferred.length > 0) {
+      touched = this.deferred.concat(touched);
+      this.deferred = [];
+    }
     const due = new Set<HashXEntry>();
     for (const h of touched) {
       const e = subs.entry(h.subarray(0, 11));

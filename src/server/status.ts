@@ -35,6 +35,8 @@ export interface StatusStore {
 /** The reads a status needs from the mempool. */
 export interface StatusMempool {
   history(hashX: Uint8Array): MempoolItem[];
+  /** Pending while the mempool lacks what a backup undid (see Mempool.settled). */
+  settled?(): Promise<void> | undefined;
 }
 
 /** A computed status and what it was made of. */

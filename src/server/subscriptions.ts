@@ -34,6 +34,11 @@ export interface SubscriptionLimits {
   maxSessionSubs: number;
 }
 
+/** The hashXs of a packed run of HASHX_LEN-byte ones (as FlushUpdate.touched), as views. */
+export function* packedHashXs(packed: Uint8Array): Generator<Uint8Array> {
+  for (let at = 0; at + 11 <= packed.length; at += 11) yield packed.subarray(at, at + 11);
+}
+
 /** A compact Map key for a hashX: one char per byte (11 bytes → 11 chars), no hex. */
 export function hashXKey(hashX: Uint8Array): string {
   let s = "";
@@ -180,6 +185,21 @@ export class SubscriptionIndex {
         entry.generation++;
       }
     }
+  }
+  /**
+   * Invalidates what a flush or a backup may have changed: the statuses of `hashXs` (every status when
+   * undefined), and every status that held mempool transactions, whose heights change (-1 to 0) when their
+   * parents confirm without anything touching them.
+   */
+  invalidateChanged(hashXs: Iterable<Uint8Array> | undefined): void {
+    this.invalidations++;
+    for (const entry of this.entries.values()) {
+      if (hashXs === undefined || entry.hasMempool) {
+        entry.status = undefined;
+        entry.generation++;
+      }
+    }
+    if (hashXs !== undefined) this.invalidate(hashXs);
   }
 
   private dropFromEntry(key: string, session: Subscriber): void {

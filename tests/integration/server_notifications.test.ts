@@ -231,3 +231,57 @@ Deno.test("a block mining a replacement the server never saw: the replaced payme
     }
   });
 });
+
+Deno.test("a status cached before a block or a reorg is dropped in the step that changes the database", async () => {
+  await withTempDir(async (dir) => {
+    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "server-stale-cache", txs: 200 });
+    const node = sim.node;
+    const stack = await startStack(sim, `${dir}/db`, UNTHROTTLED);
+    const client = await LineClient.connect(stack.port);
+    try {
+      await client.hello("1.4");
+      const settler = new Settler(node, client, 4);
+      let model = await settler.start();
+      const w = p2wpkh(0x51, 4);
+      const shW = scripthashOf(w);
+      const hashXW = unhex(shW).reverse().subarray(0, 11);
+      const subscriptions = stack.serving.subscriptions;
+      assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
+      assert.equal(subscriptions.entry(hashXW)?.status, null, "the subscribe cached its status");
+
+      // What a subscribe would be answered from at the very step that makes the block (then the backup) visible.
+      const seen: { at: string; status: string | null | undefined }[] = [];
+      stack.indexer.store.onAppend(() =>
+        seen.push({ at: "block", status: subscriptions.entry(hashXW)?.status })
+      );
+      stack.indexer.store.onBackup(() =>
+        seen.push({ at: "backup", status: subscriptions.entry(hashXW)?.status })
+      );
+      // A payment to W that is mined in the turn it reaches bitcoind: no mempool refresh of the server sees it.
+      const coin = model.spendableCoin(2_000_000);
+      node.acceptTx(spendTx([coin], [{ value: coin.value - 10_000, script: w }]));
+      node.mine(1);
+      model = await settler.settle();
+      assert.notEqual(model.status(shW), null);
+      assert.deepEqual(seen, [{ at: "block", status: undefined }]);
+      const second = await LineClient.connect(stack.port);
+      try {
+        await second.hello("1.4");
+        assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
+        assert.equal(subscriptions.entry(hashXW)?.status, model.status(shW));
+        seen.length = 0;
+        node.reorg(1, { extraBlocks: 1 });
+        model = await settler.settle();
+        assert.equal(seen[0]?.at, "backup");
+        assert.equal(seen[0].status, undefined, "the backup dropped it");
+        assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
+      } finally {
+        second.close();
+      }
+    } finally {
+      client.close();
+      await stack.close();
+      await sim.close();
+    }
+  });
+});

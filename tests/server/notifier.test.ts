@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Notifier } from "../../src/server/notifier.ts";
 import { type MempoolItem, statusOf } from "../../src/server/status.ts";
-import { hashXKey, SubscriptionIndex } from "../../src/server/subscriptions.ts";
+import { hashXKey, packedHashXs, SubscriptionIndex } from "../../src/server/subscriptions.ts";
 import type { SessionContext } from "../../src/server/types.ts";
 
 const quiet = { info() {}, warn() {}, debug() {} };
@@ -53,7 +53,12 @@ class World {
       return Promise.resolve(this.confirmed.get(hashXKey(h)) ?? []);
     },
   };
-  mempool = { history: (h: Uint8Array) => this.pool.get(hashXKey(h)) ?? [] };
+  /** Set while a backup's undone transactions are in neither the store nor the mempool. */
+  unsettled: Promise<void> | undefined;
+  mempool = {
+    history: (h: Uint8Array) => this.pool.get(hashXKey(h)) ?? [],
+    settled: () => this.unsettled,
+  };
   status(h: Uint8Array): string | null {
     return statusOf(this.confirmed.get(hashXKey(h)) ?? [], this.pool.get(hashXKey(h)) ?? []);
   }
@@ -145,6 +150,28 @@ Deno.test("notifier: after a new tip, statuses that held mempool txs are re-eval
   assert.equal(world.reads, 1);
 });
 
+Deno.test("notifier: while the mempool is not settled after a backup, statuses wait for the run after it", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(4);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(1), height: 100 }]);
+  subscriptions.subscribe(s, x, "x", world.status(x));
+  // Block 100 is undone: its tx left the store and is back in bitcoind's mempool, not yet in ours.
+  world.confirmed.set(hashXKey(x), []);
+  world.unsettled = new Promise(() => {});
+  world.reads = 0;
+  await notifier.onTouched([x]);
+  assert.equal(world.reads, 0, "nothing computed from a store and mempool that disagree");
+  assert.deepEqual(s.notes, [], "no null status for a payment that is only being re-mined");
+  assert.equal(subscriptions.entry(x)!.status, undefined, "the cached status is dropped at once");
+  // The refresh brings the tx back; the next run (here with nothing touched) computes what was deferred.
+  world.unsettled = undefined;
+  world.pool.set(hashXKey(x), [mem(1, false)]);
+  await notifier.onTouched([]);
+  assert.equal(world.reads, 1);
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", world.status(x)]]]);
+});
+
 Deno.test("notifier: runs are serialized, so notifications about a hashX keep their order", async () => {
   const { world, subscriptions, notifier } = setup();
   const s = new FakeSession();
@@ -229,4 +256,28 @@ Deno.test("subscriptions: limits, repeated subscriptions, unsubscribe and cleanu
   const thousand = new SubscriptionIndex({ maxSubs: 1000, maxSessionSubs: 0 });
   for (let i = 0; i < 1000; i++) thousand.subscribe(new FakeSession(), hx(1), "1", null);
   assert.throws(() => thousand.checkLimits(c, hx(1)), /^RpcError: server subscription limit 1,000 reached$/);
+});
+
+Deno.test("subscriptions: what a flush or backup changed drops its cached statuses, and those with mempool txs", () => {
+  const subscriptions = new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 });
+  const s = new FakeSession();
+  const [a, b, c] = [hx(1), hx(2), hx(3)];
+  subscriptions.subscribe(s, a, "a", "status-a");
+  subscriptions.subscribe(s, b, "b", "status-b", true);
+  subscriptions.subscribe(s, c, "c", "status-c");
+  for (const [h, st] of [[a, "status-a"], [b, "status-b"], [c, "status-c"]] as const) {
+    subscriptions.entry(h)!.status = st;
+  }
+  const epoch = subscriptions.epoch;
+  const packed = new Uint8Array(22);
+  packed.set(a, 0);
+  packed.set(hx(9), 11);
+  assert.deepEqual([...packedHashXs(packed)], [a, hx(9)]);
+  subscriptions.invalidateChanged(packedHashXs(packed));
+  assert.equal(subscriptions.entry(a)!.status, undefined, "touched");
+  assert.equal(subscriptions.entry(b)!.status, undefined, "held mempool transactions");
+  assert.equal(subscriptions.entry(c)!.status, "status-c", "untouched and confirmed only: still current");
+  assert.ok(subscriptions.epoch > epoch, "a status computed across it is not cached as current");
+  subscriptions.invalidateChanged(undefined);
+  assert.equal(subscriptions.entry(c)!.status, undefined, "unknown changes drop everything");
 });
