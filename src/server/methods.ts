@@ -204,7 +204,8 @@ export function nonNegativeInteger(v: unknown): number {
   let n: number | undefined;
   if (typeof v === "number" && Number.isFinite(v)) n = Math.trunc(v);
   else if (typeof v === "string" && /^\s*[+-]?\d+\s*$/.test(v)) n = Number(v.trim());
-  if (n !== undefined && n >= 0 && Number.isSafeInteger(n)) return n;
+  // Beyond 2^53 too (Python's ints have no limit): such a height is out of range, not a malformed argument.
+  if (n !== undefined && n >= 0 && Number.isFinite(n)) return n;
   // Python formats the converted value when conversion worked, e.g. "-5 should be ...".
   const shown = n !== undefined ? String(n === 0 ? 0 : n) : pyStr(v);
   throw new RpcError(BAD_REQUEST, `${shown} should be a non-negative integer`);
@@ -583,7 +584,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     "blockchain.block.header",
     method(["height", "?cp_height"], 0.25, async (ctx, [h, cp]) => {
       const height = nonNegativeInteger(h);
-      const cpHeight = nonNegativeInteger(cp ?? 0);
+      const cpHeight = nonNegativeInteger(cp === undefined ? 0 : cp);
       headerOr(height);
       if (cpHeight === 0) return toHex(headerOr(height));
       ctx.addCost(1);
@@ -597,7 +598,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     method(["start_height", "count", "?cp_height"], 0, async (ctx, [s, c, cp]) => {
       const start = nonNegativeInteger(s);
       const requested = nonNegativeInteger(c);
-      const cpHeight = nonNegativeInteger(cp ?? 0);
+      const cpHeight = nonNegativeInteger(cp === undefined ? 0 : cp);
       ctx.addCost(requested / 50);
       if (requested > 0) await warm(cpHeight);
       const raw = store.headers(start, Math.min(requested, MAX_CHUNK_SIZE));
@@ -802,9 +803,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         log.info(`error submitting package: ${err.message}`);
         throw new RpcError(
           BAD_REQUEST,
-          `the tx package was rejected by network rules.\n\n${err.message}. Package txids: [${
-            txids.map(pyRepr).join(", ")
-          }]`,
+          `the tx package was rejected by network rules.\n\n${err.message}.`,
         );
       }
       log.info(`broadcast package: ${txids.join(", ")}`);

@@ -228,8 +228,11 @@ function quoteSorted(names: string[]): string {
 
 // --- version negotiation -------------------------------------------------------------------------------
 
-/** Protocol versions this server speaks, oldest first (1.5 was skipped by the protocol; 1.4.3 is Namecoin's). */
-export const PROTOCOL_VERSIONS: readonly string[] = ["1.4", "1.4.1", "1.4.2", "1.6"];
+/**
+ * Protocol versions this server speaks, oldest first. 1.5 was skipped by the protocol. 1.4.3 only added a
+ * Namecoin method, so for Bitcoin it is 1.4.2 under another name; ElectrumX negotiates it, and so do we.
+ */
+export const PROTOCOL_VERSIONS: readonly string[] = ["1.4", "1.4.1", "1.4.2", "1.4.3", "1.6"];
 /** The oldest protocol version served. */
 export const PROTOCOL_MIN = PROTOCOL_VERSIONS[0];
 /** The newest protocol version served. */

@@ -552,6 +552,18 @@ Deno.test("methods: headers, checkpoint proofs and their errors, for 1.4 and 1.6
       1,
       `height ${(tip + 1).toLocaleString("en-US")} out of range`,
     );
+    // Python's ints have no limit: a height past 2^53 is out of range, not a malformed argument.
+    await rejects(
+      call(h.methods, v16, "blockchain.block.header", [1e20]),
+      1,
+      "height 100,000,000,000,000,000,000 out of range",
+    );
+    // null is ElectrumX's None, an argument that is not an integer, not an omitted one.
+    await rejects(
+      call(h.methods, v16, "blockchain.block.header", [1, null]),
+      1,
+      "None should be a non-negative integer",
+    );
     await rejects(
       call(h.methods, v16, "blockchain.block.header", [10, 5]),
       1,
@@ -813,9 +825,7 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     await rejects(
       call(h.methods, ctx, "blockchain.transaction.broadcast_package", [[hex(p2)]]),
       1,
-      `the tx package was rejected by network rules.\n\nArray must contain between 2 and 25 transactions.. Package txids: [${
-        pyRepr(rhex(decodeTransaction(p2).txid))
-      }]`,
+      `the tx package was rejected by network rules.\n\nArray must contain between 2 and 25 transactions..`,
     );
   } finally {
     await h.close();
@@ -1054,6 +1064,9 @@ Deno.test("methods: argument helpers behave like ElectrumX's", () => {
   assert.equal(nonNegativeInteger(7.9), 7, "Python's int() truncates");
   assert.throws(() => nonNegativeInteger(true), /True should be a non-negative integer/);
   assert.throws(() => nonNegativeInteger([1]), /\[1\] should be a non-negative integer/);
+  assert.throws(() => nonNegativeInteger(null), /None should be a non-negative integer/);
+  assert.throws(() => nonNegativeInteger(-3), /-3 should be a non-negative integer/);
+  assert.equal(nonNegativeInteger(2 ** 60), 2 ** 60, "no 2^53 limit: callers answer out of range");
   assert.equal(pyRepr("it's"), `"it's"`);
   assert.equal(pyRepr('say "hi"'), `'say "hi"'`);
   assert.equal(pyRepr("a\nb\\"), `'a\\nb\\\\'`);

@@ -193,7 +193,7 @@ Deno.test("prepareMethods parses version bounds; methods are gated per negotiate
 
 Deno.test("negotiateVersion picks the newest common version and never 1.5", () => {
   const v = (requested: unknown) => negotiateVersion(requested)?.version ?? null;
-  assert.deepEqual(PROTOCOL_VERSIONS, ["1.4", "1.4.1", "1.4.2", "1.6"]);
+  assert.deepEqual(PROTOCOL_VERSIONS, ["1.4", "1.4.1", "1.4.2", "1.4.3", "1.6"]);
   assert.equal(v(undefined), "1.4");
   assert.equal(v(null), "1.4");
   assert.equal(v("1.4"), "1.4");
@@ -202,7 +202,8 @@ Deno.test("negotiateVersion picks the newest common version and never 1.5", () =
   assert.equal(v(["1.2", "1.4.2"]), "1.4.2");
   assert.equal(v("1.4.1"), "1.4.1");
   assert.equal(v("1.5"), null, "min = max = 1.5: nothing in common");
-  assert.equal(v(["1.4", "1.5"]), "1.4.2", "1.5 does not exist; the newest below it is 1.4.2");
+  assert.equal(v(["1.4", "1.5"]), "1.4.3", "1.5 does not exist; the newest below it is 1.4.3");
+  assert.equal(v("1.4.3"), "1.4.3", "as ElectrumX: 1.4.2 plus a Namecoin-only method");
   assert.equal(v(["1.4", "1.7"]), "1.6");
   assert.equal(v(["1.4", "1.10"]), "1.6", "compared as integers, not strings");
   assert.equal(v("1.3"), null);

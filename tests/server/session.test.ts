@@ -242,8 +242,8 @@ Deno.test("server.version with named params, defaults and a long client name", a
   assert.equal(h.session.client.length, 100);
   const h2 = makeSession();
   h2.send(req(1, "server.version", { protocol_version: ["1.4", "1.5"] }));
-  assert.deepEqual(await h2.next(), ok(1, ["Coulomb 0.1.0", "1.4.2"]));
-  assert.deepEqual(h2.session.protocolTuple, [1, 4, 2]);
+  assert.deepEqual(await h2.next(), ok(1, ["Coulomb 0.1.0", "1.4.3"]));
+  assert.deepEqual(h2.session.protocolTuple, [1, 4, 3]);
 });
 
 Deno.test("an unsupported version gets error 1 and the session is closed", async () => {
@@ -423,6 +423,19 @@ Deno.test("malformed input: parse errors, bad ids, non-UTF-8, blank lines; the s
   assert.deepEqual(await h.next(), err(9, -32600, 'request has no "method" string'));
   assert.deepEqual(await h.next(), ok(10, null));
   assert.equal(h.transport.unread, 0);
+});
+
+Deno.test("server.ping takes no arguments: any are -32602, as for every method", async () => {
+  const h = await negotiated();
+  h.send(req(1, "server.ping", ["x"]));
+  assert.deepEqual(
+    await h.next(),
+    err(1, -32602, "1 argument passed to method server.ping taking at most 0"),
+  );
+  h.send(req(2, "server.ping", { extra: 1 }));
+  assert.deepEqual(await h.next(), err(2, -32602, 'method "server.ping" does not take parameter "extra"'));
+  h.send(req(3, "server.ping"));
+  assert.deepEqual(await h.next(), ok(3, null));
 });
 
 Deno.test("notifications (no id or id null) run but get no reply, not even errors", async () => {
