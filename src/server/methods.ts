@@ -205,7 +205,8 @@ export function nonNegativeInteger(v: unknown): number {
   if (typeof v === "number" && Number.isFinite(v)) n = Math.trunc(v);
   else if (typeof v === "string" && /^\s*[+-]?\d+\s*$/.test(v)) n = Number(v.trim());
   // Beyond 2^53 too (Python's ints have no limit): such a height is out of range, not a malformed argument.
-  if (n !== undefined && n >= 0 && Number.isFinite(n)) return n;
+  // `+ 0` turns "-0" (Python's int("-0") is 0) into 0, so that error texts do not show "-0".
+  if (n !== undefined && n >= 0 && Number.isFinite(n)) return n + 0;
   // Python formats the converted value when conversion worked, e.g. "-5 should be ...".
   const shown = n !== undefined ? String(n === 0 ? 0 : n) : pyStr(v);
   throw new RpcError(BAD_REQUEST, `${shown} should be a non-negative integer`);

@@ -579,7 +579,17 @@ export class PeerManager {
         }
       }
       if (!matches) continue;
+      // ElectrumX's rule beside ours: one peer per 600 s per domain (its last two labels; IP literals share one
+      // bucket), so many names under one domain pointing at one host do not add many peers either.
+      const domain = isIpLiteral(host) ? "ip_addr" : `domain ${host.split(".").slice(-2).join(".")}`;
+      const lastDomain = this.#addPeerAt.get(domain);
+      if (net !== "regtest" && lastDomain !== undefined && now - lastDomain < PEER_RULES.addPeerPauseMs) {
+        return reject(
+          `another peer of ${domain} was added less than ${PEER_RULES.addPeerPauseMs / 1000} s ago`,
+        );
+      }
       this.#addPeerAt.set(bucket, now);
+      this.#addPeerAt.set(domain, now);
       const key = this.#learn({ host, tcpPort, sslPort }, "add_peer");
       if (!key) return reject("the peer table is full");
       this.#deps.log.info(`server.add_peer from ${caller}: ${host} accepted as a candidate, checking it`);

@@ -1067,6 +1067,7 @@ Deno.test("methods: argument helpers behave like ElectrumX's", () => {
   assert.throws(() => nonNegativeInteger(null), /None should be a non-negative integer/);
   assert.throws(() => nonNegativeInteger(-3), /-3 should be a non-negative integer/);
   assert.equal(nonNegativeInteger(2 ** 60), 2 ** 60, "no 2^53 limit: callers answer out of range");
+  assert.ok(Object.is(nonNegativeInteger("-0"), 0), '"-0" is 0, not -0');
   assert.equal(pyRepr("it's"), `"it's"`);
   assert.equal(pyRepr('say "hi"'), `'say "hi"'`);
   assert.equal(pyRepr("a\nb\\"), `'a\\nb\\\\'`);

@@ -317,7 +317,7 @@ Deno.test("hostile replies fail the check without throwing, and junk peer entrie
   assert.deepEqual(learned.map((r) => [r.host, r.tcpPort, r.sslPort]), [["ok.example.org", null, 50002]]);
 });
 
-Deno.test("server.add_peer: the host must be the caller's address; rate limited per subnet; then checked", async () => {
+Deno.test("server.add_peer: the host must be the caller's address; rate limited per subnet and per domain; then checked", async () => {
   const w = new World();
   const m = new PeerManager(w.deps());
   const features = (hosts: Record<string, unknown>, genesis = GENESIS) => ({ hosts, genesis_hash: genesis });
@@ -348,6 +348,22 @@ Deno.test("server.add_peer: the host must be the caller's address; rate limited 
   assert.equal(await m.addPeer("198.51.7.7", features({ "198.51.7.7": { tcp_port: 50001 } })), true);
   await m.check("198.51.7.7");
   assert.equal(record(m, "198.51.7.7").status, "good");
+  // And per domain (ElectrumX's bucket): a second name under example.com, from another subnet, waits too; so
+  // does a second IP literal.
+  w.now += PEER_RULES.addPeerPauseMs;
+  for (const [host, ip] of [["other.example.com", "203.0.113.9"], ["more.example.com", "198.51.200.5"]]) {
+    w.add({ host });
+    w.resolved.set(host, [ip]);
+  }
+  w.add({ host: "192.0.2.44" });
+  w.add({ host: "9.9.9.9" });
+  assert.equal(await m.addPeer("192.0.2.44", features({ "192.0.2.44": { tcp_port: 50001 } })), true);
+  assert.equal(await m.addPeer("203.0.113.9", features({ "other.example.com": { tcp_port: 50001 } })), true);
+  assert.equal(await m.addPeer("198.51.200.5", features({ "more.example.com": { tcp_port: 50001 } })), false);
+  assert.equal(await m.addPeer("9.9.9.9", features({ "9.9.9.9": { tcp_port: 50001 } })), false);
+  w.now += PEER_RULES.addPeerPauseMs;
+  assert.equal(await m.addPeer("198.51.200.5", features({ "more.example.com": { tcp_port: 50001 } })), true);
+  assert.equal(await m.addPeer("9.9.9.9", features({ "9.9.9.9": { tcp_port: 50001 } })), true);
 });
 
 Deno.test("server.peers.subscribe lists at most 2 per IPv4 /16 off regtest, all on regtest", async () => {
