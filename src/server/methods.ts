@@ -175,7 +175,24 @@ export function pyStr(v: unknown): string {
   if (v === false) return "False";
   if (typeof v === "string") return v;
   if (typeof v === "number") return String(v);
-  return JSON.stringify(v);
+  return pyValueRepr(v);
+}
+
+// Python's repr() of a value json.loads made: lists and dicts as Python prints them, e.g. ['x', 1, None].
+function pyValueRepr(v: unknown): string {
+  if (v === null || v === undefined) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (typeof v === "string") return pyRepr(v);
+  if (typeof v === "number") return String(v);
+  if (Array.isArray(v)) return `[${v.map(pyValueRepr).join(", ")}]`;
+  if (typeof v === "object") {
+    const items = Object.entries(v as Record<string, unknown>).map(([k, x]) =>
+      `${pyRepr(k)}: ${pyValueRepr(x)}`
+    );
+    return `{${items.join(", ")}}`;
+  }
+  return String(v);
 }
 
 /** Python's repr() of a string: single quotes unless it holds one and no double quote. */

@@ -121,7 +121,7 @@ Deno.test("hostile clients are answered or cut off while a well-behaved session 
             -32602,
             /^4 arguments passed to method blockchain\.block\.header/,
           ],
-          ["blockchain.transaction.broadcast", [{ hex: "00" }], 1, '{"hex":"00"} should be a hex string'],
+          ["blockchain.transaction.broadcast", [{ hex: "00" }], 1, "{'hex': '00'} should be a hex string"],
           ["mempool.get_fee_histogram", { extra: 1 }, -32602, /does not take parameter "extra"/],
           ["blockchain.address.subscribe", ["x"], -32601, 'unknown method "blockchain.address.subscribe"'],
           ["server.shutdown", [], -32601, 'unknown method "server.shutdown"'],

@@ -18,6 +18,7 @@ import {
   type MethodDaemon,
   nonNegativeInteger,
   pyRepr,
+  pyStr,
 } from "../../src/server/methods.ts";
 import { type Server, startServer } from "../../src/server/listeners.ts";
 import { Notifier } from "../../src/server/notifier.ts";
@@ -819,7 +820,7 @@ Deno.test("methods: broadcast and broadcast_package through simnet, with Electru
     await rejects(
       call(h.methods, ctx, "blockchain.transaction.broadcast_package", [["00zz"]]),
       1,
-      `not a valid hex encoded transaction package: ["00zz"]`,
+      `not a valid hex encoded transaction package: ['00zz']`,
     );
     // One transaction is not a package for bitcoind: an RPC error becomes ElectrumX's text.
     await rejects(
@@ -1068,6 +1069,12 @@ Deno.test("methods: argument helpers behave like ElectrumX's", () => {
   assert.throws(() => nonNegativeInteger(-3), /-3 should be a non-negative integer/);
   assert.equal(nonNegativeInteger(2 ** 60), 2 ** 60, "no 2^53 limit: callers answer out of range");
   assert.ok(Object.is(nonNegativeInteger("-0"), 0), '"-0" is 0, not -0');
+  assert.equal(
+    pyStr(["x", 1, null, true, { k: "v" }]),
+    "['x', 1, None, True, {'k': 'v'}]",
+    "as Python's str()",
+  );
+  assert.equal(pyStr("plain"), "plain");
   assert.equal(pyRepr("it's"), `"it's"`);
   assert.equal(pyRepr('say "hi"'), `'say "hi"'`);
   assert.equal(pyRepr("a\nb\\"), `'a\\nb\\\\'`);
