@@ -648,11 +648,12 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     "blockchain.estimatefee",
     method(["number", "?mode"], 0.1, async (ctx, [n, modeArg]) => {
       const target = bucketEstimateFeeTarget(nonNegativeInteger(n));
+      // As ElectrumX: a string is upper-cased and must name a mode; anything else means no mode.
       let mode: string | undefined;
-      if (modeArg !== undefined && modeArg !== null) {
-        const upper = typeof modeArg === "string" ? modeArg.toUpperCase() : "";
+      if (typeof modeArg === "string") {
+        const upper = modeArg.toUpperCase();
         if (upper !== "CONSERVATIVE" && upper !== "ECONOMICAL") {
-          throw new RpcError(BAD_REQUEST, `unknown estimatefee mode: ${pyStr(modeArg)}`);
+          throw new RpcError(BAD_REQUEST, `unknown estimatefee mode: ${upper}`);
         }
         mode = upper;
       }

@@ -193,7 +193,7 @@ Deno.test("the wired server answers every method like the chain, mempool and bit
         await rejects(
           v16.request("blockchain.estimatefee", [2, "fastest"]),
           1,
-          "unknown estimatefee mode: fastest",
+          "unknown estimatefee mode: FASTEST",
         );
         const netInfo = await coreRpc<{ relayfee: number }>(sim, "getnetworkinfo");
         assert.equal(await v14.request("blockchain.relayfee"), netInfo.relayfee);

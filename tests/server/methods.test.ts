@@ -964,8 +964,11 @@ Deno.test("methods: fees, mempool info, server info; caches per tip and per minu
     await rejects(
       call(h.methods, ctx, "blockchain.estimatefee", [6, "fast"]),
       1,
-      "unknown estimatefee mode: fast",
+      "unknown estimatefee mode: FAST",
     );
+    // A mode that is not a string is no mode (ElectrumX's None).
+    await call(h.methods, ctx, "blockchain.estimatefee", [7, 5]);
+    assert.equal(calls.filter((c) => c.startsWith("estimatesmartfee")).at(-1), "estimatesmartfee[7]");
     await rejects(
       call(h.methods, ctx, "blockchain.estimatefee", [-1]),
       1,
