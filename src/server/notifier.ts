@@ -32,6 +32,8 @@ export class Notifier {
   private newBlockPending = false;
   /** Touched while the mempool was not settled after a backup: computed by the first run after it is. */
   private deferred: Uint8Array[] = [];
+  /** A run is scheduled for when the mempool settles (it may settle by timeout, with no refresh to start one). */
+  private settleRun = false;
   // Runs of onTouched go one after another so that notifications about one hashX go out in order.
   private queue: Promise<void> = Promise.resolve();
 
@@ -76,7 +78,7 @@ export class Notifier {
   private async process(touched: Uint8Array[]): Promise<void> {
     const subs = this.opts.subscriptions;
     subs.invalidate(touched);
-    if (this.opts.mempool.settled?.() !== undefined) {
+    if (this.unsettled()) {
       // After a backup the undone transactions are in neither the database nor the mempool until its next
       // refresh: statuses computed now would tell a wallet its payment vanished (a refresh that began before
       // the backup lands here). The run after that refresh computes them. Not awaited: that refresh waits for
@@ -118,6 +120,21 @@ export class Notifier {
     }
   }
 
+  /** True while the mempool lacks what a backup undid; then a run is due once it has caught up. */
+  private unsettled(): boolean {
+    const wait = this.opts.mempool.settled?.();
+    if (wait === undefined) return false;
+    if (!this.settleRun) {
+      this.settleRun = true;
+      wait.then(() => {
+        this.settleRun = false;
+        // The refresh that settles it runs the notifier too; this one covers a wait that ended by timeout.
+        this.onTouched([]).catch((err) => this.opts.log.warn(`script hash notifications failed: ${err}`));
+      });
+    }
+    return true;
+  }
+
   // Computes an entry's status and notifies the sessions that last saw something else; returns how many.
   private async refresh(entry: HashXEntry): Promise<number> {
     if (entry.sessions.size === 0) return 0;
@@ -126,10 +143,14 @@ export class Notifier {
     try {
       const r = await addressStatus(this.opts.store, this.opts.mempool, entry.hashX, this.opts.historyLimit);
       status = r.status;
-      if (entry.generation === generation) {
-        entry.status = status;
-        entry.hasMempool = r.hasMempool;
+      if (this.unsettled() || entry.generation !== generation) {
+        // A flush or a backup landed while this was computed: the status may mix the states before and after
+        // (or lack what the backup undid). The first run after it computes it again.
+        this.deferred.push(entry.hashX);
+        return 0;
       }
+      entry.status = status;
+      entry.hasMempool = r.hasMempool;
     } catch (err) {
       if (!(err instanceof RpcError)) throw err;
       // ElectrumX's behaviour: a history grown past the cap ends the subscription with a null status.

@@ -17,8 +17,10 @@ class FakeSession implements SessionContext {
   closed = false;
   private closers: (() => void)[] = [];
   addCost(): void {}
+  onNote: (() => void) | undefined;
   notify(method: string, params: unknown[]): void {
     this.notes.push([method, params]);
+    this.onNote?.();
   }
   onClose(fn: () => void): void {
     this.closers.push(fn);
@@ -46,11 +48,19 @@ class World {
   pool = new Map<string, MempoolItem[]>();
   reads = 0;
   state = { height: 100 };
+  /** While set, history reads wait for it (a slow read, during which the sync side can flush or back up). */
+  gate: Promise<void> | undefined;
+  /** Resolved when a read starts waiting at the gate. */
+  onGate: (() => void) | undefined;
   store = {
     state: this.state,
-    history: (h: Uint8Array) => {
+    history: async (h: Uint8Array) => {
       this.reads++;
-      return Promise.resolve(this.confirmed.get(hashXKey(h)) ?? []);
+      if (this.gate) {
+        this.onGate?.();
+        await this.gate;
+      }
+      return this.confirmed.get(hashXKey(h)) ?? [];
     },
   };
   /** Set while a backup's undone transactions are in neither the store nor the mempool. */
@@ -170,6 +180,36 @@ Deno.test("notifier: while the mempool is not settled after a backup, statuses w
   await notifier.onTouched([]);
   assert.equal(world.reads, 1);
   assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", world.status(x)]]]);
+});
+
+Deno.test("notifier: a status computed across a backup is not told; the run after the mempool settles tells it", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(5);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(1), height: 100 }]);
+  subscriptions.subscribe(s, x, "x", world.status(x));
+  const gate = Promise.withResolvers<void>();
+  const reading = Promise.withResolvers<void>();
+  world.gate = gate.promise;
+  world.onGate = reading.resolve;
+  const run = notifier.onTouched([x]); // e.g. a mempool poll's run
+  await reading.promise;
+  // Meanwhile block 100 is undone (Store.onBackup): its tx is in neither the store nor, until the next
+  // refresh, the mempool.
+  world.confirmed.set(hashXKey(x), []);
+  let settle!: () => void;
+  world.unsettled = new Promise((r) => settle = r);
+  subscriptions.invalidateChanged([x]);
+  world.gate = undefined;
+  gate.resolve();
+  await run;
+  assert.deepEqual(s.notes, [], "no null status for a payment that is only being mined again");
+  // The wait ends without a refresh (BACKUP_WAIT_MS, bitcoind unreachable): the notifier runs by itself.
+  world.unsettled = undefined;
+  const ran = new Promise<void>((resolve) => s.onNote = resolve);
+  settle();
+  await ran;
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", null]]]);
 });
 
 Deno.test("notifier: runs are serialized, so notifications about a hashX keep their order", async () => {
