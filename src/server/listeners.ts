@@ -22,6 +22,7 @@ import {
   ACK,
   Batcher,
   BINARY,
+  BLANK,
   CLOSE,
   CLOSED,
   type ControlMessage,
@@ -563,6 +564,9 @@ class ElectrumServer implements Server {
           break;
         case OVERSIZE:
           session.receiveOversize(msg[i + 2] as number, msg[i + 3] === 1);
+          break;
+        case BLANK:
+          session.receiveBlank(msg[i + 2] as number, msg[i + 3] as number);
           break;
         case WRITTEN:
           t.written(msg[i + 2] as number);

@@ -292,9 +292,9 @@ export class Session implements SessionContext {
     try {
       payload = JSON.parse(text);
     } catch {
-      // Blank lines are keep-alives from some clients, not errors; but their bytes cost like any other.
+      // Blank lines are keep-alives from some clients, not errors; but they cost what a ping costs.
       if (text.trim() === "") {
-        if (this.#fraction(Date.now()) >= 1) this.#pushExcessive(null);
+        this.receiveBlank(1, 0);
         return;
       }
       this.#reject(null, PARSE_ERROR, "invalid JSON", PARSE_ERROR_COST);
@@ -309,6 +309,19 @@ export class Session implements SessionContext {
     this.lastRecvAt = now;
     this.recvBytes += bytes;
     this.#charge(bytes / this.#cost.bandwidthUnitCost, now);
+  }
+
+  /**
+   * Notes `lines` blank lines (keep-alives) of `bytes` bytes: no reply, but each costs what a ping does, so a
+   * flood of them (65,536 in a 64 KB read) reaches COST_HARD_LIMIT like any other.
+   */
+  receiveBlank(lines: number, bytes: number): void {
+    if (!this.#accepting) return;
+    const now = Date.now();
+    this.lastRecvAt = now;
+    this.recvBytes += bytes;
+    this.#charge(lines * PING_COST + bytes / this.#cost.bandwidthUnitCost, now);
+    if (this.#fraction(now) >= 1) this.#pushExcessive(null);
   }
 
   /**

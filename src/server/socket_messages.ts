@@ -66,11 +66,16 @@ export const WRITTEN = 5;
 export const ENDED = 6;
 /** The connection is gone: a = why. */
 export const CLOSED = 7;
+/**
+ * Blank lines (or empty WebSocket messages) of one read, summed rather than sent one by one (a 64 KB read
+ * can hold 65,536): a = how many, b = their bytes.
+ */
+export const BLANK = 8;
 
 // Listeners → socket thread.
 /** Send these messages, framed: a = string[]. Each WRITE is answered by one WRITTEN or a CLOSED. */
 export const WRITE = 11;
-/** The listeners took a = n more of the connection's messages (LINE, BINARY, OVERSIZE): see ReadWindow. */
+/** The listeners took a = n more of the connection's messages (LINE, BINARY, OVERSIZE, BLANK): see ReadWindow. */
 export const ACK = 12;
 /** Close the connection (after a WebSocket close frame when one is due). */
 export const CLOSE = 14;

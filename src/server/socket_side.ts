@@ -14,6 +14,7 @@ import {
   ACK,
   Batcher,
   BINARY,
+  BLANK,
   CLOSE,
   CLOSED,
   type ControlMessage,
@@ -32,6 +33,15 @@ import { CLOSE_NORMAL, closeFrame, encodeTextFrames, WsFramer, type WsSink } fro
 import { errorText } from "../error_text.ts";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+// A line of nothing but spaces, tabs and carriage returns: a keep-alive, or a flood of them.
+function isBlank(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
+  }
+  return true;
+}
 const ENCODER = new TextEncoder();
 /** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
 const STOP_GRACE_MS = 1500;
@@ -283,7 +293,13 @@ export class SocketSide {
     const delivered = () => {
       if (c.window.delivered()) sock.pause();
     };
+    let blankLines = 0, blankBytes = 0;
     const line = (bytes: Uint8Array) => {
+      if (isBlank(bytes)) {
+        blankLines++;
+        blankBytes += bytes.length;
+        return;
+      }
       let text: string;
       try {
         text = UTF8.decode(bytes);
@@ -313,6 +329,11 @@ export class SocketSide {
       if (c.gone) return;
       // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
       push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      if (blankLines > 0) {
+        out.add(BLANK, id, blankLines, blankBytes);
+        blankLines = blankBytes = 0;
+        delivered();
+      }
     });
     // The peer may only have shut down its sending side: the session answers what it asked, then closes.
     sock.on("end", () => {

@@ -386,6 +386,29 @@ testEveryMode(
   },
 );
 
+testEveryMode(
+  "a flood of blank lines costs a ping per line and ends in -101; other sessions are served",
+  async () => {
+    await using f = await start();
+    const other = await LineClient.tcp(f.port());
+    await other.hello();
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    // 1 MB of newlines: 1,000,000 keep-alives at 0.1 each is ten times COST_HARD_LIMIT. Should they cost
+    // nothing, the end of input closes the session without -101.
+    const writing = (async () => {
+      for (let i = 0; i < 16; i++) await c.sendRaw("\n".repeat(65536));
+      await c.conn.closeWrite();
+    })().catch(() => {/* the server closed the connection */});
+    assert.deepEqual(await c.next(), err(null, -101, "excessive resource usage"));
+    await c.eof();
+    await writing;
+    assert.deepEqual(await other.call(1, "test.echo", ["still here"]), ok(1, "still here"));
+    other.close();
+    c.close();
+  },
+);
+
 testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
   await using f = await start({ MAX_SEND: "350000" });
   const c = await LineClient.tcp(f.port());

@@ -549,6 +549,18 @@ Deno.test("batches of nothing but invalid items reach the hard limit: -101, clos
   assert.ok(total <= 1000 + 100 + 10, `group cost ${total}`);
 });
 
+Deno.test("blank lines reported in bulk cost a ping each: 131,072 of them pass the default hard limit", async () => {
+  const h = await negotiated();
+  const before = h.session.info().cost;
+  h.session.receiveBlank(65536, 65536);
+  const after = h.session.info();
+  assert.ok(after.cost >= before + 6553 && after.cost < before + 6600, `${before} -> ${after.cost}`);
+  assert.equal(h.transport.unread, 0, "no reply to keep-alives");
+  h.session.receiveBlank(65536, 65536);
+  assert.deepEqual(await h.next(), err(null, -101, "excessive resource usage"));
+  await h.transport.closedSignal.promise;
+});
+
 Deno.test("blank lines cost their bytes and a stream of them reaches the hard limit", async () => {
   const h = await negotiated({ COST_SOFT_LIMIT: "0", COST_HARD_LIMIT: "100", BANDWIDTH_UNIT_COST: "1000" });
   const blank = " ".repeat(30_000);

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import {
   ACK,
+  BLANK,
   CLOSED,
   type ControlReply,
   ENTRY,
@@ -12,7 +13,7 @@ import {
 } from "../../src/server/socket_messages.ts";
 import { noIpv6, SocketSide } from "../../src/server/socket_side.ts";
 
-type Entry = { op: number; id: number; a: unknown };
+type Entry = { op: number; id: number; a: unknown; b: unknown };
 
 // A SocketSide on this thread with its output collected; `next` waits for the first entry matching `pred`.
 function harness(onBatch?: (batch: unknown[]) => void) {
@@ -23,7 +24,7 @@ function harness(onBatch?: (batch: unknown[]) => void) {
     if (Array.isArray(msg)) {
       onBatch?.(msg);
       for (let i = 0; i < msg.length; i += ENTRY) {
-        entries.push({ op: msg[i] as number, id: msg[i + 1] as number, a: msg[i + 2] });
+        entries.push({ op: msg[i] as number, id: msg[i + 1] as number, a: msg[i + 2], b: msg[i + 3] });
       }
     } else {
       controls.push(msg);
@@ -44,7 +45,7 @@ function harness(onBatch?: (batch: unknown[]) => void) {
       await new Promise<void>((resolve) => wake = resolve);
     }
   }
-  return { side, next, control };
+  return { side, next, control, entries };
 }
 
 Deno.test("a connection reset by its peer is reported closed with the error as the reason", async () => {
@@ -152,6 +153,36 @@ Deno.test("a pipelining client is read only while the listeners acknowledge what
     assert.ok(acks >= LINES / WINDOW / 40, `${acks} ACKs`);
   } finally {
     clearTimeout(ackTimer);
+    client.destroy();
+    h.side.handle({ type: "stop" });
+    await h.control("stopped");
+  }
+});
+
+Deno.test("blank lines are summed per read, not sent one by one; other lines keep their order", async () => {
+  const h = harness();
+  h.side.handle({
+    type: "start",
+    services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
+    maxRecv: 1000,
+    readWindow: 256,
+    handshakeTimeoutMs: 10_000,
+  });
+  const listening = await h.control("listening");
+  const port = listening.type === "listening" ? listening.ports[0] : 0;
+  const client = net.connect({ host: "127.0.0.1", port });
+  try {
+    client.on("error", () => {});
+    await new Promise((resolve) => client.once("connect", resolve));
+    const id = (await h.next((e) => e.op === OPENED)).id;
+    client.write("first\n\n \r\n\t\nlast\n");
+    await h.next((e) => e.op === LINE && e.a === "last");
+    const mine = h.entries.filter((e) => e.id === id && (e.op === LINE || e.op === BLANK));
+    assert.deepEqual(mine.filter((e) => e.op === LINE).map((e) => e.a), ["first", "last"]);
+    const blank = mine.filter((e) => e.op === BLANK);
+    assert.equal(blank.reduce((n, e) => n + (e.a as number), 0), 3, "three blank lines");
+    assert.equal(blank.reduce((n, e) => n + (e.b as number), 0), 3, "of 3 bytes without their newlines");
+  } finally {
     client.destroy();
     h.side.handle({ type: "stop" });
     await h.control("stopped");
