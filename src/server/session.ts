@@ -209,6 +209,8 @@ export class Session implements SessionContext {
   /** Reply and notification text completed but waiting behind an earlier, unfinished slot. */
   #heldBytes = 0;
   #writing = false;
+  /** When the write in progress was handed to the transport; 0 when none is. */
+  #writeSince = 0;
 
   #room: Promise<void> | undefined;
   #roomResolve: (() => void) | undefined;
@@ -807,6 +809,10 @@ export class Session implements SessionContext {
     if (this.#closed) return;
     this.#outParts.push(text);
     this.#outBytes += text.length;
+    // Charged when queued, not when written: a peer that never reads would otherwise hold up to
+    // 2 × MAX_SEND of replies at no cost (and, with its IP group, as many such sessions as it likes). Length in
+    // UTF-16 units plus the newline: replies are JSON, almost always ASCII.
+    this.#charge((text.length + 1) / this.#cost.bandwidthUnitCost, Date.now());
     if (this.#checkQueued()) return;
     if (!this.#writing) {
       this.#writing = true;
@@ -822,9 +828,10 @@ export class Session implements SessionContext {
         this.#outParts = [];
         let chars = 0;
         for (const p of parts) chars += p.length;
+        this.#writeSince = Date.now();
         const written = await this.#deps.transport.write(parts);
+        this.#writeSince = 0;
         this.sendBytes += written;
-        this.#charge(written / this.#cost.bandwidthUnitCost, Date.now());
         this.#outBytes -= chars;
         this.#wake();
       }
@@ -843,6 +850,15 @@ export class Session implements SessionContext {
   /** Periodic housekeeping from the server: request timeouts, and the idle timeout (true if it closed). */
   tick(now: number): boolean {
     if (this.#closed) return false;
+    // A peer that has not taken a write for SESSION_TIMEOUT is not reading: keep-alives sent meanwhile must
+    // not let it hold its queued replies for ever.
+    if (this.#writeSince !== 0 && now - this.#writeSince > this.#limits.sessionTimeoutMs) {
+      this.#deps.log.info(
+        `session ${this.id} ${this.remoteAddress}: closing: peer has not read for too long`,
+      );
+      this.close("not reading");
+      return true;
+    }
     // A session waiting for our replies is not idle; REQUEST_TIMEOUT bounds that wait.
     if (now - this.lastRecvAt > this.#limits.sessionTimeoutMs && this.#head === this.#slots.length) {
       this.#deps.log.debug(`session ${this.id} ${this.remoteAddress}: closing idle session`);

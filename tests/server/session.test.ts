@@ -33,7 +33,11 @@ class FakeTransport implements Transport {
 
   constructor(readonly remoteIp = "127.0.0.1", readonly remoteAddress = `${remoteIp}:50000`) {}
 
+  /** Resolved by the next write call, before it waits at the gate. */
+  onWrite: (() => void) | undefined;
+
   async write(messages: readonly string[]): Promise<number> {
+    this.onWrite?.();
     if (this.gate) await this.gate;
     if (this.closed) throw new Error("closed");
     this.writes.push([...messages]);
@@ -738,6 +742,30 @@ Deno.test("a peer that does not read is disconnected once its queued output pass
   h.send(req(4, "test.big", [200_000]));
   assert.ok(h.session.closed, "closed past 700,000 queued bytes");
   assert.ok(h.logs.some((l) => l.includes("not reading")));
+});
+
+Deno.test("replies cost their bytes when queued; a peer that takes no write for SESSION_TIMEOUT is closed", async () => {
+  const h = await negotiated({ SESSION_TIMEOUT: "60" });
+  const gate = deferred<void>();
+  h.transport.gate = gate.promise; // writes never complete: the peer is not reading
+  const writing = new Promise<void>((resolve) => h.transport.onWrite = resolve);
+  const before = h.session.info();
+  h.send(req(1, "test.big", [1_000_000]));
+  await writing;
+  const queued = h.session.info();
+  assert.equal(queued.sendBytes, before.sendBytes, "nothing more written yet");
+  assert.ok(
+    queued.cost >= before.cost + 1_000_000 / 5000,
+    `${before.cost} -> ${queued.cost}: charged before it is written`,
+  );
+  // Keep-alives do not keep it open: the write has waited too long.
+  const started = Date.now();
+  h.send("");
+  h.session.tick(started + 59_000);
+  assert.ok(!h.session.closed);
+  h.session.tick(started + 61_000);
+  assert.ok(h.session.closed);
+  assert.ok(h.logs.some((l) => l.includes("has not read for too long")));
 });
 
 Deno.test("replies held behind a slow request count toward the output bound too", async () => {
