@@ -318,7 +318,11 @@ export class SocketSide {
     let push: (chunk: Uint8Array) => void;
     if (ws) {
       const framer = new WsFramer(maxRecv);
-      const sink = this.#wsSink(c, line, oversize);
+      const idle = (bytes: number) => {
+        blankLines++;
+        blankBytes += bytes;
+      };
+      const sink = this.#wsSink(c, line, oversize, idle);
       push = (chunk) => framer.push(chunk, sink);
     } else {
       const framer = new LineFramer(maxRecv);
@@ -346,6 +350,7 @@ export class SocketSide {
     c: Conn,
     line: (bytes: Uint8Array) => void,
     oversize: (bytes: number, first: boolean) => void,
+    idle: (bytes: number) => void,
   ): WsSink {
     return {
       open: (response) => {
@@ -361,6 +366,7 @@ export class SocketSide {
       },
       message: line,
       oversize,
+      idle,
       control: (frame) => {
         // A peer that pings without reading must not make us queue pongs without end: one pong at a time,
         // and of the pings that arrive meanwhile only the latest is answered (RFC 6455 §5.5.3 allows it).

@@ -26,6 +26,11 @@ export interface WsSink {
   oversize(bytes: number, first: boolean): void;
   /** Send this control frame (a pong). */
   control(frame: Uint8Array): void;
+  /**
+   * A frame that completes no message (a ping, a pong, a fragment before the last) arrived; `bytes` is its
+   * payload when that belongs to no message. Such frames cost like keep-alives: reading them is work too.
+   */
+  idle(bytes: number): void;
   /** The peer closed or broke the protocol: send `frame` (a close frame) and close the connection. */
   close(frame: Uint8Array, reason: string): void;
 }
@@ -59,6 +64,8 @@ export class WsFramer {
   #mask = new Uint8Array(4);
   #maskPos = 0;
   #remaining = 0;
+  /** The current frame's payload length. */
+  #frameLen = 0;
 
   // Current message (may span fragments), unmasked into one buffer that grows by doubling: a message sent as
   // a million one-byte fragments must cost its bytes, not a million allocations.
@@ -211,6 +218,7 @@ export class WsFramer {
     this.#fin = fin;
     this.#maskPos = 0;
     this.#remaining = len;
+    this.#frameLen = len;
     this.#inFrame = true;
     if (len === 0) this.#endFrame(sink);
     return i;
@@ -236,10 +244,14 @@ export class WsFramer {
     this.#inFrame = false;
     const opcode = this.#opcode;
     if (opcode === OP_PING) {
+      sink.idle(this.#frameLen);
       sink.control(encodeFrame(OP_PONG, this.#ctrl.slice(0, this.#ctrlLen)));
       return;
     }
-    if (opcode === OP_PONG) return;
+    if (opcode === OP_PONG) {
+      sink.idle(this.#frameLen);
+      return;
+    }
     if (opcode === OP_CLOSE) {
       this.#ended = true;
       // Echo the peer's status code, as RFC 6455 §5.5.1 suggests.
@@ -247,7 +259,10 @@ export class WsFramer {
       sink.close(closeFrame(code), "peer closed the WebSocket");
       return;
     }
-    if (!this.#fin) return;
+    if (!this.#fin) {
+      sink.idle(0);
+      return;
+    }
     this.#msgActive = false;
     if (this.#msgSkipping) {
       if (this.#msgBytes > 0) sink.oversize(this.#msgBytes, false);

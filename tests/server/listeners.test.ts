@@ -409,6 +409,48 @@ testEveryMode(
   },
 );
 
+testEveryMode(
+  "ws: pings and empty fragments cost like keep-alives, so a flood of them ends in -101",
+  async () => {
+    await using f = await start({}, [
+      { protocol: "tcp", host: "127.0.0.1", port: 0 },
+      { protocol: "ws", host: "127.0.0.1", port: 0 },
+    ]);
+    const other = await LineClient.tcp(f.port());
+    await other.hello();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
+    const upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    // Masked client frames with empty payloads: a ping, then a text frame and continuations, none final.
+    const frame = (first: number) => Uint8Array.of(first, 0x80, 1, 2, 3, 4);
+    const version = enc.encode(
+      JSON.stringify({ jsonrpc: "2.0", id: 0, method: "server.version", params: [] }),
+    );
+    const text = new Uint8Array(6 + version.length);
+    text.set([0x81, 0x80 | version.length, 0, 0, 0, 0]);
+    text.set(version, 6); // a zero mask leaves the payload as it is
+    const flood = new Uint8Array(6 * 200_000);
+    flood.set(frame(0x89), 0);
+    flood.set(frame(0x01), 6);
+    for (let at = 12; at < flood.length; at += 6) flood.set(frame(0x00), at);
+    const writing = (async () => {
+      await conn.write(enc.encode(upgrade));
+      await conn.write(text);
+      for (let at = 0; at < flood.length;) at += await conn.write(flood.subarray(at));
+      await conn.closeWrite();
+    })().catch(() => {/* the server closed the connection */});
+    const received: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    for (let n; (n = await conn.read(buf).catch(() => null)) !== null;) received.push(buf.slice(0, n));
+    await writing;
+    conn.close();
+    const all = new TextDecoder().decode(new Uint8Array(received.flatMap((b) => [...b])));
+    assert.match(all, /excessive resource usage/, "cut off for its cost, not by the end of its input");
+    assert.deepEqual(await other.call(1, "test.echo", ["still here"]), ok(1, "still here"));
+    other.close();
+  },
+);
+
 testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request only", async () => {
   await using f = await start({ MAX_SEND: "350000" });
   const c = await LineClient.tcp(f.port());
@@ -720,7 +762,8 @@ testEveryMode("wss: WebSocket over TLS, with a plain HTTP request refused", asyn
 testEveryMode(
   "ws: a peer that pings without reading gets pongs one at a time, for its latest ping",
   async () => {
-    await using f = await start({}, [
+    // Pings cost like keep-alives: unthrottled here, so that it is the pongs' memory that is tested.
+    await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, [
       { protocol: "tcp", host: "127.0.0.1", port: 0 },
       { protocol: "ws", host: "127.0.0.1", port: 0 },
     ]);

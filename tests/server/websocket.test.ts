@@ -52,7 +52,13 @@ function concat(...parts: Uint8Array[]) {
 
 function recorder() {
   const events: (string | number | [string, string])[] = [];
+  // Frames that complete no message, and their message-less payload bytes (not in `events`).
+  const idle = { frames: 0, bytes: 0 };
   const sink: WsSink = {
+    idle: (n) => {
+      idle.frames++;
+      idle.bytes += n;
+    },
     open: (r) => events.push(["open", dec.decode(r)]),
     reject: (r, reason) => events.push(["reject", `${dec.decode(r).split("\r\n")[0]} (${reason})`]),
     message: (b) => events.push(dec.decode(b)),
@@ -61,7 +67,7 @@ function recorder() {
     control: (f) => events.push(["control", [...f].join(",")]),
     close: (f, reason) => events.push(["close", `${[...f].join(",")} ${reason}`]),
   };
-  return { events, sink };
+  return { events, sink, idle };
 }
 
 function feed(framer: WsFramer, bytes: Uint8Array, chunk: number) {
@@ -172,6 +178,28 @@ Deno.test("WsFramer: a message in 100,000 one-byte fragments arrives whole; the 
   }
   // One byte over the limit, spread over fragments: skipped, reported with its full length.
   assert.deepEqual(feed(new WsFramer(99_999), stream, 4096).slice(1), [100_000, "next"]);
+});
+
+Deno.test("WsFramer: pings, pongs and fragments before the last are reported as idle frames", () => {
+  const r = recorder();
+  const framer = new WsFramer(1000);
+  framer.push(
+    concat(
+      enc.encode(UPGRADE),
+      clientFrame(9, "ping!"),
+      clientFrame(10, "pong"),
+      clientFrame(1, "", false),
+      clientFrame(0, "", false),
+      clientFrame(0, "{}", true),
+    ),
+    r.sink,
+  );
+  assert.deepEqual(r.events.slice(1).filter((e) => typeof e === "string"), ["{}"]);
+  assert.deepEqual(
+    r.idle,
+    { frames: 4, bytes: 9 },
+    "ping and pong payloads; empty fragments count as frames",
+  );
 });
 
 Deno.test("WsFramer: close is echoed; protocol violations close with 1002", () => {
