@@ -62,7 +62,19 @@ export interface ServerOptions {
   readonly subscriptionCount?: (session: Session) => number;
   /** SOCKET_THREAD=overflow: sessions on the main thread before the socket thread takes new connections. */
   readonly mainThreadSessions?: number;
+  /** See OUTPUT_BUDGET_BYTES (tests lower it). */
+  readonly outputBudgetBytes?: number;
 }
+
+/**
+ * Reply bytes all sessions together may have queued before the server sheds the clients that are not reading
+ * (their oldest write waiting at least STALLED_WRITE_MS), largest queue first. Each session is bounded by
+ * 2 × MAX_SEND, but a thousand of them from a thousand networks would hold 16 GB (and the process about three
+ * times that: the text, its copy in the socket thread, the encoded bytes).
+ */
+export const OUTPUT_BUDGET_BYTES = 1 << 30;
+/** A write that has waited this long is a client not reading (as far as shedding output goes). */
+export const STALLED_WRITE_MS = 2000;
 
 /**
  * How long an ssl/wss connection may take to complete its TLS handshake. Until it does it is no session, so
@@ -645,6 +657,24 @@ class ElectrumServer implements Server {
     }
   }
 
+  /** Closes stalled sessions, largest queue first, until the queued output is back within the budget. */
+  #shedOutput(queued: number, budget: number, now: number): void {
+    const stalled = [...this.#sessions].filter((s) => !s.closed && s.writeWaitMs(now) >= STALLED_WRITE_MS);
+    stalled.sort((a, b) => b.queuedBytes - a.queuedBytes);
+    let closed = 0;
+    for (const s of stalled) {
+      if (queued <= budget) break;
+      queued -= s.queuedBytes;
+      s.close("not reading, and the server's output budget is spent");
+      closed++;
+    }
+    if (closed > 0) {
+      this.#log.warn(
+        `closed ${closed} session(s) not reading their replies: queued output over ${budget} bytes in all`,
+      );
+    }
+  }
+
   #noteRefused(): void {
     this.#refused++;
     const now = Date.now();
@@ -660,7 +690,13 @@ class ElectrumServer implements Server {
   #onTick(): void {
     const now = Date.now();
     let idle = 0;
-    for (const s of this.#sessions) if (s.tick(now)) idle++;
+    let queued = 0;
+    for (const s of this.#sessions) {
+      if (s.tick(now)) idle++;
+      else queued += s.queuedBytes;
+    }
+    const budget = this.#opts.outputBudgetBytes ?? OUTPUT_BUDGET_BYTES;
+    if (queued > budget) this.#shedOutput(queued, budget, now);
     // One line for all of them: a busy server may drop hundreds of idle wallets at once.
     if (idle) {
       this.#log.info(

@@ -877,6 +877,16 @@ export class Session implements SessionContext {
     return false;
   }
 
+  /** Reply and notification bytes queued or held, not yet written. */
+  get queuedBytes(): number {
+    return this.#outBytes + this.#heldBytes;
+  }
+
+  /** How long the write in progress has waited for the peer (0 when none is in progress). */
+  writeWaitMs(now: number): number {
+    return this.#writeSince === 0 ? 0 : Math.max(0, now - this.#writeSince);
+  }
+
   /** Stops taking messages, lets every received request be answered and written, then closes. */
   drain(): Promise<void> {
     if (this.#closed) return Promise.resolve();

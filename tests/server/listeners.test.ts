@@ -171,7 +171,10 @@ async function start(
   services: Service[] = [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
   tls?: { cert: string; key: string },
   more:
-    & Pick<ServerOptions, "socketThreadModule" | "onFatal" | "tlsHandshakeTimeoutMs" | "mainThreadSessions">
+    & Pick<
+      ServerOptions,
+      "socketThreadModule" | "onFatal" | "tlsHandshakeTimeoutMs" | "mainThreadSessions" | "outputBudgetBytes"
+    >
     & {
       socketThread?: SocketThreadMode;
     } = {},
@@ -508,6 +511,29 @@ testEveryMode(
     conn.close();
   },
 );
+
+Deno.test("clients that do not read are shed, largest queue first, once all queued output passes the budget", async () => {
+  await using f = await start({}, undefined, undefined, { outputBudgetBytes: 4_000_000 });
+  // Three clients that never read: 16, 16 and 8 MB of replies, far more than socket buffers take.
+  const ask = (n: number) =>
+    JSON.stringify({ jsonrpc: "2.0", id: 0, method: "server.version", params: [] }) + "\n" +
+    Array.from(
+      { length: n },
+      (_, i) => JSON.stringify({ jsonrpc: "2.0", id: i + 1, method: "test.big", params: [7_900_000] }),
+    ).join("\n") + "\n";
+  const raws: Deno.Conn[] = [];
+  for (const n of [2, 2, 1]) {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: f.port() });
+    await raw.write(enc.encode(ask(n)));
+    raws.push(raw);
+  }
+  const line = await f.logs.waitFor(/closed \d+ session\(s\) not reading their replies/);
+  assert.match(line, /over 4000000 bytes in all/);
+  const total = f.server.sessions().reduce((n, s) => n + s.queuedBytes, 0);
+  assert.ok(total <= 4_000_000, `${total} bytes still queued`);
+  await assertHealthy(f.port());
+  for (const raw of raws) raw.close();
+});
 
 testEveryMode("2000 idle connections, then a normal session is still answered", async () => {
   await using f = await start({ MAX_SESSIONS: "3000" });
