@@ -692,8 +692,9 @@ class ElectrumServer implements Server {
     let idle = 0;
     let queued = 0;
     for (const s of this.#sessions) {
-      if (s.tick(now)) idle++;
-      else queued += s.queuedBytes;
+      const closed = s.tick(now);
+      if (closed === "idle") idle++;
+      else if (closed === undefined) queued += s.queuedBytes;
     }
     const budget = this.#opts.outputBudgetBytes ?? OUTPUT_BUDGET_BYTES;
     if (queued > budget) this.#shedOutput(queued, budget, now);

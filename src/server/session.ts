@@ -117,6 +117,8 @@ export interface SessionInfo {
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const VERSION_COST = 0.5;
 const PING_COST = 0.1;
+/** The slowest reading (bytes per second) a write is given time for beyond SESSION_TIMEOUT; see tick(). */
+export const MIN_READ_RATE = 1000;
 // server.ping is answered here, without a handler, but its arguments are checked like any method's.
 const PING = prepareMethods(new Map([["server.ping", { params: [], cost: PING_COST, handler: () => null }]]))
   .get("server.ping")!;
@@ -211,6 +213,8 @@ export class Session implements SessionContext {
   #writing = false;
   /** When the write in progress was handed to the transport; 0 when none is. */
   #writeSince = 0;
+  /** Its size in UTF-16 units (as good as bytes for JSON). */
+  #writeChars = 0;
 
   #room: Promise<void> | undefined;
   #roomResolve: (() => void) | undefined;
@@ -829,6 +833,7 @@ export class Session implements SessionContext {
         let chars = 0;
         for (const p of parts) chars += p.length;
         this.#writeSince = Date.now();
+        this.#writeChars = chars;
         const written = await this.#deps.transport.write(parts);
         this.#writeSince = 0;
         this.sendBytes += written;
@@ -847,25 +852,34 @@ export class Session implements SessionContext {
 
   // --- timers, drain, close -------------------------------------------------------------------------------
 
-  /** Periodic housekeeping from the server: request timeouts, and the idle timeout (true if it closed). */
-  tick(now: number): boolean {
-    if (this.#closed) return false;
-    // A peer that has not taken a write for SESSION_TIMEOUT is not reading: keep-alives sent meanwhile must
-    // not let it hold its queued replies for ever.
-    if (this.#writeSince !== 0 && now - this.#writeSince > this.#limits.sessionTimeoutMs) {
+  /**
+   * Periodic housekeeping from the server: request timeouts, the idle timeout and the write timeout. Returns
+   * why it closed the session, if it did.
+   */
+  tick(now: number): "idle" | "not reading" | undefined {
+    if (this.#closed) return undefined;
+    // A peer that takes far longer than SESSION_TIMEOUT over a write is not reading: keep-alives sent meanwhile
+    // must not let it hold its queued replies for ever. A write is allowed SESSION_TIMEOUT plus its size at
+    // MIN_READ_RATE, so that a slow but reading client (a poor mobile link, Tor) still gets a large reply.
+    const allowed = this.#limits.sessionTimeoutMs + (this.#writeChars / MIN_READ_RATE) * 1000;
+    if (this.#writeSince !== 0 && now - this.#writeSince > allowed) {
       this.#deps.log.info(
         `session ${this.id} ${this.remoteAddress}: closing: peer has not read for too long`,
       );
       this.close("not reading");
-      return true;
+      return "not reading";
     }
-    // A session waiting for our replies is not idle; REQUEST_TIMEOUT bounds that wait.
-    if (now - this.lastRecvAt > this.#limits.sessionTimeoutMs && this.#head === this.#slots.length) {
+    // A session waiting for our replies is not idle: REQUEST_TIMEOUT bounds that wait, and the write timeout
+    // above the wait for a reply to be taken.
+    if (
+      now - this.lastRecvAt > this.#limits.sessionTimeoutMs && this.#head === this.#slots.length &&
+      this.#writeSince === 0
+    ) {
       this.#deps.log.debug(`session ${this.id} ${this.remoteAddress}: closing idle session`);
       this.close("idle");
-      return true;
+      return "idle";
     }
-    if (this.#inflight.size === 0) return false;
+    if (this.#inflight.size === 0) return undefined;
     for (const call of this.#inflight) {
       if (now - call.startedAt >= this.#limits.requestTimeoutMs) {
         this.#inflight.delete(call);
@@ -874,7 +888,7 @@ export class Session implements SessionContext {
         this.#finish(call, this.#error(call.req.id, SERVER_BUSY, "server busy - request timed out"));
       }
     }
-    return false;
+    return undefined;
   }
 
   /** Reply and notification bytes queued or held, not yet written. */
