@@ -164,124 +164,129 @@ Deno.test("subscriptions: exactly the changed statuses are notified under churn,
   });
 });
 
-Deno.test("a block mining a replacement the server never saw: the replaced payment and its child leave with the block", async () => {
+/** Runs `fn` on a fresh 110-block simnet, the wired server following it, and one client that said hello (1.4). */
+async function withServer(
+  seed: string,
+  txs: number,
+  fn: (
+    sim: Awaited<ReturnType<typeof simnet>>,
+    stack: Awaited<ReturnType<typeof startStack>>,
+    client: LineClient,
+  ) => Promise<void>,
+): Promise<void> {
   await withTempDir(async (dir) => {
-    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "server-mined-conflict", txs: 600 });
-    const node = sim.node;
+    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed, txs });
     const stack = await startStack(sim, `${dir}/db`, UNTHROTTLED);
     const client = await LineClient.connect(stack.port);
     try {
       await client.hello("1.4");
-      const settler = new Settler(node, client, 4);
-      let model = await settler.start();
-      const w = p2wpkh(0x41, 4), y = p2wpkh(0x42, 4);
-      const shW = scripthashOf(w), shY = scripthashOf(y);
-      assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
-      assert.equal(await client.request("blockchain.scripthash.subscribe", [shY]), null);
-      const coin = model.spendableCoin(2_000_000);
-      const paymentRaw = spendTx([coin], [
-        { value: 1_000_000, script: w },
-        { value: coin.value - 1_005_000, script: p2wpkh(0x43, 4) },
-      ]);
-      const payment = txHashOf(paymentRaw);
-      const childRaw = spendTx([{ txid: unrhex(payment), vout: 0 }], [{ value: 990_000, script: y }]);
-      assert.equal(await client.request("blockchain.transaction.broadcast", [hex(paymentRaw)]), payment);
-      assert.equal(
-        await client.request("blockchain.transaction.broadcast", [hex(childRaw)]),
-        txHashOf(childRaw),
-      );
-      model = await settler.settle();
-      // W: paid by the payment and spent by the child; Y: paid by the child.
-      assert.equal((await client.request<unknown[]>("blockchain.scripthash.get_mempool", [shW])).length, 2);
-      assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [shY]), {
-        confirmed: 0,
-        unconfirmed: 990_000,
-      });
-
-      // What the server's mempool holds at the very flush that makes the block visible to its readers.
-      const atFlush: { payment: boolean; child: boolean; unconfirmedY: number }[] = [];
-      const mempool = stack.serving.mempool;
-      stack.indexer.store.onAppend(() => {
-        atFlush.push({
-          payment: mempool.has(unrhex(payment)),
-          child: mempool.has(unrhex(txHashOf(childRaw))),
-          unconfirmedY: mempool.balanceDelta(unhex(shY).reverse().subarray(0, 11)),
-        });
-      });
-      // The replacement enters bitcoind's mempool and is mined in the same turn: no poll of the server sees it.
-      const replacementRaw = spendTx([coin], [{ value: coin.value - 60_000, script: p2wpkh(0x44, 4) }]);
-      node.acceptTx(replacementRaw);
-      node.mine(1);
-      model = await settler.settle();
-      assert.deepEqual(atFlush, [{ payment: false, child: false, unconfirmedY: 0 }]);
-      for (const sh of [shW, shY]) {
-        assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [sh]), model.balance(sh));
-        assert.deepEqual(await client.request("blockchain.scripthash.get_history", [sh]), []);
-        assert.deepEqual(await client.request("blockchain.scripthash.listunspent", [sh]), []);
-        assert.ok(
-          client.notifications.some((n) => isStatus(n, sh, null)),
-          `${sh} was told it is empty again`,
-        );
-      }
-      assert.deepEqual(model.balance(shY), { confirmed: 0, unconfirmed: 0 });
+      await fn(sim, stack, client);
     } finally {
       client.close();
       await stack.close();
       await sim.close();
     }
   });
+}
+
+Deno.test("a block mining a replacement the server never saw: the replaced payment and its child leave with the block", async () => {
+  await withServer("server-mined-conflict", 600, async (sim, stack, client) => {
+    const node = sim.node;
+    const settler = new Settler(node, client, 4);
+    let model = await settler.start();
+    const w = p2wpkh(0x41, 4), y = p2wpkh(0x42, 4);
+    const shW = scripthashOf(w), shY = scripthashOf(y);
+    assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
+    assert.equal(await client.request("blockchain.scripthash.subscribe", [shY]), null);
+    const coin = model.spendableCoin(2_000_000);
+    const paymentRaw = spendTx([coin], [
+      { value: 1_000_000, script: w },
+      { value: coin.value - 1_005_000, script: p2wpkh(0x43, 4) },
+    ]);
+    const payment = txHashOf(paymentRaw);
+    const childRaw = spendTx([{ txid: unrhex(payment), vout: 0 }], [{ value: 990_000, script: y }]);
+    assert.equal(await client.request("blockchain.transaction.broadcast", [hex(paymentRaw)]), payment);
+    assert.equal(
+      await client.request("blockchain.transaction.broadcast", [hex(childRaw)]),
+      txHashOf(childRaw),
+    );
+    model = await settler.settle();
+    // W: paid by the payment and spent by the child; Y: paid by the child.
+    assert.equal((await client.request<unknown[]>("blockchain.scripthash.get_mempool", [shW])).length, 2);
+    assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [shY]), {
+      confirmed: 0,
+      unconfirmed: 990_000,
+    });
+
+    // What the server's mempool holds at the very flush that makes the block visible to its readers.
+    const atFlush: { payment: boolean; child: boolean; unconfirmedY: number }[] = [];
+    const mempool = stack.serving.mempool;
+    stack.indexer.store.onAppend(() => {
+      atFlush.push({
+        payment: mempool.has(unrhex(payment)),
+        child: mempool.has(unrhex(txHashOf(childRaw))),
+        unconfirmedY: mempool.balanceDelta(unhex(shY).reverse().subarray(0, 11)),
+      });
+    });
+    // The replacement enters bitcoind's mempool and is mined in the same turn: no poll of the server sees it.
+    const replacementRaw = spendTx([coin], [{ value: coin.value - 60_000, script: p2wpkh(0x44, 4) }]);
+    node.acceptTx(replacementRaw);
+    node.mine(1);
+    model = await settler.settle();
+    assert.deepEqual(atFlush, [{ payment: false, child: false, unconfirmedY: 0 }]);
+    for (const sh of [shW, shY]) {
+      assert.deepEqual(await client.request("blockchain.scripthash.get_balance", [sh]), model.balance(sh));
+      assert.deepEqual(await client.request("blockchain.scripthash.get_history", [sh]), []);
+      assert.deepEqual(await client.request("blockchain.scripthash.listunspent", [sh]), []);
+      assert.ok(
+        client.notifications.some((n) => isStatus(n, sh, null)),
+        `${sh} was told it is empty again`,
+      );
+    }
+    assert.deepEqual(model.balance(shY), { confirmed: 0, unconfirmed: 0 });
+  });
 });
 
 Deno.test("a status cached before a block or a reorg is dropped in the step that changes the database", async () => {
-  await withTempDir(async (dir) => {
-    const sim = await simnet(`${dir}/sim`, { blocks: 110, seed: "server-stale-cache", txs: 200 });
+  await withServer("server-stale-cache", 200, async (sim, stack, client) => {
     const node = sim.node;
-    const stack = await startStack(sim, `${dir}/db`, UNTHROTTLED);
-    const client = await LineClient.connect(stack.port);
-    try {
-      await client.hello("1.4");
-      const settler = new Settler(node, client, 4);
-      let model = await settler.start();
-      const w = p2wpkh(0x51, 4);
-      const shW = scripthashOf(w);
-      const hashXW = unhex(shW).reverse().subarray(0, 11);
-      const subscriptions = stack.serving.subscriptions;
-      assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
-      assert.equal(subscriptions.entry(hashXW)?.status, null, "the subscribe cached its status");
+    const settler = new Settler(node, client, 4);
+    let model = await settler.start();
+    const w = p2wpkh(0x51, 4);
+    const shW = scripthashOf(w);
+    const hashXW = unhex(shW).reverse().subarray(0, 11);
+    const subscriptions = stack.serving.subscriptions;
+    assert.equal(await client.request("blockchain.scripthash.subscribe", [shW]), null);
+    assert.equal(subscriptions.entry(hashXW)?.status, null, "the subscribe cached its status");
 
-      // What a subscribe would be answered from at the very step that makes the block (then the backup) visible.
-      const seen: { at: string; status: string | null | undefined }[] = [];
-      stack.indexer.store.onAppend(() =>
-        seen.push({ at: "block", status: subscriptions.entry(hashXW)?.status })
-      );
-      stack.indexer.store.onBackup(() =>
-        seen.push({ at: "backup", status: subscriptions.entry(hashXW)?.status })
-      );
-      // A payment to W that is mined in the turn it reaches bitcoind: no mempool refresh of the server sees it.
-      const coin = model.spendableCoin(2_000_000);
-      node.acceptTx(spendTx([coin], [{ value: coin.value - 10_000, script: w }]));
-      node.mine(1);
+    // What a subscribe would be answered from at the very step that makes the block (then the backup) visible.
+    const seen: { at: string; status: string | null | undefined }[] = [];
+    stack.indexer.store.onAppend(() =>
+      seen.push({ at: "block", status: subscriptions.entry(hashXW)?.status })
+    );
+    stack.indexer.store.onBackup(() =>
+      seen.push({ at: "backup", status: subscriptions.entry(hashXW)?.status })
+    );
+    // A payment to W that is mined in the turn it reaches bitcoind: no mempool refresh of the server sees it.
+    const coin = model.spendableCoin(2_000_000);
+    node.acceptTx(spendTx([coin], [{ value: coin.value - 10_000, script: w }]));
+    node.mine(1);
+    model = await settler.settle();
+    assert.notEqual(model.status(shW), null);
+    assert.deepEqual(seen, [{ at: "block", status: undefined }]);
+    const second = await LineClient.connect(stack.port);
+    try {
+      await second.hello("1.4");
+      assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
+      assert.equal(subscriptions.entry(hashXW)?.status, model.status(shW));
+      seen.length = 0;
+      node.reorg(1, { extraBlocks: 1 });
       model = await settler.settle();
-      assert.notEqual(model.status(shW), null);
-      assert.deepEqual(seen, [{ at: "block", status: undefined }]);
-      const second = await LineClient.connect(stack.port);
-      try {
-        await second.hello("1.4");
-        assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
-        assert.equal(subscriptions.entry(hashXW)?.status, model.status(shW));
-        seen.length = 0;
-        node.reorg(1, { extraBlocks: 1 });
-        model = await settler.settle();
-        assert.equal(seen[0]?.at, "backup");
-        assert.equal(seen[0].status, undefined, "the backup dropped it");
-        assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
-      } finally {
-        second.close();
-      }
+      assert.equal(seen[0]?.at, "backup");
+      assert.equal(seen[0].status, undefined, "the backup dropped it");
+      assert.equal(await second.request("blockchain.scripthash.subscribe", [shW]), model.status(shW));
     } finally {
-      client.close();
-      await stack.close();
-      await sim.close();
+      second.close();
     }
   });
 });

@@ -48,28 +48,41 @@ function harness(onBatch?: (batch: unknown[]) => void) {
   return { side, next, control, entries };
 }
 
-Deno.test("a connection reset by its peer is reported closed with the error as the reason", async () => {
-  const h = harness();
+/** Starts the harness's side on a loopback port and returns the port. */
+async function listen(h: ReturnType<typeof harness>, maxRecv: number, readWindow = 256): Promise<number> {
   h.side.handle({
     type: "start",
     services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
-    maxRecv: 1000,
-    readWindow: 256,
+    maxRecv,
+    readWindow,
     handshakeTimeoutMs: 10_000,
   });
   const listening = await h.control("listening");
   assert.equal(listening.type, "listening");
-  const port = listening.type === "listening" ? listening.ports[0] : 0;
+  return listening.type === "listening" ? listening.ports[0] : 0;
+}
+
+/** A node:net client of the side, connected, and the id the side gave its connection. */
+async function connect(
+  h: ReturnType<typeof harness>,
+  port: number,
+): Promise<{ client: net.Socket; id: number }> {
+  const client = net.connect({ host: "127.0.0.1", port });
+  client.on("error", () => {});
+  await new Promise((resolve) => client.once("connect", resolve));
+  return { client, id: (await h.next((e) => e.op === OPENED)).id };
+}
+
+Deno.test("a connection reset by its peer is reported closed with the error as the reason", async () => {
+  const h = harness();
+  const port = await listen(h, 1000);
   try {
-    const client = net.connect({ host: "127.0.0.1", port });
-    client.on("error", () => {});
-    await new Promise((resolve) => client.once("connect", resolve));
-    const opened = await h.next((e) => e.op === OPENED);
+    const { client, id } = await connect(h, port);
     client.write("hello\n");
-    await h.next((e) => e.op === LINE && e.id === opened.id);
+    await h.next((e) => e.op === LINE && e.id === id);
     // A reset (SO_LINGER 0), not a FIN: the server's next read fails with ECONNRESET.
     client.resetAndDestroy();
-    const closed = await h.next((e) => e.op === CLOSED && e.id === opened.id);
+    const closed = await h.next((e) => e.op === CLOSED && e.id === id);
     assert.match(String(closed.a), /^connection failed: .*ECONNRESET/);
   } finally {
     h.side.handle({ type: "stop" });
@@ -130,20 +143,10 @@ Deno.test("a pipelining client is read only while the listeners acknowledge what
       }, 1);
     }
   });
-  h.side.handle({
-    type: "start",
-    services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
-    maxRecv: 100_000,
-    readWindow: WINDOW,
-    handshakeTimeoutMs: 10_000,
-  });
-  const listening = await h.control("listening");
-  const port = listening.type === "listening" ? listening.ports[0] : 0;
-  const client = net.connect({ host: "127.0.0.1", port });
+  const port = await listen(h, 100_000, WINDOW);
+  const { client, id } = await connect(h, port);
+  connId = id;
   try {
-    client.on("error", () => {});
-    await new Promise((resolve) => client.once("connect", resolve));
-    connId = (await h.next((e) => e.op === OPENED)).id;
     const pad = "x".repeat(2000);
     let text = "";
     for (let i = 0; i < LINES; i++) text += `${i} ${pad}\n`;
@@ -161,20 +164,9 @@ Deno.test("a pipelining client is read only while the listeners acknowledge what
 
 Deno.test("blank lines are summed per read, not sent one by one; other lines keep their order", async () => {
   const h = harness();
-  h.side.handle({
-    type: "start",
-    services: [{ protocol: "tcp", host: "127.0.0.1", port: 0 }],
-    maxRecv: 1000,
-    readWindow: 256,
-    handshakeTimeoutMs: 10_000,
-  });
-  const listening = await h.control("listening");
-  const port = listening.type === "listening" ? listening.ports[0] : 0;
-  const client = net.connect({ host: "127.0.0.1", port });
+  const port = await listen(h, 1000);
+  const { client, id } = await connect(h, port);
   try {
-    client.on("error", () => {});
-    await new Promise((resolve) => client.once("connect", resolve));
-    const id = (await h.next((e) => e.op === OPENED)).id;
     client.write("first\n\n \r\n\t\nlast\n");
     await h.next((e) => e.op === LINE && e.a === "last");
     const mine = h.entries.filter((e) => e.id === id && (e.op === LINE || e.op === BLANK));
