@@ -114,7 +114,13 @@ export class Notifier {
         notified += n;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, worker));
+    } catch (err) {
+      // A failed read (the database closing, say) must not lose what this run was to tell: the next run does.
+      for (const e of due) this.deferred.push(e.hashX);
+      throw err;
+    }
     if (notified > 0) {
       this.opts.log.debug(`sent ${notified} script hash notification${notified === 1 ? "" : "s"}`);
     }

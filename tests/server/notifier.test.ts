@@ -212,6 +212,21 @@ Deno.test("notifier: a status computed across a backup is not told; the run afte
   assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", null]]]);
 });
 
+Deno.test("notifier: a run that fails on a read leaves its script hashes to the next run", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(6);
+  subscriptions.subscribe(s, x, "x", null);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(2), height: 100 }]);
+  const history = world.store.history;
+  world.store.history = () => Promise.reject(new Error("store closed"));
+  await assert.rejects(notifier.onTouched([x]), /store closed/);
+  assert.deepEqual(s.notes, []);
+  world.store.history = history;
+  await notifier.onTouched([]);
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", world.status(x)]]]);
+});
+
 Deno.test("notifier: runs are serialized, so notifications about a hashX keep their order", async () => {
   const { world, subscriptions, notifier } = setup();
   const s = new FakeSession();
