@@ -69,6 +69,8 @@ export interface MempoolOptions {
   histogramRefreshMs?: number;
   /** Milliseconds clock, replaceable in tests. */
   now?: () => number;
+  /** See BACKUP_WAIT_MS (tests shorten it). */
+  backupWaitMs?: number;
 }
 
 /** Raised for replies of bitcoind that the mempool cannot use; `code` is stable, e.g. "bad-reply". */
@@ -134,8 +136,11 @@ interface Candidate {
   ok: boolean;
 }
 
-/** Longest that answers wait for the refresh after a backup (see Mempool.backedUp), in milliseconds. */
-export const BACKUP_WAIT_MS = 5_000;
+/**
+ * Longest that answers wait for the refresh after a backup (see Mempool.backedUp), in milliseconds: long enough
+ * for a slow bitcoind to list and return a reorg's transactions, short of REQUEST_TIMEOUT's 30 s.
+ */
+export const BACKUP_WAIT_MS = 20_000;
 
 /** What flushes did while a refresh was between its list and its update. */
 interface SinceList {
@@ -184,6 +189,9 @@ export class Mempool {
     | undefined;
   /** Backups so far: a refresh whose list was taken before the latest one cannot end the wait for it. */
   private backups = 0;
+  private readonly backupWaitMs: number;
+  /** From a backup until a refresh has brought back what it undid; the wait for answers may end before. */
+  private behind = false;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -209,6 +217,7 @@ export class Mempool {
     this.fetchConcurrency = Math.max(1, Math.floor(opts.fetchConcurrency ?? 4));
     this.histogramRefreshMs = opts.histogramRefreshMs ?? 120_000;
     this.now = opts.now ?? Date.now;
+    this.backupWaitMs = opts.backupWaitMs ?? BACKUP_WAIT_MS;
   }
 
   /** Number of transactions in the mempool (those whose prevouts are resolved). */
@@ -317,9 +326,10 @@ export class Mempool {
    */
   backedUp(): void {
     this.backups++;
+    this.behind = true;
     if (this.catchingUp !== undefined) return;
     const { promise, resolve } = Promise.withResolvers<void>();
-    const timer = setTimeout(() => this.caughtUp(), BACKUP_WAIT_MS);
+    const timer = setTimeout(() => this.stopWaiting(), this.backupWaitMs);
     Deno.unrefTimer(timer);
     this.catchingUp = { promise, resolve, timer };
   }
@@ -329,7 +339,16 @@ export class Mempool {
     return this.catchingUp?.promise;
   }
 
-  private caughtUp(): void {
+  /**
+   * True from a backup until a refresh has brought back the transactions it undid. Unlike settled(), which
+   * gives up after BACKUP_WAIT_MS so that answers are not held for ever, this stays true: notifications, which
+   * can wait, are not computed from a mempool that lacks them.
+   */
+  behindBackup(): boolean {
+    return this.behind;
+  }
+
+  private stopWaiting(): void {
     const c = this.catchingUp;
     if (c === undefined) return;
     this.catchingUp = undefined;
@@ -502,7 +521,10 @@ export class Mempool {
     this.maybeRecomputeHistogram();
     this.logRefresh(added, removed.length);
     // A list taken before a backup lacks what that backup undid: only a later refresh can end the wait.
-    if (this.backups === backups) this.caughtUp();
+    if (this.backups === backups) {
+      this.behind = false;
+      this.stopWaiting();
+    }
     return [...touched.values()];
   }
 

@@ -32,8 +32,6 @@ export class Notifier {
   private newBlockPending = false;
   /** Touched while the mempool was not settled after a backup: computed by the first run after it is. */
   private deferred: Uint8Array[] = [];
-  /** A run is scheduled for when the mempool settles (it may settle by timeout, with no refresh to start one). */
-  private settleRun = false;
   // Runs of onTouched go one after another so that notifications about one hashX go out in order.
   private queue: Promise<void> = Promise.resolve();
 
@@ -126,19 +124,12 @@ export class Notifier {
     }
   }
 
-  /** True while the mempool lacks what a backup undid; then a run is due once it has caught up. */
+  /**
+   * True while the mempool lacks what a backup undid. The refresh that brings it back runs the notifier (the
+   * follower's onRefresh), and that run computes what was deferred.
+   */
   private unsettled(): boolean {
-    const wait = this.opts.mempool.settled?.();
-    if (wait === undefined) return false;
-    if (!this.settleRun) {
-      this.settleRun = true;
-      wait.then(() => {
-        this.settleRun = false;
-        // The refresh that settles it runs the notifier too; this one covers a wait that ended by timeout.
-        this.onTouched([]).catch((err) => this.opts.log.warn(`script hash notifications failed: ${err}`));
-      });
-    }
-    return true;
+    return this.opts.mempool.behindBackup?.() === true;
   }
 
   // Computes an entry's status and notifies the sessions that last saw something else; returns how many.

@@ -35,8 +35,8 @@ export interface StatusStore {
 /** The reads a status needs from the mempool. */
 export interface StatusMempool {
   history(hashX: Uint8Array): MempoolItem[];
-  /** Pending while the mempool lacks what a backup undid (see Mempool.settled). */
-  settled?(): Promise<void> | undefined;
+  /** True while the mempool lacks what a backup undid (see Mempool.behindBackup). */
+  behindBackup?(): boolean;
 }
 
 /** A computed status and what it was made of. */

@@ -150,7 +150,9 @@ function captureLog(lines: string[] = []): Log {
   };
 }
 
-function setup(opts: { batchSize?: number; histogramRefreshMs?: number; now?: () => number } = {}) {
+function setup(
+  opts: { batchSize?: number; histogramRefreshMs?: number; now?: () => number; backupWaitMs?: number } = {},
+) {
   const daemon = new FakeDaemon();
   const store = new FakeStore();
   daemon.bestHash = () => hex(reversed(store.state.tipHash));
@@ -479,10 +481,32 @@ Deno.test("after a backup, settled() holds answers until the next refresh has br
   waiting.then(() => settled = true);
   await Promise.resolve();
   assert.equal(settled, false);
+  assert.equal(mempool.behindBackup(), true);
   await mempool.refresh();
   await waiting;
   assert.ok(mempool.has(p.txid), "the answers that waited see p");
   assert.equal(mempool.settled(), undefined);
+  assert.equal(mempool.behindBackup(), false);
+});
+
+Deno.test("when the wait for answers times out, the mempool still counts as behind until a refresh catches up", async () => {
+  const { daemon, store, mempool } = setup({ backupWaitMs: 1 });
+  const A = script(1), B = script(2);
+  const coin = coinTxid("timeout");
+  store.flush([[coin, 0, A, 20_000]]);
+  await mempool.refresh();
+  const p = makeTx([[coin, 0]], [[B, 19_000]]);
+  store.flush([]);
+  mempool.backedUp();
+  daemon.add(p);
+  // bitcoind too slow: answers go ahead after the wait. (Its timer does not hold the process open; this does.)
+  const alive = setTimeout(() => {}, 60_000);
+  await mempool.settled();
+  clearTimeout(alive);
+  assert.equal(mempool.settled(), undefined);
+  assert.equal(mempool.behindBackup(), true, "notifications must not be computed yet");
+  await mempool.refresh();
+  assert.equal(mempool.behindBackup(), false);
 });
 
 Deno.test("a refresh whose list was taken before a backup does not end settled(); the next one does", async () => {
@@ -506,6 +530,7 @@ Deno.test("a refresh whose list was taken before a backup does not end settled()
   assert.equal(mempool.has(p.txid), false, "the list predates the backup");
   const waiting = mempool.settled();
   assert.ok(waiting !== undefined, "answers still wait for p");
+  assert.equal(mempool.behindBackup(), true);
   await mempool.refresh();
   await waiting;
   assert.ok(mempool.has(p.txid));
