@@ -2,6 +2,7 @@
 // over unchanged) with command-line flags overriding them. Everything is validated here, before anything
 // opens a database or a socket, and every error names the variable so the operator knows what to fix.
 import { parseArgs } from "node:util";
+import { isIP } from "node:net";
 import { isAbsolute, join } from "node:path";
 import { LOG_LEVELS, type LogLevelName } from "./log.ts";
 import { serverVersionString } from "./version.ts";
@@ -425,7 +426,7 @@ function buildConfig(
     }
   }
 
-  const int = (name: string, def: number, min: number) => intVar(raw, name, def, min);
+  const int = (name: string, def: number, min: number, max?: number) => intVar(raw, name, def, min, max);
   const daemonTimeout = numberVar(raw, "DAEMON_TIMEOUT", 30);
   const costSoftLimit = int("COST_SOFT_LIMIT", 1000, 0);
   let costHardLimit = int("COST_HARD_LIMIT", 10000, 0);
@@ -495,7 +496,7 @@ function buildConfig(
     daemonUrls: Object.freeze(daemonUrls),
     daemonCookie,
     daemonTimeoutMs: Math.round(daemonTimeout * 1000),
-    daemonPollMs: int("DAEMON_POLL_MS", 5000, 1),
+    daemonPollMs: int("DAEMON_POLL_MS", 5000, 1, MAX_TIMER_MS),
     cacheMb: int("CACHE_MB", 1200, 1),
     flushSize: int("FLUSH_SIZE", 4_000_000, 1),
     reorgLimit: int("REORG_LIMIT", net === "mainnet" ? 200 : 8000, 1),
@@ -513,9 +514,9 @@ function buildConfig(
     costSoftLimit,
     costHardLimit,
     initialConcurrent: int("INITIAL_CONCURRENT", 10, 1),
-    requestSleepMs: int("REQUEST_SLEEP", 2500, 0),
-    requestTimeoutS: int("REQUEST_TIMEOUT", 30, 1),
-    sessionTimeoutS: int("SESSION_TIMEOUT", 600, 1),
+    requestSleepMs: int("REQUEST_SLEEP", 2500, 0, MAX_TIMER_MS),
+    requestTimeoutS: int("REQUEST_TIMEOUT", 30, 1, MAX_TIMER_S),
+    sessionTimeoutS: int("SESSION_TIMEOUT", 600, 1, MAX_TIMER_S),
     socketThread,
     bannerFile,
     donationAddress: strOr("DONATION_ADDRESS", "").trim(),
@@ -547,7 +548,18 @@ function label(raw: Map<string, Raw>, name: string): string {
   return src && src !== name ? `${name} (from ${src})` : name;
 }
 
-function intVar(raw: Map<string, Raw>, name: string, def: number, min: number): number {
+/** The longest a timer can wait: setTimeout and AbortSignal.timeout treat anything longer as 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The same in whole seconds. */
+const MAX_TIMER_S = Math.floor(MAX_TIMER_MS / 1000);
+
+function intVar(
+  raw: Map<string, Raw>,
+  name: string,
+  def: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const r = raw.get(name);
   if (r === undefined) return def;
   const v = r.value.trim().replaceAll("_", "");
@@ -557,6 +569,12 @@ function intVar(raw: Map<string, Raw>, name: string, def: number, min: number): 
   if (!Number.isSafeInteger(n) || n < min) {
     throw new ConfigError(name, `${label(raw, name)} must be ${what}, got '${r.value}'`);
   }
+  if (n > max) {
+    throw new ConfigError(
+      name,
+      `${label(raw, name)} must be at most ${max} (a timer's limit), got '${r.value}'`,
+    );
+  }
   return n;
 }
 
@@ -565,8 +583,12 @@ function numberVar(raw: Map<string, Raw>, name: string, def: number): number {
   if (r === undefined) return def;
   const v = r.value.trim();
   const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
-  if (!(n > 0) || !Number.isFinite(n)) {
-    throw new ConfigError(name, `${label(raw, name)} must be a positive number of seconds, got '${r.value}'`);
+  // At least a millisecond, at most what a timer can wait: beyond either, every wait would end at once.
+  if (!(n >= 0.001) || !(n <= MAX_TIMER_S)) {
+    throw new ConfigError(
+      name,
+      `${label(raw, name)} must be a number of seconds from 0.001 to ${MAX_TIMER_S}, got '${r.value}'`,
+    );
   }
   return n;
 }
@@ -753,8 +775,11 @@ export function parsePeers(text: string, net: Network): PeerSpec[] {
     const bad = (why: string) => new ConfigError("PEERS", `PEERS entry '${entry}' ${why}`);
     const [rawHost, ...tokens] = entry.split(/\s+/);
     const host = rawHost.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-    if (!/^[a-z0-9.-]+$/.test(host) && !/^[0-9a-f:.]+$/.test(host)) {
-      throw bad(`has '${rawHost}', which is not a host name or address`);
+    if (!/^[a-z0-9.-]+$/.test(host) && !(host.includes(":") && isIP(host) === 6)) {
+      // "1.2.3.4:50002" would otherwise pass for IPv6 and fail later as a permission flag.
+      throw bad(
+        `has '${rawHost}', which is not a host name or address (ports are written after it: 'host s50002 t50001')`,
+      );
     }
     let tcpPort: number | null = null;
     let sslPort: number | null = null;

@@ -128,7 +128,7 @@ Deno.test("numbers are validated with messages naming the variable and the bad v
     "--cache-mb",
     "lots",
   ]);
-  rejects({ ...BASE, DAEMON_TIMEOUT: "0" }, "DAEMON_TIMEOUT", /positive number of seconds, got '0'/);
+  rejects({ ...BASE, DAEMON_TIMEOUT: "0" }, "DAEMON_TIMEOUT", /a number of seconds from 0.001 to 2147483, got '0'/);
   rejects({ ...BASE, DAEMON_TIMEOUT: "soon" }, "DAEMON_TIMEOUT", /got 'soon'/);
   assert.equal(load({ ...BASE, REQUEST_SLEEP: "0" }).requestSleepMs, 0);
   assert.equal(load({ ...BASE, FLUSH_SIZE: "1_000_000" }).flushSize, 1_000_000);
@@ -357,6 +357,17 @@ Deno.test("PEERS: host with t/s tokens, defaults per network, public hosts only 
   rejects({ ...BASE, PEERS: "127.0.0.1 t50001" }, "PEERS", /not a public address .*NET=regtest/);
   rejects({ ...BASE, PEERS: "localhost" }, "PEERS", /not a public address/);
   rejects({ ...BASE, PEERS: "192.168.0.9 s" }, "PEERS", /not a public address/);
+  rejects({ ...BASE, DAEMON_TIMEOUT: "3000000" }, "DAEMON_TIMEOUT", /from 0.001 to 2147483, got '3000000'/);
+  rejects({ ...BASE, DAEMON_TIMEOUT: "0.0001" }, "DAEMON_TIMEOUT", /from 0.001/);
+  assert.equal(load({ ...BASE, DAEMON_TIMEOUT: "2147483" }).daemonTimeoutMs, 2_147_483_000);
+  rejects({ ...BASE, SESSION_TIMEOUT: "2147484" }, "SESSION_TIMEOUT", /at most 2147483 \(a timer's limit\)/);
+  rejects({ ...BASE, DAEMON_POLL_MS: "2147483648" }, "DAEMON_POLL_MS", /at most 2147483647/);
+  rejects(
+    { ...BASE, PEERS: "1.2.3.4:50002" },
+    "PEERS",
+    /not a host name or address \(ports are written after it/,
+  );
+  rejects({ ...BASE, PEERS: "[2001:db8::zz]" }, "PEERS", /not a host name or address/);
   rejects({ ...BASE, PEERS: "a.example.org x50001" }, "PEERS", /'x50001'; expected t, tPORT, s or sPORT/);
   rejects({ ...BASE, PEERS: "a.example.org t70000" }, "PEERS", /out of range/);
   rejects({ ...BASE, PEERS: "bad_host! t" }, "PEERS", /not a host name or address/);
