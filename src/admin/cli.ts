@@ -29,6 +29,8 @@ export function rpcUsage(): string {
 
 Sends COMMAND to a running Coulomb's admin RPC (the rpc:// service in SERVICES). Without --port/--host the
 address comes from SERVICES' rpc:// entry when SERVICES is set, else ${DEFAULT_HOST}:${DEFAULT_PORT}.
+\`deno task rpc\` may reach loopback addresses only (its network permission); for another host run
+\`deno run --allow-net=HOST:PORT --allow-env=SERVICES scripts/rpc.ts\`.
 
 Commands:
   getinfo                      heights, sync state, sessions, subscriptions, mempool, db size, uptime

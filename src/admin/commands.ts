@@ -113,7 +113,7 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
       if (!LOG_LEVELS.includes(normalized)) {
         throw new AdminError(
           COMMAND_FAILED,
-          `unknown log level '${String(level)}'; use one of ${LOG_LEVELS.join(", ")}`,
+          `unknown log level '${shown(level)}'; use one of ${LOG_LEVELS.join(", ")}`,
         );
       }
       await view.setLogLevel(normalized);
@@ -132,7 +132,7 @@ export function createAdminCommands(deps: AdminCommandDeps): AdminCommands {
       return list.map((raw) => {
         const id = typeof raw === "string" && /^\d+$/.test(raw.trim()) ? Number(raw) : raw;
         if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
-          return `not a session id: ${String(raw)}`;
+          return `not a session id: ${shown(raw)}`;
         }
         if (server?.closeSession(id, "disconnected by the operator")) {
           log.info(`session ${id}: disconnected by the operator`);
@@ -328,7 +328,7 @@ export function groupRows(view: NodeView): { groups: GroupRow[]; exempt_sessions
 /** Resolves a query item to a script (or only a script hash) and reads its history, UTXOs and balance. */
 async function query(view: NodeView, item: unknown, limit: number): Promise<QueryResult> {
   if (typeof item !== "string" || item.trim() === "") {
-    return { item: String(item), error: "expected an address, a hex script or a 64-digit script hash" };
+    return { item: shown(item), error: "expected an address, a hex script or a 64-digit script hash" };
   }
   const text = item.trim();
   let kind: QueryResult["kind"];
@@ -443,4 +443,15 @@ export function peerRows(view: NodeView): { discovery: string; peers: PeerRow[];
     ? "no peers known yet: this network has no built-in seeds; name some in PEERS"
     : "peer discovery starts once the server has caught up and serves";
   return { discovery, peers, note };
+}
+
+// An argument as text for a message: JSON for anything but a string, since String() throws for some objects
+// ({"toString": null}) and says nothing useful for others.
+function shown(v: unknown): string {
+  if (typeof v === "string") return v;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return "?";
+  }
 }

@@ -5,7 +5,7 @@
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { errorDetail, errorText } from "../error_text.ts";
-import { serveConnections } from "../accept_loop.ts";
+import { closeQuietly, serveConnections } from "../accept_loop.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -20,6 +20,11 @@ export const COMMAND_FAILED = 1;
 export const MAX_REQUEST_BYTES = 1_000_000;
 /** Admin connections open at once; more are closed on accept. */
 export const MAX_CONNECTIONS = 32;
+/**
+ * How long a connection may leave us waiting for (the rest of) a request before it is closed: 32 connections
+ * that never finish a line would otherwise lock the operator out. Commands may run longer; only reading counts.
+ */
+export const READ_TIMEOUT_MS = 10_000;
 
 /** An error a command throws to answer with this code and message. */
 export class AdminError extends Error {
@@ -48,6 +53,8 @@ export interface AdminServerOptions {
   readonly port: number;
   readonly commands: AdminCommands;
   readonly log: Log;
+  /** See READ_TIMEOUT_MS (tests shorten it). */
+  readonly readTimeoutMs?: number;
 }
 
 /** A running admin listener. */
@@ -102,10 +109,13 @@ async function serveConnection(conn: Deno.Conn, opts: AdminServerOptions): Promi
   let pending: Uint8Array = new Uint8Array(0);
   for (;;) {
     let n: number | null;
+    const timer = setTimeout(() => closeQuietly(conn), opts.readTimeoutMs ?? READ_TIMEOUT_MS);
     try {
       n = await conn.read(buf);
     } catch {
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (n === null) return;
     pending = concat(pending, buf.subarray(0, n));

@@ -137,6 +137,13 @@ Deno.test("admin commands against a running server on simnet", async (t) => {
         (e: unknown) =>
           e instanceof AdminCallError && e.code === 1 && /debug, info, warning, error/.test(e.message),
       );
+      // An object that cannot be turned into a string is named as JSON, not an internal error.
+      await assert.rejects(
+        () => call(stack, "log_level", [{ toString: null }]),
+        (e: unknown) =>
+          e instanceof AdminCallError && e.code === 1 &&
+          e.message.includes(`unknown log level '{"toString":null}'`),
+      );
     });
 
     await t.step("peers says peer discovery is off", async () => {

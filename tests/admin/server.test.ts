@@ -8,6 +8,7 @@ import {
   INVALID_PARAMS,
   INVALID_REQUEST,
   isLoopback,
+  MAX_CONNECTIONS,
   MAX_REQUEST_BYTES,
   METHOD_NOT_FOUND,
   PARSE_ERROR,
@@ -79,9 +80,10 @@ class Raw {
 
 async function withServer(
   fn: (port: number, log: ReturnType<typeof memoryLog>) => Promise<void>,
+  readTimeoutMs?: number,
 ): Promise<void> {
   const log = memoryLog();
-  const server = startAdminServer({ host: "127.0.0.1", port: 0, commands: commands(), log });
+  const server = startAdminServer({ host: "127.0.0.1", port: 0, commands: commands(), log, readTimeoutMs });
   try {
     await fn(server.address.port, log);
   } finally {
@@ -178,6 +180,26 @@ Deno.test("a request line over the size limit is refused and the connection clos
       other.close();
     }
   });
+});
+
+Deno.test("connections that leave a request unfinished are closed, so they cannot use up the admin slots", async () => {
+  await withServer(async (port) => {
+    // More than MAX_CONNECTIONS, each with half a request: without a read timeout they would hold every slot.
+    const holders = await Promise.all(Array.from({ length: MAX_CONNECTIONS + 4 }, () => Raw.open(port)));
+    try {
+      for (const h of holders) await h.send('{"id":1,');
+      for (const h of holders) assert.equal(await h.line(), null, "closed by the server");
+      const c = await Raw.open(port);
+      try {
+        await c.send('{"method":"echo","params":[1],"id":1}\n');
+        assert.deepEqual(JSON.parse((await c.line())!).result, [1]);
+      } finally {
+        c.close();
+      }
+    } finally {
+      for (const h of holders) h.close();
+    }
+  }, 200);
 });
 
 Deno.test("adminCall returns results and classifies failures", async () => {
