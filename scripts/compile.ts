@@ -150,7 +150,18 @@ async function compile(argv: string[]): Promise<number> {
       return 0;
     }
     const envDir = args.own["env-dir"];
-    const env = envDir ? await readEnvDir(envDir) : buildEnvironment(currentEnvironment());
+    let env;
+    try {
+      env = envDir ? await readEnvDir(envDir) : buildEnvironment(currentEnvironment());
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotCapable)) throw err;
+      // The task may read the checkout only: an envdir elsewhere comes in through the environment instead.
+      throw new ConfigError(
+        "--env-dir",
+        `cannot read ${envDir} (the compile task reads only inside the checkout); ` +
+          `run \`chpst -e ${envDir} deno task compile\` instead`,
+      );
+    }
     const loaded = loadConfig(env, args.rest);
     if (!("coin" in loaded)) throw new ConfigError("argv", "--help and --version have no place in a build");
     checkAbsolutePaths(loaded);

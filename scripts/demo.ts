@@ -1,5 +1,6 @@
 // The embedded default: a simnet bitcoind in this process, and Coulomb syncing it into a local LevelDB
 // directory, following new blocks until Ctrl-C. It needs nothing but Deno: the README's run command.
+import { isAbsolute, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { main } from "../main.ts";
 import { startSimnet } from "./simnet/main.ts";
@@ -22,9 +23,25 @@ if (args.values.help) {
 
 Starts simnet (a simulated regtest bitcoind) with a generated chain, then runs Coulomb against it with
 DB_DIRECTORY=--db-dir. simnet mines a block with its mempool traffic every --mine-every seconds (0 = never),
-so the indexer has a moving tip to follow. Ctrl-C flushes and exits.`,
+so the indexer has a moving tip to follow. Ctrl-C flushes and exits. The demo task may write only under
+.simnet/ and .data/ (its permissions), so --datadir and --db-dir must be there.`,
   );
   Deno.exit(0);
+}
+
+// Refused here, with the reason, rather than by the sandbox halfway through starting.
+const places = [
+  { flag: "--datadir", dir: args.values.datadir!, root: ".simnet" },
+  { flag: "--db-dir", dir: args.values["db-dir"]!, root: ".data" },
+];
+for (const { flag, dir, root } of places) {
+  const rel = relative(resolve(root), resolve(dir));
+  if (rel.startsWith("..") || isAbsolute(rel)) {
+    console.error(
+      `demo: ${flag} must be a directory under ${root}/ (the demo task may write only there), got '${dir}'`,
+    );
+    Deno.exit(2);
+  }
 }
 
 const simnet = await startSimnet({

@@ -128,7 +128,11 @@ Deno.test("numbers are validated with messages naming the variable and the bad v
     "--cache-mb",
     "lots",
   ]);
-  rejects({ ...BASE, DAEMON_TIMEOUT: "0" }, "DAEMON_TIMEOUT", /a number of seconds from 0.001 to 2147483, got '0'/);
+  rejects(
+    { ...BASE, DAEMON_TIMEOUT: "0" },
+    "DAEMON_TIMEOUT",
+    /a number of seconds from 0.001 to 2147483, got '0'/,
+  );
   rejects({ ...BASE, DAEMON_TIMEOUT: "soon" }, "DAEMON_TIMEOUT", /got 'soon'/);
   assert.equal(load({ ...BASE, REQUEST_SLEEP: "0" }).requestSleepMs, 0);
   assert.equal(load({ ...BASE, FLUSH_SIZE: "1_000_000" }).flushSize, 1_000_000);

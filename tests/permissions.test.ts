@@ -282,6 +282,22 @@ Deno.test("compile: envdirs read as chpst -e reads them", async () => {
   });
 });
 
+Deno.test("deno task demo refuses directories its sandbox cannot write, before starting anything", async () => {
+  for (const [flag, root] of [["--db-dir", ".data"], ["--datadir", ".simnet"]]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...await taskArgs("demo"), flag, "/tmp/elsewhere"],
+      cwd: REPO,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      new RegExp(`${flag} must be a directory under ${root}/`),
+    );
+  }
+});
+
 Deno.test("deno task compile --dry-run prints exactly the deno compile command it would run", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [...await taskArgs("compile"), "--dry-run", "--env-dir", "samples/runit/coulomb/env"],
