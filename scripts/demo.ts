@@ -1,6 +1,6 @@
 // The embedded default: a simnet bitcoind in this process, and Coulomb syncing it into a local LevelDB
 // directory, following new blocks until Ctrl-C. It needs nothing but Deno: the README's run command.
-import { isAbsolute, relative, resolve } from "node:path";
+import { isAbsolute, relative, resolve, sep as SEP } from "node:path";
 import { parseArgs } from "node:util";
 import { main } from "../main.ts";
 import { startSimnet } from "./simnet/main.ts";
@@ -36,7 +36,7 @@ const places = [
 ];
 for (const { flag, dir, root } of places) {
   const rel = relative(resolve(root), resolve(dir));
-  if (rel.startsWith("..") || isAbsolute(rel)) {
+  if (rel.split(SEP)[0] === ".." || isAbsolute(rel)) {
     console.error(
       `demo: ${flag} must be a directory under ${root}/ (the demo task may write only there), got '${dir}'`,
     );

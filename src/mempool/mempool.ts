@@ -141,6 +141,8 @@ interface Candidate {
  * for a slow bitcoind to list and return a reorg's transactions, short of REQUEST_TIMEOUT's 30 s.
  */
 export const BACKUP_WAIT_MS = 20_000;
+/** Longest that notifications wait for that refresh (see Mempool.behindBackup), in milliseconds. */
+export const BEHIND_MAX_MS = 120_000;
 
 /** What flushes did while a refresh was between its list and its update. */
 interface SinceList {
@@ -192,6 +194,8 @@ export class Mempool {
   private readonly backupWaitMs: number;
   /** From a backup until a refresh has brought back what it undid; the wait for answers may end before. */
   private behind = false;
+  private behindSince = 0;
+  private behindWarned = false;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -326,7 +330,9 @@ export class Mempool {
    */
   backedUp(): void {
     this.backups++;
+    if (!this.behind) this.behindSince = this.now();
     this.behind = true;
+    this.behindWarned = false;
     if (this.catchingUp !== undefined) return;
     const { promise, resolve } = Promise.withResolvers<void>();
     const timer = setTimeout(() => this.stopWaiting(), this.backupWaitMs);
@@ -345,7 +351,20 @@ export class Mempool {
    * can wait, are not computed from a mempool that lacks them.
    */
   behindBackup(): boolean {
-    return this.behind;
+    if (!this.behind) return false;
+    if (this.now() - this.behindSince < BEHIND_MAX_MS) return true;
+    // bitcoind has not let a refresh through for minutes (down, or refusing getrawmempool): notifications
+    // cannot wait for ever, new blocks included. They go out from what is known, once warned.
+    if (!this.behindWarned) {
+      this.behindWarned = true;
+      this.log.warn(
+        `mempool: no refresh since a reorg ${
+          Math.round(BEHIND_MAX_MS / 1000)
+        } s ago; notifying without the ` +
+          "transactions it took back until one succeeds",
+      );
+    }
+    return false;
   }
 
   private stopWaiting(): void {

@@ -478,7 +478,8 @@ class ElectrumServer implements Server {
     if (sessions.length) this.#log.info(`closing ${sessions.length} sessions`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const cutoff = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#limits.requestTimeoutMs + CLOSE_GRACE_MS);
+      // Capped at what a timer can wait: beyond it setTimeout fires at once.
+      timer = setTimeout(resolve, Math.min(this.#limits.requestTimeoutMs + CLOSE_GRACE_MS, 2 ** 31 - 1));
     });
     await Promise.race([Promise.all(sessions.map((s) => s.drain())), cutoff]);
     clearTimeout(timer);

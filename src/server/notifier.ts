@@ -4,7 +4,7 @@
 import { toHex } from "../chain/hex.ts";
 import type { Log } from "../log.ts";
 import { addressStatus, type StatusMempool, type StatusStore } from "./status.ts";
-import type { HashXEntry, SubscriptionIndex } from "./subscriptions.ts";
+import { type HashXEntry, hashXKey, type SubscriptionIndex } from "./subscriptions.ts";
 import { RpcError } from "./types.ts";
 
 // Statuses computed at once by one run of onTouched.
@@ -31,7 +31,7 @@ export class Notifier {
   private lastTip: TipInfo | undefined;
   private newBlockPending = false;
   /** Touched while the mempool was not settled after a backup: computed by the first run after it is. */
-  private deferred: Uint8Array[] = [];
+  private deferred = new Map<string, Uint8Array>();
   // Runs of onTouched go one after another so that notifications about one hashX go out in order.
   private queue: Promise<void> = Promise.resolve();
 
@@ -81,12 +81,12 @@ export class Notifier {
       // refresh: statuses computed now would tell a wallet its payment vanished (a refresh that began before
       // the backup lands here). The run after that refresh computes them. Not awaited: that refresh waits for
       // this run to end.
-      this.deferred = this.deferred.concat(touched);
+      this.defer(touched);
       return;
     }
-    if (this.deferred.length > 0) {
-      touched = this.deferred.concat(touched);
-      this.deferred = [];
+    if (this.deferred.size > 0) {
+      touched = [...this.deferred.values(), ...touched];
+      this.deferred.clear();
     }
     const due = new Set<HashXEntry>();
     for (const h of touched) {
@@ -116,12 +116,17 @@ export class Notifier {
       await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, worker));
     } catch (err) {
       // A failed read (the database closing, say) must not lose what this run was to tell: the next run does.
-      for (const e of due) this.deferred.push(e.hashX);
+      this.defer([...due].map((e) => e.hashX));
       throw err;
     }
     if (notified > 0) {
       this.opts.log.debug(`sent ${notified} script hash notification${notified === 1 ? "" : "s"}`);
     }
+  }
+
+  // Keeps hashXs for a later run, each once however often it is touched meanwhile.
+  private defer(hashXs: Iterable<Uint8Array>): void {
+    for (const h of hashXs) this.deferred.set(hashXKey(h.subarray(0, 11)), h);
   }
 
   /**
@@ -143,7 +148,7 @@ export class Notifier {
       if (this.unsettled() || entry.generation !== generation) {
         // A flush or a backup landed while this was computed: the status may mix the states before and after
         // (or lack what the backup undid). The first run after it computes it again.
-        this.deferred.push(entry.hashX);
+        this.defer([entry.hashX]);
         return 0;
       }
       entry.status = status;

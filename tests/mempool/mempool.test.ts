@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import * as bitcoin from "bitcoinjs-lib";
 import type { Settled } from "../../src/daemon/daemon.ts";
 import type { Log } from "../../src/log.ts";
-import { Mempool, MempoolError, type MempoolStore } from "../../src/mempool/mempool.ts";
+import { BEHIND_MAX_MS, Mempool, MempoolError, type MempoolStore } from "../../src/mempool/mempool.ts";
 import { compactHistogram } from "../../src/mempool/histogram.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -507,6 +507,19 @@ Deno.test("when the wait for answers times out, the mempool still counts as behi
   assert.equal(mempool.behindBackup(), true, "notifications must not be computed yet");
   await mempool.refresh();
   assert.equal(mempool.behindBackup(), false);
+});
+
+Deno.test("notifications stop waiting for the refresh after a reorg when none has come through for 2 minutes", () => {
+  let clock = 1_000_000;
+  const { mempool, lines } = setup({ now: () => clock });
+  mempool.backedUp();
+  assert.equal(mempool.behindBackup(), true);
+  clock += BEHIND_MAX_MS - 1;
+  mempool.backedUp(); // a second backup meanwhile does not restart the clock
+  assert.equal(mempool.behindBackup(), true);
+  clock += 1;
+  assert.equal(mempool.behindBackup(), false, "bitcoind refuses refreshes: notifications go out anyway");
+  assert.ok(lines.some((l) => l.includes("no refresh since a reorg")));
 });
 
 Deno.test("a refresh whose list was taken before a backup does not end settled(); the next one does", async () => {

@@ -211,6 +211,21 @@ Deno.test("notifier: a status computed across a backup is not told; the run afte
   assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", null]]]);
 });
 
+Deno.test("notifier: a script hash touched many times while deferred is computed once", async () => {
+  const { world, subscriptions, notifier } = setup();
+  const s = new FakeSession();
+  const x = hx(8);
+  subscriptions.subscribe(s, x, "x", null);
+  world.confirmed.set(hashXKey(x), [{ txHash: txid(3), height: 100 }]);
+  world.behind = true;
+  for (let i = 0; i < 5; i++) await notifier.onTouched([x, x]);
+  world.behind = false;
+  world.reads = 0;
+  await notifier.onTouched([]);
+  assert.equal(world.reads, 1);
+  assert.deepEqual(s.notes, [["blockchain.scripthash.subscribe", ["x", world.status(x)]]]);
+});
+
 Deno.test("notifier: a run that fails on a read leaves its script hashes to the next run", async () => {
   const { world, subscriptions, notifier } = setup();
   const s = new FakeSession();
