@@ -549,7 +549,7 @@ function label(raw: Map<string, Raw>, name: string): string {
 }
 
 /** The longest a timer can wait: setTimeout and AbortSignal.timeout treat anything longer as 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The same in whole seconds. */
 const MAX_TIMER_S = Math.floor(MAX_TIMER_MS / 1000);
 

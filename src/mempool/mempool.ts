@@ -357,11 +357,10 @@ export class Mempool {
     // cannot wait for ever, new blocks included. They go out from what is known, once warned.
     if (!this.behindWarned) {
       this.behindWarned = true;
+      const since = Math.round(BEHIND_MAX_MS / 1000);
       this.log.warn(
-        `mempool: no refresh since a reorg ${
-          Math.round(BEHIND_MAX_MS / 1000)
-        } s ago; notifying without the ` +
-          "transactions it took back until one succeeds",
+        `mempool: no refresh since a reorg ${since} s ago; notifying without the transactions it took back ` +
+          "until one succeeds",
       );
     }
     return false;

@@ -11,7 +11,7 @@
 // and two wake-ups). Measured with `deno task bench query` on 2 cores shared with the load generator, jemalloc
 // preloaded (off → on): 1,000 × 1 p99 50.9–61.6 → 39.9–52.0 ms, 16 × 16 116–129k → 117–143k req/s, 16 × 1
 // 37–45k → 25–29k; overflow has 16 × 1's speed but a worse 1,000 × 1 p99 (docs/operations.md, "Threads").
-import type { Config, ServiceProtocol } from "../config.ts";
+import { type Config, MAX_TIMER_MS, type ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { CostGroups, costSettings, DECAY_RECOMPUTE_MS } from "./limits.ts";
@@ -479,7 +479,7 @@ class ElectrumServer implements Server {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const cutoff = new Promise<void>((resolve) => {
       // Capped at what a timer can wait: beyond it setTimeout fires at once.
-      timer = setTimeout(resolve, Math.min(this.#limits.requestTimeoutMs + CLOSE_GRACE_MS, 2 ** 31 - 1));
+      timer = setTimeout(resolve, Math.min(this.#limits.requestTimeoutMs + CLOSE_GRACE_MS, MAX_TIMER_MS));
     });
     await Promise.race([Promise.all(sessions.map((s) => s.drain())), cutoff]);
     clearTimeout(timer);

@@ -170,12 +170,7 @@ const V1_6 = [1, 6];
 
 /** Renders a JSON value the way ElectrumX's messages (Python f-strings) show it. */
 export function pyStr(v: unknown): string {
-  if (v === null || v === undefined) return "None";
-  if (v === true) return "True";
-  if (v === false) return "False";
-  if (typeof v === "string") return v;
-  if (typeof v === "number") return String(v);
-  return pyValueRepr(v);
+  return typeof v === "string" ? v : pyValueRepr(v);
 }
 
 // Python's repr() of a value json.loads made: lists and dicts as Python prints them, e.g. ['x', 1, None].

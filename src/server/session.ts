@@ -322,12 +322,7 @@ export class Session implements SessionContext {
    * flood of them (65,536 in a 64 KB read) reaches COST_HARD_LIMIT like any other.
    */
   receiveBlank(lines: number, bytes: number): void {
-    if (!this.#accepting) return;
-    const now = Date.now();
-    this.lastRecvAt = now;
-    this.recvBytes += bytes;
-    this.#charge(lines * PING_COST + bytes / this.#cost.bandwidthUnitCost, now);
-    if (this.#fraction(now) >= 1) this.#pushExcessive(null);
+    this.#unanswered(bytes, lines * PING_COST);
   }
 
   /**
@@ -335,16 +330,19 @@ export class Session implements SessionContext {
    * the part that found it too long (`first`) costs an error too.
    */
   receiveOversize(bytes: number, first = true): void {
-    if (!this.#accepting) return;
-    const now = Date.now();
-    this.lastRecvAt = now;
-    this.recvBytes += bytes;
-    let cost = bytes / this.#cost.bandwidthUnitCost;
-    if (first) {
+    if (first && this.#accepting) {
       this.errors++;
-      cost += ERROR_COST;
       this.#deps.log.debug(`session ${this.id}: dropping a message over MAX_RECV (${bytes} bytes so far)`);
     }
+    this.#unanswered(bytes, first ? ERROR_COST : 0);
+  }
+
+  // Input that gets no reply still counts as activity and costs its bytes plus `cost`; past the hard limit the
+  // session is closed.
+  #unanswered(bytes: number, cost: number): void {
+    if (!this.#accepting) return;
+    this.#received(bytes);
+    const now = Date.now();
     this.#charge(cost, now);
     if (this.#fraction(now) >= 1) this.#pushExcessive(null);
   }

@@ -33,6 +33,9 @@ import { CLOSE_NORMAL, closeFrame, encodeTextFrames, WsFramer, type WsSink } fro
 import { errorText } from "../error_text.ts";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const ENCODER = new TextEncoder();
+/** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
+const STOP_GRACE_MS = 1500;
 
 // A line of nothing but spaces, tabs and carriage returns: a keep-alive, or a flood of them.
 function isBlank(bytes: Uint8Array): boolean {
@@ -42,9 +45,6 @@ function isBlank(bytes: Uint8Array): boolean {
   }
   return true;
 }
-const ENCODER = new TextEncoder();
-/** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
-const STOP_GRACE_MS = 1500;
 
 interface Conn {
   readonly id: number;
@@ -160,14 +160,12 @@ export class SocketSide {
   }
 
   #command(op: number, id: number, a: unknown): void {
-    if (op === ACK) {
-      const c = this.#conns.get(id);
-      if (c !== undefined && !c.gone && c.window.acked(a as number)) c.sock.resume();
-      return;
-    }
     const c = this.#conns.get(id);
     if (c === undefined || c.gone) return;
     switch (op) {
+      case ACK:
+        if (c.window.acked(a as number)) c.sock.resume();
+        break;
       case WRITE: {
         const messages = a as string[];
         const bytes = c.ws
@@ -293,11 +291,15 @@ export class SocketSide {
     const delivered = () => {
       if (c.window.delivered()) sock.pause();
     };
+    // Blank lines and message-less WebSocket frames of one read, sent as one BLANK entry after it.
     let blankLines = 0, blankBytes = 0;
+    const blank = (bytes: number) => {
+      blankLines++;
+      blankBytes += bytes;
+    };
     const line = (bytes: Uint8Array) => {
       if (isBlank(bytes)) {
-        blankLines++;
-        blankBytes += bytes.length;
+        blank(bytes.length);
         return;
       }
       let text: string;
@@ -318,11 +320,7 @@ export class SocketSide {
     let push: (chunk: Uint8Array) => void;
     if (ws) {
       const framer = new WsFramer(maxRecv);
-      const idle = (bytes: number) => {
-        blankLines++;
-        blankBytes += bytes;
-      };
-      const sink = this.#wsSink(c, line, oversize, idle);
+      const sink = this.#wsSink(c, line, oversize, blank);
       push = (chunk) => framer.push(chunk, sink);
     } else {
       const framer = new LineFramer(maxRecv);

@@ -186,6 +186,7 @@ export class SubscriptionIndex {
       }
     }
   }
+
   /**
    * Invalidates what a flush or a backup may have changed: the statuses of `hashXs` (every status when
    * undefined), and every status that held mempool transactions, whose heights change (-1 to 0) when their

@@ -64,8 +64,6 @@ export class WsFramer {
   #mask = new Uint8Array(4);
   #maskPos = 0;
   #remaining = 0;
-  /** The current frame's payload length. */
-  #frameLen = 0;
 
   // Current message (may span fragments), unmasked into one buffer that grows by doubling: a message sent as
   // a million one-byte fragments must cost its bytes, not a million allocations.
@@ -218,7 +216,6 @@ export class WsFramer {
     this.#fin = fin;
     this.#maskPos = 0;
     this.#remaining = len;
-    this.#frameLen = len;
     this.#inFrame = true;
     if (len === 0) this.#endFrame(sink);
     return i;
@@ -244,12 +241,12 @@ export class WsFramer {
     this.#inFrame = false;
     const opcode = this.#opcode;
     if (opcode === OP_PING) {
-      sink.idle(this.#frameLen);
+      sink.idle(this.#ctrlLen);
       sink.control(encodeFrame(OP_PONG, this.#ctrl.slice(0, this.#ctrlLen)));
       return;
     }
     if (opcode === OP_PONG) {
-      sink.idle(this.#frameLen);
+      sink.idle(this.#ctrlLen);
       return;
     }
     if (opcode === OP_CLOSE) {

@@ -146,6 +146,20 @@ const err = (id: unknown, code: number, message: string) => ({
   id,
 });
 
+/**
+ * Sends `chunk` `times` times, then ends the input, and expects -101 and the server closing the connection. A
+ * server that took it all without charging enough would instead close at the end of input, without -101.
+ */
+async function floodUntilCutOff(c: LineClient, chunk: string, times: number): Promise<void> {
+  const writing = (async () => {
+    for (let i = 0; i < times; i++) await c.sendRaw(chunk);
+    await c.conn.closeWrite();
+  })().catch(() => {/* the server closed the connection */});
+  assert.deepEqual(await c.next(), err(null, -101, "excessive resource usage"));
+  await c.eof();
+  await writing;
+}
+
 interface Deferred<T> {
   promise: Promise<T>;
   resolve(v: T): void;
@@ -375,15 +389,8 @@ testEveryMode(
     });
     const c = await LineClient.tcp(f.port());
     await c.hello();
-    // Up to 1 MB with no newline; at 100 bytes per unit of cost the session passes 500 after ~40 KB. Should all
-    // of it be taken without a charge, the end of input closes the session without -101.
-    const writing = (async () => {
-      for (let i = 0; i < 1000; i++) await c.sendRaw("x".repeat(1000));
-      await c.conn.closeWrite();
-    })().catch(() => {/* the server closed the connection */});
-    assert.deepEqual(await c.next(), err(null, -101, "excessive resource usage"));
-    await c.eof();
-    await writing;
+    // Up to 1 MB with no newline; at 100 bytes per unit of cost the session passes 500 after ~40 KB.
+    await floodUntilCutOff(c, "x".repeat(1000), 1000);
     await assertHealthy(f.port());
     c.close();
   },
@@ -397,15 +404,8 @@ testEveryMode(
     await other.hello();
     const c = await LineClient.tcp(f.port());
     await c.hello();
-    // 1 MB of newlines: 1,000,000 keep-alives at 0.1 each is ten times COST_HARD_LIMIT. Should they cost
-    // nothing, the end of input closes the session without -101.
-    const writing = (async () => {
-      for (let i = 0; i < 16; i++) await c.sendRaw("\n".repeat(65536));
-      await c.conn.closeWrite();
-    })().catch(() => {/* the server closed the connection */});
-    assert.deepEqual(await c.next(), err(null, -101, "excessive resource usage"));
-    await c.eof();
-    await writing;
+    // 1 MB of newlines: 1,000,000 keep-alives at 0.1 each is ten times COST_HARD_LIMIT.
+    await floodUntilCutOff(c, "\n".repeat(65536), 16);
     assert.deepEqual(await other.call(1, "test.echo", ["still here"]), ok(1, "still here"));
     other.close();
     c.close();
