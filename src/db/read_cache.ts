@@ -149,10 +149,15 @@ export class HashXCache<V> {
     return this.#values[e];
   }
 
+  /** Whether set() keeps a value of about `bytes` bytes: one value may take at most an eighth of the bound. */
+  accepts(bytes: number): boolean {
+    return bytes <= this.maxBytes / 8;
+  }
+
   /** Caches `value` (about `bytes` bytes) for `key` under `state`, evicting entries not used lately. */
   set(state: object, key: Uint8Array, value: V, bytes: number): void {
     if (state !== this.#state) this.#reset(state);
-    if (bytes > this.maxBytes / 8) return;
+    if (!this.accepts(bytes)) return;
     const old = this.#find(key);
     if (old >= 0) this.#remove(old);
     while (this.#count >= this.#capacity || (this.#count > 0 && this.#bytes + bytes > this.maxBytes)) {

@@ -17,6 +17,7 @@ import { hostPort } from "../host_port.ts";
 import { CostGroups, costSettings, DECAY_RECOMPUTE_MS } from "./limits.ts";
 import { prepareMethods } from "./rpc.ts";
 import { Session, type SessionInfo, type SessionLimits, type Transport } from "./session.ts";
+import type { Message } from "./rpc.ts";
 import { SocketSide } from "./socket_side.ts";
 import {
   ACK,
@@ -136,7 +137,8 @@ const SOCKET_THREAD = new URL("./socket_thread.ts", import.meta.url);
 /** Where the socket side runs: messages to it, and a way to stop it. */
 interface SocketLink {
   readonly thread: boolean;
-  post(msg: unknown[] | ControlMessage): void;
+  /** Sends `msg`; the buffers in `transfer` move with it (to a thread) instead of being copied. */
+  post(msg: unknown[] | ControlMessage, transfer?: ArrayBuffer[]): void;
   close(): void;
 }
 
@@ -152,7 +154,11 @@ function workerLink(
     e.preventDefault();
     fail(new Error(`the socket thread failed: ${String(e.message).split("\n")[0]}`));
   };
-  return { thread: true, post: (msg) => worker.postMessage(msg), close: () => worker.terminate() };
+  return {
+    thread: true,
+    post: (msg, transfer) => worker.postMessage(msg, transfer ?? []),
+    close: () => worker.terminate(),
+  };
 }
 
 /** The socket side on this thread: the same messages, handed over by reference. */
@@ -167,6 +173,12 @@ function inlineLink(deliver: (msg: unknown[] | ControlReply) => void): SocketLin
     },
     close: () => closed = true,
   };
+}
+
+// Whether `bytes` spans the whole of an ArrayBuffer, so that handing the buffer over takes nothing else with it.
+function ownsBuffer(bytes: Uint8Array): bytes is Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength;
 }
 
 /** The main thread's end of one connection: replies go to the socket thread, which acknowledges each write. */
@@ -186,10 +198,14 @@ class RemoteTransport implements Transport {
     this.remoteAddress = hostPort(remoteIp, port);
   }
 
-  write(messages: readonly string[]): Promise<number> {
+  write(messages: readonly Message[]): Promise<number> {
     if (this.closed) return Promise.reject(new Error("connection closed"));
     return new Promise((resolve, reject) => {
       this.#pending.push({ resolve, reject });
+      for (const m of messages) {
+        // A message in bytes has a buffer of its own (see Message): it moves to the socket thread uncopied.
+        if (typeof m !== "string" && ownsBuffer(m)) this.out.transfer(m.buffer);
+      }
       this.out.add(WRITE, this.id, messages, 0);
     });
   }
@@ -234,7 +250,10 @@ class Side {
 
   constructor(readonly link: SocketLink) {
     // Only between threads do batches leave before the end of the turn (see THREAD_BATCH_ENTRIES).
-    this.out = new Batcher((batch) => link.post(batch), link.thread ? THREAD_BATCH_ENTRIES : Infinity);
+    this.out = new Batcher(
+      (batch, transfer) => link.post(batch, transfer),
+      link.thread ? THREAD_BATCH_ENTRIES : Infinity,
+    );
   }
 }
 

@@ -18,7 +18,7 @@ import type { HistoryRows, Store, UtxoRows } from "../db/store.ts";
 import type { Log } from "../log.ts";
 import { serverVersionString, VERSION } from "../version.ts";
 import { PROTOCOL_MAX, PROTOCOL_MIN } from "./rpc.ts";
-import { historyEntriesJson } from "./history_json.ts";
+import { historyEntries } from "./history_json.ts";
 import { HeaderProofs, type MerkleProof, TxMerkleCache } from "./proofs.ts";
 import {
   type AddressStatus,
@@ -33,7 +33,9 @@ import {
 import type { SubscriptionIndex } from "./subscriptions.ts";
 import {
   BAD_REQUEST,
+  ByteJson,
   DAEMON_ERROR,
+  type JsonWriter,
   type MethodSpec,
   type MethodTable,
   RawJson,
@@ -95,6 +97,8 @@ export interface MethodsDeps {
   now?: () => number;
   /** Peer discovery (src/server/peers.ts); without it no peers are listed and add_peer answers false. */
   peers?: MethodPeers;
+  /** A history whose JSON takes at least this many bytes goes out as bytes (ByteJson); default 16 KB. */
+  byteReplyMin?: number;
 }
 
 /** What server.peers.subscribe and server.add_peer ask of peer discovery (PeerManager provides it). */
@@ -158,6 +162,12 @@ function recentItems(rows: HistoryRows, tip: number): { txHash: Uint8Array; heig
 }
 
 const HISTORY_JSON_CACHE_BYTES = 32 << 20;
+/**
+ * A history's JSON from this size on stays in bytes to the socket (ByteJson); smaller ones become text, which
+ * the session joins with other replies into one write and the socket side encodes once.
+ */
+const BYTE_REPLY_MIN = 16 << 10;
+const ASCII = new TextDecoder();
 
 /** ElectrumX's MAX_CHUNK_SIZE: the most headers one blockchain.block.headers call returns. */
 export const MAX_CHUNK_SIZE = 2016;
@@ -359,10 +369,12 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   const { store, mempool, daemon, config, log, subscriptions } = deps;
   const now = deps.now ?? Date.now;
   const limit = historyLimit(config.maxSend);
+  const byteReplyMin = deps.byteReplyMin ?? BYTE_REPLY_MIN;
   const headerProofs = new HeaderProofs(store);
   const txMerkle = new TxMerkleCache();
-  // get_history's confirmed entries as JSON text, for whole histories the store has cached.
-  const historyJson = new HashXCache<string>(HISTORY_JSON_CACHE_BYTES, 1 << 17);
+  // get_history's confirmed entries as JSON (text, or bytes from byteReplyMin on), for whole histories the store
+  // has cached.
+  const historyJson = new HashXCache<string | Uint8Array>(HISTORY_JSON_CACHE_BYTES, 1 << 17);
   store.followCache(historyJson);
   const genesisHex = toHexReversed(deps.network.genesisHash);
   const networkInfo = new TimedCache(
@@ -525,15 +537,26 @@ export function createMethods(deps: MethodsDeps): MethodTable {
     }
     ctx.addCost(0.1 + rows.count * 0.001 + pool.length / 50);
     if (rows.count + pool.length > limit) throw historyTooLarge();
-    // The confirmed part of a whole history is kept as text: the same answer again is then one concatenation.
-    let confirmed = whole ? historyJson.get(store.state, hashX) : undefined;
+    // The confirmed part of a whole history is kept as JSON: the same answer again is then one concatenation.
+    let confirmed: string | Uint8Array | JsonWriter | undefined = whole
+      ? historyJson.get(store.state, hashX)
+      : undefined;
     if (confirmed === undefined) {
-      confirmed = historyEntriesJson(rows.txids, rows.heights, rows.count);
-      // A one-byte string costs its length plus about 250 bytes (measured as RSS over 200,000 of them).
-      if (whole) historyJson.set(store.state, hashX, confirmed, 256 + confirmed.length);
+      const entries = historyEntries(rows.txids, rows.heights, rows.count);
+      // A one-byte string or a buffer costs its length plus about 250 bytes (measured as RSS over 200,000 of
+      // them).
+      const cost = 256 + entries.byteLength;
+      if (entries.byteLength >= byteReplyMin && !(whole && historyJson.accepts(cost))) {
+        // Too big to keep: written once, into the reply.
+        confirmed = entries;
+      } else {
+        const bytes = new Uint8Array(entries.byteLength);
+        entries.writeTo(bytes, 0);
+        confirmed = bytes.length < byteReplyMin ? ASCII.decode(bytes) : bytes;
+        if (whole) historyJson.set(store.state, hashX, confirmed, cost);
+      }
     }
-    if (pool.length === 0) return new RawJson(`[${confirmed}]`, true);
-    const parts: string[] = rows.count > 0 ? [confirmed] : [];
+    const parts: string[] = [];
     for (const m of pool) {
       parts.push(
         `{"tx_hash":"${m.txidHex}","height":${m.hasUnconfirmedParent ? -1 : 0},"fee":${
@@ -541,6 +564,10 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         }}`,
       );
     }
+    if (typeof confirmed !== "string" && confirmed.byteLength > 0) {
+      return new ByteJson(["[", confirmed, parts.length > 0 ? `,${parts.join(",")}]` : "]"]);
+    }
+    if (typeof confirmed === "string" && confirmed.length > 0) parts.unshift(confirmed);
     return new RawJson(`[${parts.join(",")}]`, true);
   }
 

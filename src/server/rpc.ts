@@ -2,7 +2,14 @@
 // binding with ElectrumX's messages and version negotiation. Pure: no sockets, no clocks, so each piece is
 // testable alone and the session's hot path stays allocation-light.
 import { formatCount } from "../log.ts";
-import { type MethodSpec, type MethodTable, parseVersion, RpcError, versionAtLeast } from "./types.ts";
+import {
+  type ByteJson,
+  type MethodSpec,
+  type MethodTable,
+  parseVersion,
+  RpcError,
+  versionAtLeast,
+} from "./types.ts";
 
 /** Unparsable JSON or bytes that are not UTF-8. */
 export const PARSE_ERROR = -32700;
@@ -107,6 +114,51 @@ export function describe(value: unknown): string {
 /** The reply line for a successful request. `resultJson` is the already-serialized result. */
 export function resultMessage(id: RequestId, resultJson: string): string {
   return `{"jsonrpc":"2.0","result":${resultJson},"id":${idJson(id)}}`;
+}
+
+/**
+ * One outgoing message: its text, or its UTF-8 bytes in a buffer of its own (large results, see ByteJson), which
+ * the transport may take over (a socket thread's transport transfers the buffer).
+ */
+export type Message = string | Uint8Array;
+
+const ENCODER = new TextEncoder();
+const RESULT_HEAD = ENCODER.encode('{"jsonrpc":"2.0","result":');
+
+/**
+ * resultMessage as UTF-8, for a result in bytes, in a buffer of its own (it can be transferred); undefined
+ * rather than a reply longer than `maxBytes`.
+ */
+export function resultMessageBytes(
+  id: RequestId,
+  result: ByteJson,
+  maxBytes: number,
+): Uint8Array | undefined {
+  const tail = ENCODER.encode(`,"id":${idJson(id)}}`);
+  const size = RESULT_HEAD.length + result.byteLength + tail.length;
+  if (size > maxBytes) return undefined;
+  const out = new Uint8Array(size);
+  out.set(RESULT_HEAD);
+  result.writeTo(out, RESULT_HEAD.length);
+  out.set(tail, RESULT_HEAD.length + result.byteLength);
+  return out;
+}
+
+/** A batch's reply: its items' replies in a JSON array (as bytes if any of them is). */
+export function batchMessage(items: readonly Message[]): Message {
+  if (items.every((m) => typeof m === "string")) return `[${items.join(",")}]`;
+  const encoded = items.map((m) => typeof m === "string" ? ENCODER.encode(m) : m);
+  let size = 1;
+  for (const e of encoded) size += e.length + 1;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (let i = 0; i < encoded.length; i++) {
+    out[at++] = i === 0 ? 0x5b : 0x2c; // "[" or ","
+    out.set(encoded[i], at);
+    at += encoded[i].length;
+  }
+  out[at] = 0x5d; // "]"
+  return out;
 }
 
 /** The reply line for a failed request. */

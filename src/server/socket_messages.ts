@@ -73,7 +73,10 @@ export const CLOSED = 7;
 export const BLANK = 8;
 
 // Listeners → socket thread.
-/** Send these messages, framed: a = string[]. Each WRITE is answered by one WRITTEN or a CLOSED. */
+/**
+ * Send these messages, framed: a = (string | Uint8Array)[], a Uint8Array being a message's UTF-8 bytes. Each WRITE
+ * is answered by one WRITTEN or a CLOSED.
+ */
 export const WRITE = 11;
 /** The listeners took a = n more of the connection's messages (LINE, BINARY, OVERSIZE, BLANK): see ReadWindow. */
 export const ACK = 12;
@@ -94,11 +97,21 @@ export const THREAD_BATCH_ENTRIES = 64;
  */
 export class Batcher {
   #entries: unknown[] = [];
+  /** Buffers that leave with the batch instead of being copied (see transfer). */
+  #transfer: ArrayBuffer[] = [];
   #scheduled = false;
   readonly #maxSlots: number;
 
-  constructor(readonly post: (batch: unknown[]) => void, maxEntries = Infinity) {
+  constructor(readonly post: (batch: unknown[], transfer: ArrayBuffer[]) => void, maxEntries = Infinity) {
     this.#maxSlots = Math.max(1, maxEntries) * ENTRY;
+  }
+
+  /**
+   * Hands `buffer` over with the batch that carries the next entry added: between threads it moves instead of
+   * being copied, and is unusable here afterwards.
+   */
+  transfer(buffer: ArrayBuffer): void {
+    this.#transfer.push(buffer);
   }
 
   /** Adds one entry; it leaves with the others at the end of this turn, or now if the batch is full. */
@@ -119,8 +132,10 @@ export class Batcher {
     this.#scheduled = false;
     if (this.#entries.length === 0) return;
     const batch = this.#entries;
+    const transfer = this.#transfer;
     this.#entries = [];
-    this.post(batch);
+    if (transfer.length > 0) this.#transfer = [];
+    this.post(batch, transfer);
   }
 }
 

@@ -46,6 +46,27 @@ function isBlank(bytes: Uint8Array): boolean {
   return true;
 }
 
+const NEWLINE = Uint8Array.of(0x0a);
+
+// Newline-framed messages as chunks to write: text is encoded (runs of it together), a message already in bytes
+// is written as it is, not copied into a bigger buffer.
+function lineChunks(messages: readonly (string | Uint8Array)[]): Uint8Array[] {
+  if (messages.length === 1 && typeof messages[0] === "string") return [ENCODER.encode(messages[0] + "\n")];
+  const chunks: Uint8Array[] = [];
+  let texts: string[] = [];
+  for (const m of messages) {
+    if (typeof m === "string") {
+      texts.push(m);
+      continue;
+    }
+    if (texts.length > 0) chunks.push(ENCODER.encode(texts.join("\n") + "\n"));
+    texts = [];
+    chunks.push(m, NEWLINE);
+  }
+  if (texts.length > 0) chunks.push(ENCODER.encode(texts.join("\n") + "\n"));
+  return chunks;
+}
+
 interface Conn {
   readonly id: number;
   readonly sock: net.Socket;
@@ -167,13 +188,13 @@ export class SocketSide {
         if (c.window.acked(a as number)) c.sock.resume();
         break;
       case WRITE: {
-        const messages = a as string[];
-        const bytes = c.ws
-          ? encodeTextFrames(messages)
-          : ENCODER.encode(messages.length === 1 ? messages[0] + "\n" : messages.join("\n") + "\n");
-        this.#write(c, bytes, (err) => {
+        const messages = a as (string | Uint8Array)[];
+        const chunks = c.ws ? [encodeTextFrames(messages)] : lineChunks(messages);
+        let bytes = 0;
+        for (const chunk of chunks) bytes += chunk.length;
+        this.#write(c, chunks, (err) => {
           if (err) this.#closeConn(c, `write failed: ${errorText(err)}`);
-          else this.#out.add(WRITTEN, id, bytes.length, 0);
+          else this.#out.add(WRITTEN, id, bytes, 0);
         });
         break;
       }
@@ -352,7 +373,7 @@ export class SocketSide {
   ): WsSink {
     return {
       open: (response) => {
-        this.#write(c, response, (err) => {
+        this.#write(c, [response], (err) => {
           if (err) this.#closeConn(c, "handshake write failed");
         });
         c.opened = true;
@@ -360,7 +381,7 @@ export class SocketSide {
       reject: (response, reason) => {
         const peer = hostPort(c.sock.remoteAddress ?? "", c.sock.remotePort ?? 0);
         this.#log("debug", `connection ${c.id} ${peer}: WebSocket upgrade refused: ${reason}`);
-        this.#write(c, response, () => this.#closeConn(c, reason));
+        this.#write(c, [response], () => this.#closeConn(c, reason));
       },
       message: line,
       oversize,
@@ -373,14 +394,14 @@ export class SocketSide {
       },
       close: (frame, reason) => {
         c.closeSent = true;
-        this.#write(c, frame, () => this.#closeConn(c, reason));
+        this.#write(c, [frame], () => this.#closeConn(c, reason));
       },
     };
   }
 
   #pong(c: Conn, frame: Uint8Array): void {
     c.pongBusy = true;
-    this.#write(c, frame, (err) => {
+    this.#write(c, [frame], (err) => {
       c.pongBusy = false;
       if (err) {
         this.#closeConn(c, "write failed");
@@ -392,13 +413,16 @@ export class SocketSide {
     });
   }
 
-  #write(c: Conn, bytes: Uint8Array, done: (err: Error | null | undefined) => void): void {
+  // Writes the chunks in order; `done` runs once, when the last is written (or with the first error).
+  #write(c: Conn, chunks: readonly Uint8Array[], done: (err: Error | null | undefined) => void): void {
     if (c.sock.destroyed) {
       done(new Error("connection closed"));
       return;
     }
     c.pendingWrites++;
-    c.sock.write(bytes, (err) => {
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) c.sock.write(chunks[i]);
+    c.sock.write(chunks[last], (err) => {
       c.pendingWrites--;
       done(err);
     });

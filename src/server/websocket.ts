@@ -371,9 +371,9 @@ function writeFrameHeader(out: Uint8Array, at: number, opcode: number, len: numb
   return at + 10;
 }
 
-/** Text frames for whole messages, concatenated into one buffer for a single write. */
-export function encodeTextFrames(messages: readonly string[]): Uint8Array {
-  const encoded = messages.map((m) => ENCODER.encode(m));
+/** Text frames for whole messages (text, or its UTF-8 bytes), concatenated into one buffer for a single write. */
+export function encodeTextFrames(messages: readonly (string | Uint8Array)[]): Uint8Array {
+  const encoded = messages.map((m) => typeof m === "string" ? ENCODER.encode(m) : m);
   let total = 0;
   for (const e of encoded) total += e.length + (e.length < 126 ? 2 : e.length < 65536 ? 4 : 10);
   const out = new Uint8Array(total);

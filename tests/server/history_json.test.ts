@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { historyEntriesJson } from "../../src/server/history_json.ts";
+import { historyEntriesJson as entriesBytes } from "../../src/server/history_json.ts";
+
+const historyEntriesJson = (txids: Uint8Array, heights: ArrayLike<number>, count: number) => {
+  const bytes = entriesBytes(txids, heights, count);
+  // Its own buffer, exactly as long as the text: it is transferred between threads and cached as it is.
+  assert.equal(bytes.byteOffset, 0);
+  assert.equal(bytes.buffer.byteLength, bytes.length);
+  return new TextDecoder().decode(bytes);
+};
 
 // The reference: what JSON.stringify writes for the same entries, with the txid's hex in display order.
 function expected(txids: Uint8Array, heights: number[]): string {

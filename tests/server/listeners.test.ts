@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { type Config, loadConfig, type Service, type SocketThreadMode } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { type Server, type ServerOptions, startServer } from "../../src/server/listeners.ts";
-import type { MethodSpec } from "../../src/server/types.ts";
+import { ByteJson, type MethodSpec } from "../../src/server/types.ts";
 import { socketThreadMode, TEST_MAIN_THREAD_SESSIONS, testEveryMode } from "./socket_modes.ts";
 import { LineReader } from "../line_reader.ts";
 import { makeCert } from "../tls_cert.ts";
@@ -221,6 +221,16 @@ async function start(
       },
     }],
     ["test.big", { params: ["n"], cost: 1, handler: (_ctx, [n]) => "x".repeat(n as number) }],
+    // The string "€" followed by n "z"s, as a large result in bytes is sent.
+    ["test.bytes", {
+      params: ["n"],
+      cost: 1,
+      handler: (_ctx, [n]) =>
+        new ByteJson(['"', enc.encode("€"), {
+          byteLength: n as number,
+          writeTo: (out, at) => out.fill(0x7a, at, at + (n as number)),
+        }, '"']),
+    }],
     ["test.cost", { params: ["n"], cost: 0, handler: (ctx, [n]) => (ctx.addCost(n as number), n) }],
   ]);
   const logs = new LogCapture();
@@ -466,6 +476,60 @@ testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request 
   assert.equal(fits.result.length, 300_000);
   c.close();
 });
+
+testEveryMode(
+  "results in bytes: alone, between text replies, in a batch, over MAX_SEND, over WebSocket",
+  async () => {
+    await using f = await start({ MAX_SEND: "600000" }, [
+      { protocol: "tcp", host: "127.0.0.1", port: 0 },
+      { protocol: "ws", host: "127.0.0.1", port: 0 },
+    ]);
+    const zs = (n: number) => "€" + "z".repeat(n);
+    const c = await LineClient.tcp(f.port());
+    await c.hello();
+    assert.deepEqual(await c.call(1, "test.bytes", [500_000]), ok(1, zs(500_000)));
+    // Pipelined, so that bytes and text replies share writes.
+    await c.sendRaw(
+      [
+        { jsonrpc: "2.0", id: "b€", method: "test.bytes", params: [100_000] },
+        { jsonrpc: "2.0", id: 3, method: "test.echo", params: ["between"] },
+        [
+          { jsonrpc: "2.0", id: 4, method: "test.bytes", params: [3] },
+          { jsonrpc: "2.0", id: 5, method: "test.echo", params: ["in a batch"] },
+        ],
+        { jsonrpc: "2.0", id: 6, method: "test.bytes", params: [700_000] },
+        { jsonrpc: "2.0", id: 7, method: "test.bytes", params: [0] },
+      ].map((m) => JSON.stringify(m)).join("\n") + "\n",
+    );
+    assert.deepEqual(await c.next(), ok("b€", zs(100_000)));
+    assert.deepEqual(await c.next(), ok(3, "between"));
+    assert.deepEqual(await c.next(), [ok(4, zs(3)), ok(5, "in a batch")]);
+    assert.deepEqual(await c.next(), err(6, -32600, "response too large (over 600,000 bytes"));
+    assert.deepEqual(await c.next(), ok(7, "€"));
+    c.close();
+    const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const replies: string[] = [];
+    const two = new Promise<void>((resolve) =>
+      ws.onmessage = (e) => {
+        if (replies.push(e.data as string) === 2) resolve();
+      }
+    );
+    ws.send(JSON.stringify({ jsonrpc: "2.0", id: 8, method: "server.version", params: ["ws", "1.4"] }));
+    ws.send(JSON.stringify({ jsonrpc: "2.0", id: 9, method: "test.bytes", params: [200_000] }));
+    await two;
+    const got = JSON.parse(replies[1]);
+    assert.equal(got.id, 9);
+    assert.ok(got.result === zs(200_000), "the result, whole, in one text frame");
+    const closed = new Promise((resolve) => ws.onclose = resolve);
+    ws.close();
+    await closed;
+    await assertHealthy(f.port());
+  },
+);
 
 testEveryMode(
   "endless batches: over 1000 items refused; a costly batch hits the hard limit and is cut off",

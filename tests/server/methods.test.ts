@@ -25,7 +25,13 @@ import { Notifier } from "../../src/server/notifier.ts";
 import { bindArgs, methodInVersion, prepareMethods } from "../../src/server/rpc.ts";
 import { historyLimit } from "../../src/server/status.ts";
 import { SubscriptionIndex } from "../../src/server/subscriptions.ts";
-import { type MethodTable, RpcError, type SessionContext } from "../../src/server/types.ts";
+import {
+  ByteJson,
+  type MethodTable,
+  RawJson,
+  RpcError,
+  type SessionContext,
+} from "../../src/server/types.ts";
 import { BlockProcessor } from "../../src/sync/processor.ts";
 import { SyncLoop } from "../../src/sync/sync.ts";
 import { LineReader } from "../line_reader.ts";
@@ -247,6 +253,15 @@ async function call(
   return JSON.parse(JSON.stringify(result ?? null));
 }
 
+/** A handler's result as the session writes it: RawJson and ByteJson as they are, anything else stringified. */
+function wireText(result: unknown): string {
+  if (result instanceof RawJson) return result.json;
+  if (!(result instanceof ByteJson)) return JSON.stringify(result);
+  const bytes = new Uint8Array(result.byteLength);
+  result.writeTo(bytes, 0);
+  return new TextDecoder().decode(bytes);
+}
+
 async function rejects(p: Promise<unknown>, code: number, message: string | RegExp): Promise<void> {
   await assert.rejects(p, (e) => {
     assert.ok(e instanceof RpcError, `expected RpcError, got ${e}`);
@@ -318,26 +333,29 @@ async function harness(opts: HarnessOptions) {
     historyLimit: historyLimit(maxSend),
     log: quiet,
   });
-  const methods = createMethods({
-    store,
-    mempool,
-    daemon: opts.daemon ? opts.daemon(daemon) : daemon,
-    config: {
-      maxSend,
-      bannerFile: opts.bannerFile,
-      donationAddress: "bcrt1qdonate",
-      services: [{ protocol: "tcp", host: "127.0.0.1", port: 50001 }, {
-        protocol: "rpc",
-        host: "127.0.0.1",
-        port: 8000,
-      }],
-      reportServices: [],
-    },
-    network: NET,
-    log: quiet,
-    subscriptions,
-    now: opts.now,
-  });
+  const methodsWith = (byteReplyMin?: number) =>
+    createMethods({
+      store,
+      mempool,
+      daemon: opts.daemon ? opts.daemon(daemon) : daemon,
+      byteReplyMin,
+      config: {
+        maxSend,
+        bannerFile: opts.bannerFile,
+        donationAddress: "bcrt1qdonate",
+        services: [{ protocol: "tcp", host: "127.0.0.1", port: 50001 }, {
+          protocol: "rpc",
+          host: "127.0.0.1",
+          port: 8000,
+        }],
+        reportServices: [],
+      },
+      network: NET,
+      log: quiet,
+      subscriptions,
+      now: opts.now,
+    });
+  const methods = methodsWith();
   const h = {
     sim,
     node: sim.node,
@@ -348,6 +366,8 @@ async function harness(opts: HarnessOptions) {
     subscriptions,
     notifier,
     methods,
+    /** The same methods sending every non-empty history as bytes (ByteJson), as long histories go. */
+    byteMethods: methodsWith(0),
     /** Follows simnet after mining/reorgs: sync, refresh the mempool, run the notifier like main would. */
     async follow(): Promise<void> {
       const target = sim.node.height;
@@ -420,9 +440,20 @@ Deno.test("methods: script hash queries match a naive replay of simnet's chain a
       sample.add(sh);
     }
     const ctx = new FakeSession();
+    let asBytes = 0;
     for (const sh of sample) {
       const history = await call(h.methods, ctx, "blockchain.scripthash.get_history", [sh]);
       assert.deepEqual(history, expectedHistory(chain, pool, sh), `history of ${sh}`);
+      // As bytes: the same JSON, text for text, first built and then from the cache.
+      for (let i = 0; i < 2; i++) {
+        const raw = await h.byteMethods.get("blockchain.scripthash.get_history")!.handler(ctx, [sh]);
+        if (raw instanceof ByteJson) asBytes++;
+        assert.equal(
+          wireText(raw),
+          JSON.stringify(expectedHistory(chain, pool, sh)),
+          `history of ${sh} as bytes`,
+        );
+      }
       const mem = await call(h.methods, ctx, "blockchain.scripthash.get_mempool", [sh]);
       assert.deepEqual(
         mem,
@@ -460,6 +491,7 @@ Deno.test("methods: script hash queries match a naive replay of simnet's chain a
       unconfirmed: 0,
     });
     assert.ok(ctx.cost > sample.size * 2, "methods charge their costs");
+    assert.ok(asBytes > sample.size, `${asBytes} histories came as bytes`);
   } finally {
     await h.close();
   }

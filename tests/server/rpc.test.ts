@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  batchMessage,
   bindArgs,
   claimsJsonRpc2,
   errorMessage,
@@ -13,8 +14,16 @@ import {
   PROTOCOL_VERSIONS,
   responseTooLargeMessage,
   resultMessage,
+  resultMessageBytes,
 } from "../../src/server/rpc.ts";
-import { type MethodSpec, parseVersion, RpcError, versionAtLeast } from "../../src/server/types.ts";
+import {
+  ByteJson,
+  type JsonWriter,
+  type MethodSpec,
+  parseVersion,
+  RpcError,
+  versionAtLeast,
+} from "../../src/server/types.ts";
 
 const spec = (params: string[], extra: Partial<MethodSpec> = {}): MethodSpec => ({
   params,
@@ -214,4 +223,51 @@ Deno.test("negotiateVersion picks the newest common version and never 1.5", () =
   assert.equal(v(1.4), null, "a number is not a version string");
   assert.equal(v(["1.4", "1.5", "1.6"]), null, "not a pair");
   assert.deepEqual(negotiateVersion(["1.4", "1.4.2"])?.tuple, [1, 4, 2]);
+});
+
+// A JsonWriter that writes `text` (ASCII) where it is told to, and records where that was.
+function writer(text: string): JsonWriter & { at: number[] } {
+  const at: number[] = [];
+  return {
+    byteLength: text.length,
+    at,
+    writeTo(out, offset) {
+      at.push(offset);
+      for (let i = 0; i < text.length; i++) out[offset + i] = text.charCodeAt(i);
+    },
+  };
+}
+
+Deno.test("resultMessageBytes: the UTF-8 of resultMessage, from text, bytes and writers, in a buffer of its own", () => {
+  const dec = new TextDecoder();
+  const w = writer('{"b":2}');
+  const result = new ByteJson(['["é€",', new TextEncoder().encode('{"a":1},'), w, "]"]);
+  // "é" and "€" take 2 and 3 bytes: the size is in bytes, not characters.
+  assert.equal(result.byteLength, 25);
+  assert.deepEqual(result.toJSON(), ["é€", { a: 1 }, { b: 2 }]);
+  assert.deepEqual(w.at, [9 + 8]);
+  w.at.length = 0;
+  for (const id of [7, 'x"y€', null]) {
+    const bytes = resultMessageBytes(id, result, 1000)!;
+    assert.equal(dec.decode(bytes), resultMessage(id, '["é€",{"a":1},{"b":2}]'));
+    assert.equal(bytes.byteOffset, 0);
+    assert.equal(bytes.buffer.byteLength, bytes.length);
+  }
+  // The writer wrote in place, after the head and the two parts before it.
+  assert.equal(w.at[0], '{"jsonrpc":"2.0","result":'.length + 9 + 8);
+  // The limit counts the whole reply; nothing is built for one over it.
+  const size = resultMessageBytes(1, result, Infinity)!.length;
+  assert.equal(resultMessageBytes(1, result, size)!.length, size);
+  const calls = w.at.length;
+  assert.equal(resultMessageBytes(1, result, size - 1), undefined);
+  assert.equal(w.at.length, calls);
+});
+
+Deno.test("batchMessage: text stays text; with any reply in bytes, the array is bytes", () => {
+  assert.equal(batchMessage(['{"a":1}', '{"b":2}']), '[{"a":1},{"b":2}]');
+  const enc = new TextEncoder();
+  const mixed = batchMessage(['{"a":"€"}', enc.encode('{"b":2}'), '{"c":3}']);
+  assert.ok(mixed instanceof Uint8Array);
+  assert.equal(new TextDecoder().decode(mixed), '[{"a":"€"},{"b":2},{"c":3}]');
+  assert.equal(new TextDecoder().decode(batchMessage([enc.encode("1")]) as Uint8Array), "[1]");
 });

@@ -6,7 +6,8 @@ import { type Config, loadConfig } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { CostGroups, costSettings } from "../../src/server/limits.ts";
 import { prepareMethods } from "../../src/server/rpc.ts";
-import { Session, type Transport, utf8Length } from "../../src/server/session.ts";
+import { Session, type Transport } from "../../src/server/session.ts";
+import { utf8Length } from "../../src/server/utf8_length.ts";
 import { type MethodSpec, RawJson, RpcError, type SessionContext } from "../../src/server/types.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------

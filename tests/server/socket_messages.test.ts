@@ -55,3 +55,20 @@ Deno.test("flush posts what is pending now, and never an empty batch", async () 
   await endOfTurn();
   assert.deepEqual(posted, [[LINE, 1, "a", 1], [LINE, 2, "b", 1]], "an entry after a flush still leaves");
 });
+
+Deno.test("buffers handed over leave with the batch that carries the next entry, and only with it", async () => {
+  const posted: { batch: unknown[]; transfer: ArrayBuffer[] }[] = [];
+  const b = new Batcher((batch, transfer) => posted.push({ batch, transfer }), 2);
+  const first = new ArrayBuffer(8), second = new ArrayBuffer(8);
+  b.add(LINE, 1, "a", 1);
+  b.transfer(first);
+  b.add(LINE, 2, "b", 1);
+  b.transfer(second);
+  b.add(LINE, 3, "c", 1);
+  await endOfTurn();
+  assert.deepEqual(posted.map((p) => ids(p.batch)), [[1, 2], [3]]);
+  assert.deepEqual(posted.map((p) => p.transfer), [[first], [second]]);
+  b.add(LINE, 4, "d", 1);
+  await endOfTurn();
+  assert.deepEqual(posted[2].transfer, [], "nothing is handed over twice");
+});

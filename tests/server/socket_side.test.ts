@@ -10,6 +10,8 @@ import {
   LINE,
   OPENED,
   ReadWindow,
+  WRITE,
+  WRITTEN,
 } from "../../src/server/socket_messages.ts";
 import { noIpv6, SocketSide } from "../../src/server/socket_side.ts";
 
@@ -174,6 +176,29 @@ Deno.test("blank lines are summed per read, not sent one by one; other lines kee
     const blank = mine.filter((e) => e.op === BLANK);
     assert.equal(blank.reduce((n, e) => n + (e.a as number), 0), 3, "three blank lines");
     assert.equal(blank.reduce((n, e) => n + (e.b as number), 0), 3, "of 3 bytes without their newlines");
+  } finally {
+    client.destroy();
+    h.side.handle({ type: "stop" });
+    await h.control("stopped");
+  }
+});
+
+Deno.test("WRITE: text and messages already in bytes go out in order, each with its newline", async () => {
+  const h = harness();
+  const port = await listen(h, 1000);
+  const { client, id } = await connect(h, port);
+  try {
+    let received = "";
+    const decoder = new TextDecoder();
+    client.on("data", (d: Uint8Array) => received += decoder.decode(d, { stream: true }));
+    const big = new TextEncoder().encode(`"${"b".repeat(300_000)}"`);
+    const messages = ['"a€"', big, '"c"', '"d"', new TextEncoder().encode('"e"')];
+    h.side.handle([WRITE, id, messages, 0]);
+    const written = await h.next((e) => e.op === WRITTEN && e.id === id);
+    const expected = `"a€"\n"${"b".repeat(300_000)}"\n"c"\n"d"\n"e"\n`;
+    assert.equal(written.a, new TextEncoder().encode(expected).length, "WRITTEN counts every byte");
+    while (received.length < expected.length) await new Promise((resolve) => client.once("data", resolve));
+    assert.equal(received, expected);
   } finally {
     client.destroy();
     h.side.handle({ type: "stop" });

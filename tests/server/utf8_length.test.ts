@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { utf8Length } from "../../src/server/session.ts";
+import { utf8Length } from "../../src/server/utf8_length.ts";
 
 Deno.test("utf8Length equals the encoded length for ASCII, 2-, 3- and 4-byte characters and lone surrogates", () => {
   const enc = new TextEncoder();
