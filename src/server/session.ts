@@ -646,8 +646,13 @@ export class Session implements SessionContext {
     if (id === null || this.#closed) return null;
     const maxSend = this.#limits.maxSend;
     if (result instanceof ByteJson) {
-      return resultMessageBytes(id, result, maxSend) ??
-        this.#error(id, INVALID_REQUEST, responseTooLargeMessage(maxSend));
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = resultMessageBytes(id, result, maxSend);
+      } catch (e) {
+        return this.#failure(id, "result serialization", e);
+      }
+      return bytes ?? this.#error(id, INVALID_REQUEST, responseTooLargeMessage(maxSend));
     }
     let json: string;
     try {

@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { type Config, loadConfig } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { CostGroups, costSettings } from "../../src/server/limits.ts";
-import { prepareMethods } from "../../src/server/rpc.ts";
+import { type Message, prepareMethods } from "../../src/server/rpc.ts";
 import { Session, type Transport } from "../../src/server/session.ts";
 import { utf8Length } from "../../src/server/utf8_length.ts";
-import { type MethodSpec, RawJson, RpcError, type SessionContext } from "../../src/server/types.ts";
+import { ByteJson, type MethodSpec, RawJson, RpcError, type SessionContext } from "../../src/server/types.ts";
 
 // --- fixtures ----------------------------------------------------------------------------------------------
 
@@ -37,14 +37,16 @@ class FakeTransport implements Transport {
   /** Resolved by the next write call, before it waits at the gate. */
   onWrite: (() => void) | undefined;
 
-  async write(messages: readonly string[]): Promise<number> {
+  async write(messages: readonly Message[]): Promise<number> {
     this.onWrite?.();
     if (this.gate) await this.gate;
     if (this.closed) throw new Error("closed");
-    this.writes.push([...messages]);
-    this.messages.push(...messages);
+    // Messages in bytes are kept as their text.
+    const texts = messages.map((m) => typeof m === "string" ? m : new TextDecoder().decode(m));
+    this.writes.push(texts);
+    this.messages.push(...texts);
     this.#waiter?.();
-    return messages.reduce((n, m) => n + utf8Length(m) + 1, 0);
+    return texts.reduce((n, m) => n + utf8Length(m) + 1, 0);
   }
 
   close(): void {
@@ -159,6 +161,17 @@ function makeSession(
     ["test.cost", { params: ["n"], cost: 0, handler: (ctx, [n]) => (ctx.addCost(n as number), n) }],
     ["test.undefined", { params: [], cost: 0, handler: () => undefined }],
     ["test.bigint", { params: [], cost: 0, handler: () => 1n }],
+    ["test.bytesFail", {
+      params: [],
+      cost: 0,
+      handler: () =>
+        new ByteJson(["[", {
+          byteLength: 1,
+          writeTo: () => {
+            throw new Error("writer boom");
+          },
+        }, "]"]),
+    }],
     ["test.subscribe", {
       params: ["value"],
       cost: 1,
@@ -398,15 +411,18 @@ Deno.test("handler errors: RpcError keeps its code, anything else is -32603 and 
   h.send(req(3, "test.failAsync"));
   h.send(req(4, "test.bigint"));
   h.send(req(5, "test.undefined"));
+  h.send(req(6, "test.bytesFail"));
   assert.deepEqual(await h.next(), err(1, 1, "X is not a valid script hash"));
   assert.deepEqual(await h.next(), err(2, -32603, "internal server error"));
   assert.deepEqual(await h.next(), err(3, -32603, "internal server error"));
   assert.deepEqual(await h.next(), err(4, -32603, "internal server error"));
   assert.deepEqual(await h.next(), ok(5, null));
+  assert.deepEqual(await h.next(), err(6, -32603, "internal server error"));
   const errors = h.logs.filter((l) => l.startsWith("ERROR"));
-  assert.equal(errors.length, 3);
+  assert.equal(errors.length, 4);
   assert.ok(errors[0].includes("test.fail failed") && errors[0].includes("boom"));
-  assert.equal(h.session.info().errors, 4);
+  assert.ok(errors.some((e) => e.includes("result serialization failed") && e.includes("writer boom")));
+  assert.equal(h.session.info().errors, 5);
 });
 
 Deno.test("malformed input: parse errors, bad ids, non-UTF-8, blank lines; the session keeps working", async () => {
