@@ -64,7 +64,22 @@ interface Endpoint {
   info: DaemonInfo | undefined;
   /** First contact in progress, shared so that concurrent first requests log and check once. */
   identifying: Promise<void> | undefined;
+  /** Why this URL was last passed over as unusable (wrong chain, credentials...), until it serves a call. */
+  fault: string | undefined;
 }
+
+/**
+ * Errors that make one URL unusable but say nothing of the others: with several configured, the client moves on
+ * to the next one rather than failing. Without this, a blip on the first daemon moved the client to a backup on
+ * the wrong chain (or with wrong credentials), and every later call failed there even once the first one was
+ * back: sync stopped until a restart.
+ */
+const ENDPOINT_FAULTS: ReadonlySet<number> = new Set([
+  DAEMON_ERROR.AUTH_REJECTED,
+  DAEMON_ERROR.FORBIDDEN,
+  DAEMON_ERROR.BAD_ENDPOINT,
+  DAEMON_ERROR.WRONG_CHAIN,
+]);
 
 /** An HTTP 401; `changed` says whether fresh credentials are available for an immediate retry. */
 class AuthRejected extends Error {
@@ -220,6 +235,8 @@ export class Daemon {
   private async withRetry<T>(op: (ep: Endpoint) => Promise<T>): Promise<T> {
     let delay = this.initialDelayMs;
     let authFailures = 0;
+    // URLs this call found unusable: it fails only when every configured one is.
+    const unusable = new Set<number>();
     for (;;) {
       this.closer.signal.throwIfAborted();
       const i = this.index;
@@ -231,10 +248,12 @@ export class Daemon {
         return result;
       } catch (e) {
         if (this.closer.signal.aborted) throw this.closer.signal.reason;
+        let err = e;
         if (e instanceof AuthRejected) {
           if (e.changed) continue; // bitcoind restarted and wrote a new cookie: retry with it now.
           if (++authFailures >= this.authAttempts) {
-            throw new DaemonError(
+            authFailures = 0;
+            err = new DaemonError(
               DAEMON_ERROR.AUTH_REJECTED,
               `bitcoind rejected the RPC credentials of ${ep.redacted}: check DAEMON_URL or DAEMON_COOKIE`,
             );
@@ -242,8 +261,12 @@ export class Daemon {
           // Core already delays its 401s by 250 ms; back off as well rather than hammer it.
         } else if (e instanceof TransientError) {
           this.markDown(ep, i, e);
-        } else {
-          throw e;
+        }
+        if (err instanceof DaemonError) {
+          if (!ENDPOINT_FAULTS.has(err.code) || !this.passOver(ep, i, err, unusable)) throw err;
+          continue;
+        } else if (!(err instanceof AuthRejected || err instanceof TransientError)) {
+          throw err;
         }
         await this.sleep(delay);
         delay = Math.min(delay * 2, this.maxDelayMs);
@@ -276,7 +299,27 @@ export class Daemon {
     }
   }
 
+  /**
+   * Moves on from URL `i`, unusable for `err`, to the next configured one this call has not found unusable;
+   * false when there is none (a single URL, or all of them unusable), and the caller should fail with `err`.
+   */
+  private passOver(ep: Endpoint, i: number, err: DaemonError, unusable: Set<number>): boolean {
+    unusable.add(i);
+    if (unusable.size >= this.endpoints.length) return false;
+    if (ep.fault !== err.message) {
+      ep.fault = err.message;
+      this.log.warn(`${err.message}; using the next DAEMON_URL`);
+    }
+    if (this.index === i) {
+      let next = (i + 1) % this.endpoints.length;
+      while (unusable.has(next)) next = (next + 1) % this.endpoints.length;
+      this.index = next;
+    }
+    return true;
+  }
+
   private markUp(ep: Endpoint): void {
+    ep.fault = undefined;
     if (this.down) {
       this.down = false;
       this.log.info(`daemon ${ep.redacted} is back`);
@@ -313,8 +356,8 @@ export class Daemon {
       chain: String(chain.chain ?? "?"),
       blocks: Number(chain.blocks ?? -1),
     };
-    this.log.info(`connected to daemon ${ep.redacted}: version ${info.version}, chain ${info.chain}`);
     this.verifyChain(ep, info);
+    this.log.info(`connected to daemon ${ep.redacted}: version ${info.version}, chain ${info.chain}`);
     ep.info = info;
   }
 
@@ -520,7 +563,14 @@ function endpointOf(url: string, cookie: CookieCredentials | undefined): Endpoin
   }
   u.username = "";
   u.password = "";
-  return { href: u.href, redacted: redactUrl(url), credentials, info: undefined, identifying: undefined };
+  return {
+    href: u.href,
+    redacted: redactUrl(url),
+    credentials,
+    info: undefined,
+    identifying: undefined,
+    fault: undefined,
+  };
 }
 
 function decode(s: string): string {

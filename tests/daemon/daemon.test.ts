@@ -607,6 +607,59 @@ Deno.test("failover: a dead first URL moves the client to the second", async () 
   }
 });
 
+for (const fault of ["wrong chain", "wrong password"] as const) {
+  Deno.test(`failover: a backup with a ${fault} is passed over, back to the first URL once it answers`, async () => {
+    const first = new FakeBitcoind(), backup = new FakeBitcoind();
+    if (fault === "wrong chain") backup.chain = "main";
+    const log = new CaptureLog();
+    const daemon = new Daemon({
+      urls: [
+        first.url(),
+        fault === "wrong password" ? backup.url().replace(backup.password, "nope") : backup.url(),
+      ],
+      timeoutMs: 5000,
+      log,
+      retryInitialDelayMs: 1,
+      retryMaxDelayMs: 2,
+    });
+    try {
+      await daemon.checkNetwork("regtest");
+      assert.equal(await daemon.getBlockCount(), 19);
+      // One 503 from the first daemon moves the client to the backup, which cannot serve: the call goes back.
+      first.faults.busy = 1;
+      assert.equal(await daemon.getBlockCount(), 19);
+      for (let i = 0; i < 3; i++) assert.equal(await daemon.getBlockCount(), 19);
+      assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${first.port}/`);
+      const passed = log.matching(/using the next DAEMON_URL$/);
+      assert.equal(passed.length, 1, log.lines.join("\n"));
+      assert.ok(passed[0].includes(`127.0.0.1:${backup.port}`), passed[0]);
+      assert.ok(!log.lines.some((l) => l.includes(`connected to daemon`) && l.includes(`:${backup.port}`)));
+    } finally {
+      daemon.close();
+      await first.close();
+      await backup.close();
+    }
+  });
+}
+
+Deno.test("failover: when every URL is unusable, the call fails with the last one's error", async () => {
+  const a = new FakeBitcoind(), b = new FakeBitcoind();
+  a.chain = b.chain = "main";
+  const daemon = new Daemon({
+    urls: [a.url(), b.url()],
+    timeoutMs: 5000,
+    log: new CaptureLog(),
+    retryInitialDelayMs: 1,
+  });
+  try {
+    await rejectsWith(daemon.checkNetwork("regtest"), DAEMON_ERROR.WRONG_CHAIN, /is on chain 'main'/);
+  } finally {
+    daemon.close();
+    await a.close();
+    await b.close();
+  }
+});
+
 Deno.test("both URLs down: retried with one warning, not a line per attempt, until close() ends the wait", async () => {
   const log = new CaptureLog();
   const daemon = new Daemon({
