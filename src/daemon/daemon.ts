@@ -39,6 +39,11 @@ export interface DaemonOptions {
   restConcurrency?: number;
   /** 401s with unchanged credentials before giving up. Default 3. */
   authAttempts?: number;
+  /**
+   * How long a request whose caller timed out may still hold its in-flight slot, waiting for bitcoind's answer,
+   * before it is aborted. Default 10 × timeoutMs.
+   */
+  abandonMs?: number;
 }
 
 /** What first contact learned about a node. */
@@ -103,6 +108,8 @@ interface RpcReply {
 // Blocks per getblock batch on the JSON-RPC path: a batch runs sequentially on one Core thread, so several
 // small batches in parallel use more of Core's workers, and each reply stays a bounded amount of hex.
 const RPC_BLOCKS_PER_BATCH = 8;
+/** A request the caller gave up on is aborted, freeing its slot, after this many timeouts (see fetchLimited). */
+const ABANDON_AFTER = 10;
 
 /** A fetch-based bitcoind client; provides the BlockSource methods the prefetcher uses. */
 export class Daemon {
@@ -113,6 +120,7 @@ export class Daemon {
   private index = 0;
   private readonly log: Log;
   private readonly timeoutMs: number;
+  private readonly abandonMs: number;
   private readonly limiter: Limiter;
   private readonly restConcurrency: number;
   private readonly initialDelayMs: number;
@@ -131,6 +139,7 @@ export class Daemon {
     this.endpoints = opts.urls.map((u) => endpointOf(u, cookie));
     this.log = opts.log;
     this.timeoutMs = opts.timeoutMs;
+    this.abandonMs = opts.abandonMs ?? opts.timeoutMs * ABANDON_AFTER;
     this.limiter = new Limiter(opts.maxInFlight ?? 10);
     this.restConcurrency = Math.max(1, Math.min(opts.restConcurrency ?? 6, this.limiter.max));
     this.initialDelayMs = opts.retryInitialDelayMs ?? 250;
@@ -142,6 +151,11 @@ export class Daemon {
   /** The URL in use, password redacted. */
   get url(): string {
     return this.endpoints[this.index].redacted;
+  }
+
+  /** HTTP requests bitcoind may still be working on: those answered to nobody yet, abandoned ones included. */
+  get inFlight(): number {
+    return this.limiter.inUse;
   }
 
   /** Stops all retries; pending and later requests reject with DaemonError CLOSED. */
@@ -435,27 +449,44 @@ export class Daemon {
     return { status: res.status, contentType: res.headers.get("content-type") ?? "", text: res.body };
   }
 
+  /**
+   * One request under the in-flight cap. The caller waits at most the timeout; the request itself goes on, and
+   * keeps its slot, until bitcoind answers it or abandonMs passes. Core does not cancel an RPC
+   * whose client hung up: when a stalled node's requests were dropped at the timeout, each freed slot sent
+   * another, and the node's queue grew by the cap every timeout (to 150 requests after 15 timeouts with a cap
+   * of 10) until it refused every RPC client with 503.
+   */
   private async fetchLimited<B>(
     href: string,
     init: RequestInit,
     read: (r: Response) => Promise<B>,
   ): Promise<{ status: number; headers: Headers; body: B }> {
     const release = await this.limiter.acquire(this.closer.signal);
+    const signal = AbortSignal.any([AbortSignal.timeout(this.abandonMs), this.closer.signal]);
+    const request = (async () => {
+      const res = await fetch(href, { ...init, signal });
+      return { status: res.status, headers: res.headers, body: await read(res) };
+    })();
+    request.then(release, release);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new TransientError(`no reply within ${this.timeoutMs / 1000}s`)),
+        this.timeoutMs,
+      );
+    });
     try {
-      const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closer.signal]);
-      try {
-        const res = await fetch(href, { ...init, signal });
-        return { status: res.status, headers: res.headers, body: await read(res) };
-      } catch (e) {
-        throw this.transportError(e);
-      }
+      return await Promise.race([request, timeout]);
+    } catch (e) {
+      throw this.transportError(e);
     } finally {
-      release();
+      clearTimeout(timer);
     }
   }
 
   private transportError(e: unknown): Error {
     if (this.closer.signal.aborted) return this.closer.signal.reason;
+    if (e instanceof TransientError) return e;
     if (e instanceof DOMException && e.name === "TimeoutError") {
       return new TransientError(`no reply within ${this.timeoutMs / 1000}s`);
     }

@@ -575,6 +575,26 @@ Deno.test("a reply slower than the timeout is abandoned and the request retried"
   });
 });
 
+Deno.test("requests a stalled bitcoind still holds keep their slots, so its queue never grows past the cap", async () => {
+  // abandonMs far beyond the test: a request once sent holds its slot until the node answers it.
+  await withDaemon({ timeoutMs: 20, maxInFlight: 2, abandonMs: 60_000 }, async ({ fake, daemon, log }) => {
+    await daemon.getBlockCount();
+    // Core stalls (cs_main held): requests wait, and it works on them even after their clients hang up.
+    fake.hold = true;
+    const before = fake.counts.rpc;
+    const pending = daemon.getBlockCount();
+    await log.waitFor(/still unavailable: no reply within/);
+    // Two attempts timed out; both are still at the node and hold both slots, so a third is not sent.
+    assert.equal(daemon.inFlight, 2);
+    assert.equal(fake.counts.rpc - before, 2);
+    fake.hold = false;
+    for (const release of fake.held.splice(0)) release();
+    assert.equal(await pending, 19);
+    assert.equal(fake.counts.rpc - before, 3, "the third attempt went once the node answered the others");
+    await fake.waitFor(() => daemon.inFlight === 0);
+  });
+});
+
 Deno.test("failover: a dead first URL moves the client to the second", async () => {
   const fake = new FakeBitcoind();
   const log = new CaptureLog();
