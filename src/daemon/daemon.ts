@@ -71,6 +71,11 @@ interface Endpoint {
   identifying: Promise<void> | undefined;
   /** Why this URL was last passed over as unusable (wrong chain, credentials...), until it serves a call. */
   fault: string | undefined;
+  /**
+   * Its requests in flight (maxInFlight), abandoned ones included (see fetchLimited): one per URL, so that
+   * requests hanging at a dead node do not hold up the next one.
+   */
+  limiter: Limiter;
 }
 
 /**
@@ -121,7 +126,6 @@ export class Daemon {
   private readonly log: Log;
   private readonly timeoutMs: number;
   private readonly abandonMs: number;
-  private readonly limiter: Limiter;
   private readonly restConcurrency: number;
   private readonly initialDelayMs: number;
   private readonly maxDelayMs: number;
@@ -136,12 +140,12 @@ export class Daemon {
   constructor(opts: DaemonOptions) {
     if (opts.urls.length === 0) throw new DaemonError(DAEMON_ERROR.BAD_ENDPOINT, "no daemon URL given");
     const cookie = opts.cookieFile ? new CookieCredentials(opts.cookieFile) : undefined;
-    this.endpoints = opts.urls.map((u) => endpointOf(u, cookie));
+    const maxInFlight = opts.maxInFlight ?? 10;
+    this.endpoints = opts.urls.map((u) => endpointOf(u, cookie, new Limiter(maxInFlight)));
     this.log = opts.log;
     this.timeoutMs = opts.timeoutMs;
     this.abandonMs = opts.abandonMs ?? opts.timeoutMs * ABANDON_AFTER;
-    this.limiter = new Limiter(opts.maxInFlight ?? 10);
-    this.restConcurrency = Math.max(1, Math.min(opts.restConcurrency ?? 6, this.limiter.max));
+    this.restConcurrency = Math.max(1, Math.min(opts.restConcurrency ?? 6, maxInFlight));
     this.initialDelayMs = opts.retryInitialDelayMs ?? 250;
     this.maxDelayMs = Math.max(this.initialDelayMs, opts.retryMaxDelayMs ?? 4000);
     this.preferRest = opts.preferRest ?? true;
@@ -155,7 +159,7 @@ export class Daemon {
 
   /** HTTP requests bitcoind may still be working on: those answered to nobody yet, abandoned ones included. */
   get inFlight(): number {
-    return this.limiter.inUse;
+    return this.endpoints.reduce((n, ep) => n + ep.limiter.inUse, 0);
   }
 
   /** Stops all retries; pending and later requests reject with DaemonError CLOSED. */
@@ -407,7 +411,7 @@ export class Daemon {
     const userPass = ep.credentials ? await ep.credentials.get() : undefined;
     const headers: Record<string, string> = { "Content-Type": "application/json" };
     if (userPass !== undefined) headers.Authorization = basicAuthHeader(userPass);
-    const { status, contentType, text } = await this.exchange(ep.href, {
+    const { status, contentType, text } = await this.exchange(ep, ep.href, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
@@ -442,10 +446,11 @@ export class Daemon {
 
   /** One fetch under the in-flight cap and the timeout, body read completely. */
   private async exchange(
+    ep: Endpoint,
     href: string,
     init: RequestInit,
   ): Promise<{ status: number; contentType: string; text: string }> {
-    const res = await this.fetchLimited(href, init, (r) => r.text());
+    const res = await this.fetchLimited(ep, href, init, (r) => r.text());
     return { status: res.status, contentType: res.headers.get("content-type") ?? "", text: res.body };
   }
 
@@ -457,11 +462,12 @@ export class Daemon {
    * of 10) until it refused every RPC client with 503.
    */
   private async fetchLimited<B>(
+    ep: Endpoint,
     href: string,
     init: RequestInit,
     read: (r: Response) => Promise<B>,
   ): Promise<{ status: number; headers: Headers; body: B }> {
-    const release = await this.limiter.acquire(this.closer.signal);
+    const release = await ep.limiter.acquire(this.closer.signal);
     const signal = AbortSignal.any([AbortSignal.timeout(this.abandonMs), this.closer.signal]);
     const request = (async () => {
       const res = await fetch(href, { ...init, signal });
@@ -546,7 +552,7 @@ export class Daemon {
 
   private async restBlock(ep: Endpoint, hash: Uint8Array): Promise<Uint8Array> {
     const href = new URL(`rest/block/${toHexReversed(hash)}.bin`, ep.href).href;
-    const res = await this.fetchLimited(href, {}, async (r) => {
+    const res = await this.fetchLimited(ep, href, {}, async (r) => {
       if (r.status !== 200) {
         await r.body?.cancel();
         return undefined;
@@ -559,7 +565,7 @@ export class Daemon {
 
   private async probeRest(ep: Endpoint): Promise<boolean | undefined> {
     try {
-      const res = await this.exchange(new URL("rest/chaininfo.json", ep.href).href, {});
+      const res = await this.exchange(ep, new URL("rest/chaininfo.json", ep.href).href, {});
       if (res.status === 200) {
         JSON.parse(res.text);
         return true;
@@ -586,7 +592,7 @@ export class Daemon {
   }
 }
 
-function endpointOf(url: string, cookie: CookieCredentials | undefined): Endpoint {
+function endpointOf(url: string, cookie: CookieCredentials | undefined, limiter: Limiter): Endpoint {
   const u = new URL(url);
   let credentials: CredentialSource | undefined = cookie;
   if (u.username) {
@@ -601,6 +607,7 @@ function endpointOf(url: string, cookie: CookieCredentials | undefined): Endpoin
     info: undefined,
     identifying: undefined,
     fault: undefined,
+    limiter,
   };
 }
 

@@ -595,6 +595,39 @@ Deno.test("requests a stalled bitcoind still holds keep their slots, so its queu
   });
 });
 
+Deno.test("failover: requests hanging at the first URL hold its slots only, not the second's", async () => {
+  const first = new FakeBitcoind(), second = new FakeBitcoind();
+  const daemon = new Daemon({
+    urls: [first.url(), second.url()],
+    timeoutMs: 20,
+    abandonMs: 3_600_000,
+    maxInFlight: 1,
+    log: new CaptureLog(),
+    retryInitialDelayMs: 1,
+  });
+  try {
+    assert.equal(await daemon.getBlockCount(), 19);
+    // The first node stops answering without closing connections: its one slot stays taken for an hour.
+    first.faults.hang = 1000;
+    // A deadline so that a client waiting for that slot fails the test instead of hanging it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const heldUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the second URL waited for the first one's slot")), 20_000);
+    });
+    try {
+      assert.equal(await Promise.race([daemon.getBlockCount(), heldUp]), 19);
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${second.port}/`);
+    assert.equal(first.counts.hung, 1);
+  } finally {
+    daemon.close();
+    await first.close();
+    await second.close();
+  }
+});
+
 Deno.test("failover: a dead first URL moves the client to the second", async () => {
   const fake = new FakeBitcoind();
   const log = new CaptureLog();
