@@ -455,11 +455,11 @@ export class Daemon {
   }
 
   /**
-   * One request under the in-flight cap. The caller waits at most the timeout; the request itself goes on, and
-   * keeps its slot, until bitcoind answers it or abandonMs passes. Core does not cancel an RPC
-   * whose client hung up: when a stalled node's requests were dropped at the timeout, each freed slot sent
-   * another, and the node's queue grew by the cap every timeout (to 150 requests after 15 timeouts with a cap
-   * of 10) until it refused every RPC client with 503.
+   * One request under its endpoint's in-flight cap. The caller waits at most the timeout; the request itself
+   * goes on, and keeps its slot, until bitcoind answers it or abandonMs passes. Core does not cancel an RPC whose
+   * client hung up: when a stalled node's requests were dropped at the timeout, each freed slot sent another,
+   * and the node's queue grew by the cap every timeout (to 150 requests after 15 timeouts with a cap of 10)
+   * until it refused every RPC client with 503.
    */
   private async fetchLimited<B>(
     ep: Endpoint,

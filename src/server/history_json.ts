@@ -29,14 +29,6 @@ export function historyEntries(txids: Uint8Array, heights: ArrayLike<number>, co
   return { byteLength: size, writeTo: (out, at) => writeEntries(out, at, txids, heights, count) };
 }
 
-/** historyEntries as UTF-8 in a buffer of its own, exactly as long as the text. */
-export function historyEntriesJson(txids: Uint8Array, heights: ArrayLike<number>, count: number): Uint8Array {
-  const entries = historyEntries(txids, heights, count);
-  const out = new Uint8Array(entries.byteLength);
-  entries.writeTo(out, 0);
-  return out;
-}
-
 function writeEntries(
   out: Uint8Array,
   at: number,

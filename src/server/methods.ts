@@ -35,6 +35,7 @@ import {
   BAD_REQUEST,
   ByteJson,
   DAEMON_ERROR,
+  jsonBytes,
   type JsonWriter,
   type MethodSpec,
   type MethodTable,
@@ -550,8 +551,7 @@ export function createMethods(deps: MethodsDeps): MethodTable {
         // Too big to keep: written once, into the reply.
         confirmed = entries;
       } else {
-        const bytes = new Uint8Array(entries.byteLength);
-        entries.writeTo(bytes, 0);
+        const bytes = jsonBytes(entries);
         confirmed = bytes.length < byteReplyMin ? ASCII.decode(bytes) : bytes;
         if (whole) historyJson.set(store.state, hashX, confirmed, cost);
       }

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { historyEntriesJson as entriesBytes } from "../../src/server/history_json.ts";
+import { historyEntries } from "../../src/server/history_json.ts";
+import { jsonBytes } from "../../src/server/types.ts";
 
 const historyEntriesJson = (txids: Uint8Array, heights: ArrayLike<number>, count: number) => {
-  const bytes = entriesBytes(txids, heights, count);
+  const bytes = jsonBytes(historyEntries(txids, heights, count));
   // Its own buffer, exactly as long as the text: it is transferred between threads and cached as it is.
   assert.equal(bytes.byteOffset, 0);
   assert.equal(bytes.buffer.byteLength, bytes.length);

@@ -27,6 +27,7 @@ import { historyLimit } from "../../src/server/status.ts";
 import { SubscriptionIndex } from "../../src/server/subscriptions.ts";
 import {
   ByteJson,
+  jsonBytes,
   type MethodTable,
   RawJson,
   RpcError,
@@ -257,9 +258,7 @@ async function call(
 function wireText(result: unknown): string {
   if (result instanceof RawJson) return result.json;
   if (!(result instanceof ByteJson)) return JSON.stringify(result);
-  const bytes = new Uint8Array(result.byteLength);
-  result.writeTo(bytes, 0);
-  return new TextDecoder().decode(bytes);
+  return new TextDecoder().decode(jsonBytes(result));
 }
 
 async function rejects(p: Promise<unknown>, code: number, message: string | RegExp): Promise<void> {
