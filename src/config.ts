@@ -736,7 +736,11 @@ function checkReportServices(services: Service[], peerAnnounce: boolean, net: Ne
   }
 }
 
-/** What an address literal is: unspecified, multicast, loopback, private (incl. link-local), public, or a name. */
+/**
+ * What an address literal is: unspecified, multicast, loopback, private (incl. link-local, shared CGNAT space and
+ * reserved ranges nobody can route to), public, or a name. An IPv4 address written as IPv6 (`::ffff:127.0.0.1`,
+ * `::ffff:7f00:1`) is what its IPv4 address is: a socket connects to that.
+ */
 export function ipKind(
   host: string,
 ): "unspecified" | "multicast" | "loopback" | "private" | "public" | "name" {
@@ -747,20 +751,42 @@ export function ipKind(
     if (a === 127) return "loopback";
     if (a >= 224 && a <= 239) return "multicast";
     if (
-      a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254)
+      a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254) ||
+      (a === 100 && b >= 64 && b <= 127) || (a === 198 && (b === 18 || b === 19)) || a >= 240
     ) {
       return "private";
     }
     return "public";
   }
   if (host.includes(":")) {
+    const mapped = mappedIpv4(host);
+    if (mapped !== undefined) return ipKind(mapped);
     if (/^[0:]+$/.test(host)) return "unspecified";
     if (/^[0:]+1$/.test(host)) return "loopback";
     if (host.startsWith("ff")) return "multicast";
-    if (/^f[cd]/.test(host) || host.startsWith("fe80")) return "private";
+    // fc00::/7 (unique local) and fe80::/10 (link-local: fe80 to febf).
+    if (/^f[cd]/i.test(host) || /^fe[89ab]/i.test(host)) return "private";
     return "public";
   }
   return "name";
+}
+
+// The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d or ::ffff:XXXX:XXXX), or undefined.
+function mappedIpv4(host: string): string | undefined {
+  let h = host.toLowerCase();
+  const dotted = /^(.*:)(\d{1,3}(?:\.\d{1,3}){3})$/.exec(h);
+  if (dotted) h = `${dotted[1]}0:0`;
+  const halves = h.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  if (fill < 0) return undefined;
+  const groups = [...head, ...Array(fill).fill("0"), ...tail];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  const n = groups.map((g) => parseInt(g, 16));
+  if (n.slice(0, 5).some((g) => g !== 0) || n[5] !== 0xffff) return undefined;
+  return dotted ? dotted[2] : `${n[6] >> 8}.${n[6] & 255}.${n[7] >> 8}.${n[7] & 255}`;
 }
 
 /**

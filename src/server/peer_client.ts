@@ -77,6 +77,8 @@ function openLink(target: PeerTarget, limits: PeerLinkLimits, signal?: AbortSign
     return Promise.reject(new PeerError("connect", `${where}: ${(err as Error).message}`));
   }
   const timer = setTimeout(() => {
+    // The signal lives as long as the peer manager: a listener left on it would keep this socket for as long.
+    signal?.removeEventListener("abort", onAbort);
     sock.destroy();
     reject(new PeerError("timeout", `${where}: no connection within ${limits.connectTimeoutMs} ms`));
   }, limits.connectTimeoutMs);

@@ -77,6 +77,8 @@ export const PEER_RULES = {
   maxPeers: 1000,
   /** Entries read from one peer's server.peers.subscribe. */
   maxLearned: 200,
+  /** Of those, unknown peers taken at random (ElectrumX: 2). */
+  learnPerReply: 2,
   /** How often the background loop looks for due checks. */
   wakeMs: 60_000,
 } as const;
@@ -113,6 +115,8 @@ export interface PeerManagerDeps {
   log: Pick<Log, "debug" | "info" | "warn">;
   /** Milliseconds clock (tests move it). */
   now?: () => number;
+  /** Uniform in [0, 1): which of a peer's unknown peers to learn (tests fix it). Default Math.random. */
+  random?: () => number;
   /** Seeds instead of the built-in ones (tests). */
   seeds?: readonly PeerSpec[];
 }
@@ -149,7 +153,12 @@ export function isPublicHost(host: string): boolean {
     return false;
   }
   const kind = ipKind(h);
-  if (kind === "name") return h.includes(".") && /^[a-z0-9.-]+$/.test(h) && !/^[\d.]+$/.test(h);
+  if (kind === "name") {
+    // A name's last label is a top-level domain, with a letter and not hex: resolvers read "0x7f.1" or
+    // "2130706433.1" as numbers, i.e. as addresses that were never checked.
+    const tld = h.slice(h.lastIndexOf(".") + 1);
+    return h.includes(".") && /^[a-z0-9.-]+$/.test(h) && /[a-z]/.test(tld) && !/^0x[0-9a-f]*$/.test(tld);
+  }
   return kind === "public";
 }
 
@@ -429,11 +438,22 @@ export class PeerManager {
     const list = await link.call("server.peers.subscribe", []);
     let listsUs = false;
     if (Array.isArray(list)) {
+      const unknown: PeerSpec[] = [];
       for (const entry of list.slice(0, PEER_RULES.maxLearned)) {
         const spec = parsePeerEntry(entry, this.#deps.config.net);
         if (!spec) continue;
         if (this.#isSelf(spec.host, spec.tcpPort, spec.sslPort)) listsUs = true;
-        else this.#learn(spec, "peer");
+        else if (
+          this.#acceptable(spec) && !this.#table.has(this.#key(spec.host, spec.tcpPort, spec.sslPort))
+        ) {
+          unknown.push(spec);
+        }
+      }
+      // As ElectrumX: a few of the peers it names that we do not know, at random. Taking all of them let one
+      // hostile peer fill the table with names of its own (200 per reply, 1,000 after one round).
+      for (let n = 0; n < PEER_RULES.learnPerReply && unknown.length > 0; n++) {
+        const [spec] = unknown.splice(Math.floor((this.#deps.random ?? Math.random)() * unknown.length), 1);
+        this.#learn(spec, "peer");
       }
     }
     // As ElectrumX: announce ourselves only to peers that do not list us yet.
@@ -606,12 +626,16 @@ export class PeerManager {
     return reject("none of its hosts is a public name or address of the caller");
   }
 
+  // Whether a peer's host may be contacted at all: public (off regtest) and not an onion.
+  #acceptable(spec: PeerSpec): boolean {
+    const host = spec.host.toLowerCase();
+    return (this.#deps.config.net === "regtest" || isPublicHost(host)) && !host.endsWith(".onion");
+  }
+
   // Adds a peer unless known, ourselves, private (off regtest) or beyond the table's size; its key or undefined.
   #learn(spec: PeerSpec, source: PeerSource): string | undefined {
-    const { net } = this.#deps.config;
     const host = spec.host.toLowerCase();
-    if (net !== "regtest" && !isPublicHost(host)) return undefined;
-    if (host.endsWith(".onion") || this.#isSelf(host, spec.tcpPort, spec.sslPort)) return undefined;
+    if (!this.#acceptable(spec) || this.#isSelf(host, spec.tcpPort, spec.sslPort)) return undefined;
     const key = this.#key(host, spec.tcpPort, spec.sslPort);
     const known = this.#table.get(key);
     if (known) {

@@ -392,11 +392,28 @@ Deno.test("private and loopback peers are ignored except on regtest; onions alwa
   for (const net of ["mainnet", "regtest"] as const) {
     const w = new World();
     w.add({ host: "a.example.com", peers: entries });
-    const m = new PeerManager(w.deps({}, { net, peers: [spec("a.example.com")] }));
+    // random() = 0: of the peers it names that we would take, the first ones.
+    const m = new PeerManager(w.deps({ random: () => 0 }, { net, peers: [spec("a.example.com")] }));
     await m.checkRound();
     const learned = m.records().filter((r) => r.source === "peer").map((r) => r.host).sort();
-    assert.deepEqual(learned, net === "mainnet" ? [] : ["127.0.0.1", "192.168.1.4", "localhost"], net);
+    assert.deepEqual(learned, net === "mainnet" ? [] : ["127.0.0.1", "192.168.1.4"], net);
   }
+});
+
+Deno.test("a peer's list adds at most 2 peers we do not know, at random, whatever its length", async () => {
+  const w = new World();
+  const named = Array.from({ length: 200 }, (_, i) => ["203.0.113.9", `n${i}.evil.example`, ["t"]]);
+  w.add({ host: "a.example.com", peers: [["198.51.100.7", "b.example.net", ["t"]], ...named] });
+  w.add({ host: "b.example.net" });
+  const picks = [0.999, 0.5];
+  const m = new PeerManager(
+    w.deps({ random: () => picks.shift() ?? 0 }, { peers: [spec("a.example.com"), spec("b.example.net")] }),
+  );
+  await m.checkRound();
+  const learned = m.records().filter((r) => r.source === "peer").map((r) => r.host).sort();
+  // The first 200 entries are read; b is known already (configured) and does not count. Of the 199 unknown
+  // names left, the last, then the middle one of the rest.
+  assert.deepEqual(learned, ["n198.evil.example", "n99.evil.example"]);
 });
 
 Deno.test("peers outside the sandbox are skipped with one info line per round, and not counted as failures", async () => {
@@ -462,6 +479,26 @@ Deno.test("helpers: subnet buckets, public hosts, entry parsing and tokens", () 
   ) {
     assert.ok(!isPublicHost(h), h);
   }
+  // Addresses in other spellings, which a socket connects to all the same, and reserved ranges.
+  for (
+    const h of [
+      "::ffff:127.0.0.1",
+      "::ffff:7f00:1",
+      "0:0:0:0:0:ffff:a00:1",
+      "fe90::1",
+      "100.64.0.1",
+      "198.18.0.1",
+      "240.0.0.1",
+      "0x7f.1",
+      "0x7f.0.0.1",
+      "2130706433.1",
+      "10.0.0.0x1",
+    ]
+  ) {
+    assert.ok(!isPublicHost(h), h);
+  }
+  assert.ok(isPublicHost("::ffff:8.8.8.8"));
+  assert.ok(isPublicHost("0x7f.example.com"));
   assert.deepEqual(parsePeerEntry(["1.2.3.4", "E.Example.com", ["v1.4", "s", "t50009"]], "testnet"), {
     host: "e.example.com",
     tcpPort: 50009,

@@ -147,3 +147,30 @@ Deno.test("peer link: aborting a TLS handshake that never completes rejects at o
     await assert.rejects(connecting, (e: unknown) => e instanceof PeerError && /stopped/.test(e.message));
   });
 });
+
+Deno.test("peer link: a connection that times out leaves no listener on the long-lived stop signal", async () => {
+  await withServer(() => {}, async (port) => {
+    // The peer manager's stop signal, with its "abort" listeners counted.
+    const stop = new AbortController();
+    let listeners = 0;
+    const add = stop.signal.addEventListener.bind(stop.signal);
+    const remove = stop.signal.removeEventListener.bind(stop.signal);
+    stop.signal.addEventListener = ((type: string, fn: EventListener, opts?: AddEventListenerOptions) => {
+      if (type === "abort") listeners++;
+      add(type, fn, opts);
+    }) as typeof stop.signal.addEventListener;
+    stop.signal.removeEventListener = ((type: string, fn: EventListener, opts?: EventListenerOptions) => {
+      if (type === "abort") listeners--;
+      remove(type, fn, opts);
+    }) as typeof stop.signal.removeEventListener;
+    const connect = socketConnector({ ...limits, connectTimeoutMs: 30 });
+    for (let i = 0; i < 5; i++) {
+      // A TLS handshake the server never answers: the connect timeout ends it.
+      await assert.rejects(
+        connect({ host: "127.0.0.1", port, tls: true }, stop.signal),
+        (e: unknown) => e instanceof PeerError && e.code === "timeout",
+      );
+    }
+    assert.equal(listeners, 0);
+  });
+});
