@@ -76,17 +76,26 @@ interface Endpoint {
    * requests hanging at a dead node do not hold up the next one.
    */
   limiter: Limiter;
+  /** Aborted when the client moves to another URL: requests still waiting for this one's slots go there too. */
+  leaving: AbortController;
+}
+
+/** A request that waited for the slots of a URL the client has since moved away from: retried at once. */
+class LeftEndpoint extends Error {
+  constructor() {
+    super("the client moved to another DAEMON_URL");
+  }
 }
 
 /**
- * Errors that make one URL unusable but say nothing of the others: with several configured, the client moves on
+ * Errors that make one URL unusable but say nothing of the others (not a 403: Core's -rpcwhitelist refuses one
+ * method, and the URL serves the rest): with several configured, the client moves on
  * to the next one rather than failing. Without this, a blip on the first daemon moved the client to a backup on
  * the wrong chain (or with wrong credentials), and every later call failed there even once the first one was
  * back: sync stopped until a restart.
  */
 const ENDPOINT_FAULTS: ReadonlySet<number> = new Set([
   DAEMON_ERROR.AUTH_REJECTED,
-  DAEMON_ERROR.FORBIDDEN,
   DAEMON_ERROR.BAD_ENDPOINT,
   DAEMON_ERROR.WRONG_CHAIN,
 ]);
@@ -266,6 +275,7 @@ export class Daemon {
         return result;
       } catch (e) {
         if (this.closer.signal.aborted) throw this.closer.signal.reason;
+        if (e instanceof LeftEndpoint) continue;
         let err = e;
         if (e instanceof AuthRejected) {
           if (e.changed) continue; // bitcoind restarted and wrote a new cookie: retry with it now.
@@ -310,7 +320,7 @@ export class Daemon {
     }
     // Several requests fail together when a daemon dies; only the first may move us on, or we would skip URLs.
     if (this.endpoints.length > 1 && this.index === i) {
-      this.index = (i + 1) % this.endpoints.length;
+      this.moveTo((i + 1) % this.endpoints.length);
       const msg = `failing over to daemon ${this.endpoints[this.index].redacted}`;
       if (wasDown) this.log.debug(msg);
       else this.log.info(msg);
@@ -331,9 +341,17 @@ export class Daemon {
     if (this.index === i) {
       let next = (i + 1) % this.endpoints.length;
       while (unusable.has(next)) next = (next + 1) % this.endpoints.length;
-      this.index = next;
+      this.moveTo(next);
     }
     return true;
+  }
+
+  // Uses URL `next` from now on; requests queued for the old one's slots follow.
+  private moveTo(next: number): void {
+    const old = this.endpoints[this.index];
+    this.index = next;
+    old.leaving.abort();
+    old.leaving = new AbortController();
   }
 
   private markUp(ep: Endpoint): void {
@@ -467,13 +485,28 @@ export class Daemon {
     init: RequestInit,
     read: (r: Response) => Promise<B>,
   ): Promise<{ status: number; headers: Headers; body: B }> {
-    const release = await ep.limiter.acquire(this.closer.signal);
-    const signal = AbortSignal.any([AbortSignal.timeout(this.abandonMs), this.closer.signal]);
+    let release: () => void;
+    const leaving = ep.leaving.signal;
+    try {
+      release = await ep.limiter.acquire(AbortSignal.any([this.closer.signal, leaving]));
+    } catch (e) {
+      if (this.closer.signal.aborted || !leaving.aborted) throw this.transportError(e);
+      throw new LeftEndpoint();
+    }
+    const abandon = new AbortController();
+    const abandonTimer = setTimeout(() => abandon.abort(), this.abandonMs);
     const request = (async () => {
-      const res = await fetch(href, { ...init, signal });
+      const res = await fetch(href, {
+        ...init,
+        signal: AbortSignal.any([abandon.signal, this.closer.signal]),
+      });
       return { status: res.status, headers: res.headers, body: await read(res) };
     })();
-    request.then(release, release);
+    const settled = () => {
+      clearTimeout(abandonTimer);
+      release();
+    };
+    request.then(settled, settled);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -608,6 +641,7 @@ function endpointOf(url: string, cookie: CookieCredentials | undefined, limiter:
     identifying: undefined,
     fault: undefined,
     limiter,
+    leaving: new AbortController(),
   };
 }
 

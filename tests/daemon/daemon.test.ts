@@ -63,6 +63,8 @@ class FakeBitcoind {
   password = "rpc-SECRET-pw";
   chain = "regtest";
   rest: "on" | "404" | "403" = "on";
+  /** RPC methods answered with HTTP 403. */
+  readonly forbidden = new Set<string>();
   readonly corruptRest = new Set<string>();
   /** REST bodies for these display hashes break off halfway (the connection drops mid-body). */
   readonly truncatedRest = new Set<string>();
@@ -156,6 +158,10 @@ class FakeBitcoind {
   }
 
   private async reply(body: RpcReq | RpcReq[]): Promise<Response> {
+    // Core's -rpcwhitelist: an empty 403 for a method the user may not call.
+    if ((Array.isArray(body) ? body : [body]).some((r) => this.forbidden.has(r.method))) {
+      return new Response(null, { status: 403 });
+    }
     const f = this.faults;
     if (f.hang > 0) {
       f.hang--;
@@ -621,6 +627,59 @@ Deno.test("failover: requests hanging at the first URL hold its slots only, not 
     }
     assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${second.port}/`);
     assert.equal(first.counts.hung, 1);
+  } finally {
+    daemon.close();
+    await first.close();
+    await second.close();
+  }
+});
+
+Deno.test("failover: calls queued for a hanging first URL's slots go to the second once the client moves", async () => {
+  const first = new FakeBitcoind(), second = new FakeBitcoind();
+  const daemon = new Daemon({
+    urls: [first.url(), second.url()],
+    timeoutMs: 20,
+    abandonMs: 3_600_000,
+    maxInFlight: 1,
+    log: new CaptureLog(),
+    retryInitialDelayMs: 1,
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    assert.equal(await daemon.getBlockCount(), 19);
+    first.faults.hang = 1000;
+    // One call takes the first URL's only slot and hangs; the others queue behind it.
+    const calls = Array.from({ length: 4 }, () => daemon.getBlockCount());
+    // A deadline so that calls stuck in that queue fail the test instead of hanging it.
+    const heldUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("queued calls stayed with the first URL")), 20_000);
+    });
+    assert.deepEqual(await Promise.race([Promise.all(calls), heldUp]), [19, 19, 19, 19]);
+    assert.equal(first.counts.hung, 1, "only the call that held the slot went to the first URL");
+  } finally {
+    clearTimeout(timer);
+    daemon.close();
+    await first.close();
+    await second.close();
+  }
+});
+
+Deno.test("failover: a 403 is about one method, not the URL: it fails at once and the client stays", async () => {
+  const first = new FakeBitcoind(), second = new FakeBitcoind();
+  first.forbidden.add("estimatesmartfee");
+  const log = new CaptureLog();
+  const daemon = new Daemon({
+    urls: [first.url(), second.url()],
+    timeoutMs: 5000,
+    log,
+    retryInitialDelayMs: 1,
+  });
+  try {
+    assert.equal(await daemon.getBlockCount(), 19);
+    await rejectsWith(daemon.call("estimatesmartfee", [2]), DAEMON_ERROR.FORBIDDEN);
+    assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${first.port}/`);
+    assert.equal(second.counts.rpc, 0);
+    assert.deepEqual(log.matching(/^WARNING/), []);
   } finally {
     daemon.close();
     await first.close();
