@@ -590,6 +590,18 @@ export class PeerManager {
       const tcpPort = validPort(ports.tcp_port), sslPort = validPort(ports.ssl_port);
       if (tcpPort === undefined || sslPort === undefined || (tcpPort === null && sslPort === null)) continue;
       if (this.#isSelf(host, tcpPort, sslPort)) continue;
+      // As ElectrumX, only the first usable host counts. One peer per 600 s per domain (its last two labels; IP
+      // literals share one bucket), so many names under one domain pointing at one host do not add many peers.
+      const domain = isIpLiteral(host) ? "ip_addr" : `domain ${host.split(".").slice(-2).join(".")}`;
+      const lastDomain = this.#addPeerAt.get(domain);
+      if (net !== "regtest" && lastDomain !== undefined && now - lastDomain < PEER_RULES.addPeerPauseMs) {
+        return reject(
+          `another peer of ${domain} was added less than ${PEER_RULES.addPeerPauseMs / 1000} s ago`,
+        );
+      }
+      // The attempt takes the caller's turn whatever its outcome: a caller gets one name looked up per 600 s
+      // (before, every call could make four lookups, of names the caller's own slow DNS servers answer).
+      this.#addPeerAt.set(bucket, now);
       let matches = isIpLiteral(host) && normalizeIp(host) === caller;
       if (!matches && !isIpLiteral(host)) {
         try {
@@ -598,17 +610,7 @@ export class PeerManager {
           this.#deps.log.debug(`server.add_peer: cannot resolve ${host}: ${(err as Error).message}`);
         }
       }
-      if (!matches) continue;
-      // ElectrumX's rule beside ours: one peer per 600 s per domain (its last two labels; IP literals share one
-      // bucket), so many names under one domain pointing at one host do not add many peers either.
-      const domain = isIpLiteral(host) ? "ip_addr" : `domain ${host.split(".").slice(-2).join(".")}`;
-      const lastDomain = this.#addPeerAt.get(domain);
-      if (net !== "regtest" && lastDomain !== undefined && now - lastDomain < PEER_RULES.addPeerPauseMs) {
-        return reject(
-          `another peer of ${domain} was added less than ${PEER_RULES.addPeerPauseMs / 1000} s ago`,
-        );
-      }
-      this.#addPeerAt.set(bucket, now);
+      if (!matches) return reject(`${host} is not the caller's address`);
       this.#addPeerAt.set(domain, now);
       const key = this.#learn({ host, tcpPort, sslPort }, "add_peer");
       if (!key) return reject("the peer table is full");
@@ -623,7 +625,7 @@ export class PeerManager {
       }
       return true;
     }
-    return reject("none of its hosts is a public name or address of the caller");
+    return reject("none of its hosts is a public name or address with a port");
   }
 
   // Whether a peer's host may be contacted at all: public (off regtest) and not an onion.

@@ -366,6 +366,22 @@ Deno.test("server.add_peer: the host must be the caller's address; rate limited 
   assert.equal(await m.addPeer("9.9.9.9", features({ "9.9.9.9": { tcp_port: 50001 } })), true);
 });
 
+Deno.test("server.add_peer looks up one name per caller per 600 s, whatever the caller sends", async () => {
+  const w = new World();
+  const lookups: string[] = [];
+  const deps = w.deps();
+  const m = new PeerManager({ ...deps, resolve: (host) => (lookups.push(host), deps.resolve(host)) });
+  const hosts: Record<string, unknown> = {};
+  for (let i = 0; i < 4; i++) hosts[`n${i}.slow-dns.example`] = { tcp_port: 50001 };
+  for (let i = 0; i < 100; i++) {
+    assert.equal(await m.addPeer("203.0.113.5", { hosts, genesis_hash: GENESIS }), false);
+  }
+  assert.deepEqual(lookups, ["n0.slow-dns.example"], "the first host, once");
+  w.now += PEER_RULES.addPeerPauseMs;
+  assert.equal(await m.addPeer("203.0.113.5", { hosts, genesis_hash: GENESIS }), false);
+  assert.equal(lookups.length, 2);
+});
+
 Deno.test("server.peers.subscribe lists at most 2 per IPv4 /16 off regtest, all on regtest", async () => {
   for (const net of ["mainnet", "regtest"] as const) {
     const w = new World();
