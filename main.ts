@@ -221,7 +221,8 @@ export async function startServing(
         return header ? toHex(header) : undefined;
       },
     },
-    connector: socketConnector(),
+    // Off regtest, a peer's name must lead to a public address when it is dialled, not only look public.
+    connector: socketConnector(undefined, config.net !== "regtest"),
     resolve: resolveHost,
     allowed: sandboxAllows,
     log: getLog("peers"),

@@ -1,8 +1,10 @@
 // The client side of a peer check: one short-lived connection to another Electrum server, speaking
 // newline-delimited JSON-RPC. The other side is untrusted, so every read is bounded (line length, time) and a
 // misbehaving peer only ever costs us one rejected promise and a closed socket.
+import dns from "node:dns";
 import net from "node:net";
 import tls from "node:tls";
+import { ipKind } from "../config.ts";
 
 /** A peer connection's failure; `code` says which step went wrong. */
 export class PeerError extends Error {
@@ -52,12 +54,53 @@ export const DEFAULT_LINK_LIMITS: PeerLinkLimits = {
   callTimeoutMs: 20_000,
 };
 
-/** A connector over real sockets: TCP, or TLS that accepts any certificate (peers' are mostly self-signed). */
-export function socketConnector(limits: PeerLinkLimits = DEFAULT_LINK_LIMITS): PeerConnector {
-  return (target, signal) => openLink(target, limits, signal);
+/**
+ * A connector over real sockets: TCP, or TLS that accepts any certificate (peers' are mostly self-signed). With
+ * `publicOnly`, a host name is resolved first and dialled at the address checked, refused if any of its
+ * addresses is loopback, private or reserved: a name that passed as public could otherwise lead the server to
+ * its own network (or be made to, by a DNS answer that changes between check and connect).
+ */
+export function socketConnector(
+  limits: PeerLinkLimits = DEFAULT_LINK_LIMITS,
+  publicOnly = false,
+): PeerConnector {
+  return async (target, signal) => {
+    const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
+    if (!publicOnly) return await openLink(target, target.host, limits, signal);
+    const kind = ipKind(target.host);
+    if (kind !== "name") {
+      if (kind !== "public") throw new PeerError("connect", `${where}: a ${kind} address, not a public one`);
+      return await openLink(target, target.host, limits, signal);
+    }
+    let addresses: { address: string }[];
+    try {
+      addresses = await dns.promises.lookup(target.host, { all: true, verbatim: true });
+    } catch (err) {
+      // The sandbox grants host:port, which does not allow a lookup alone; it allows only the hosts an
+      // operator named, so those are dialled by name.
+      if ((err as { code?: string }).code === "EPERM") {
+        return await openLink(target, target.host, limits, signal);
+      }
+      throw new PeerError("connect", `${where}: cannot resolve: ${(err as Error).message}`);
+    }
+    const bad = addresses.find((a) => ipKind(a.address) !== "public");
+    if (bad || addresses.length === 0) {
+      throw new PeerError(
+        "connect",
+        `${where}: resolves to ${bad?.address ?? "nothing"}, not a public address`,
+      );
+    }
+    return await openLink(target, addresses[0].address, limits, signal);
+  };
 }
 
-function openLink(target: PeerTarget, limits: PeerLinkLimits, signal?: AbortSignal): Promise<PeerLink> {
+// Connects to `address` (target.host, or the address it was checked to resolve to); TLS names target.host.
+function openLink(
+  target: PeerTarget,
+  address: string,
+  limits: PeerLinkLimits,
+  signal?: AbortSignal,
+): Promise<PeerLink> {
   const { promise, resolve, reject } = Promise.withResolvers<PeerLink>();
   const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
   if (signal?.aborted) return Promise.reject(new PeerError("closed", `${where}: stopped`));
@@ -67,12 +110,12 @@ function openLink(target: PeerTarget, limits: PeerLinkLimits, signal?: AbortSign
     // checks that matter (genesis, headers, its own host list) run over the connection.
     sock = target.tls
       ? tls.connect({
-        host: target.host,
+        host: address,
         port: target.port,
         rejectUnauthorized: false,
         servername: sni(target),
       })
-      : net.connect({ host: target.host, port: target.port });
+      : net.connect({ host: address, port: target.port });
   } catch (err) {
     return Promise.reject(new PeerError("connect", `${where}: ${(err as Error).message}`));
   }

@@ -174,3 +174,21 @@ Deno.test("peer link: a connection that times out leaves no listener on the long
     assert.equal(listeners, 0);
   });
 });
+
+Deno.test("peer link: off regtest a host must be public when dialled, names by the addresses they resolve to", async () => {
+  await withServer(() => {}, async (port) => {
+    const connect = socketConnector(limits, true);
+    for (const host of ["127.0.0.1", "::ffff:127.0.0.1", "localhost"]) {
+      await assert.rejects(
+        connect({ host, port, tls: false }),
+        (e: unknown) =>
+          e instanceof PeerError && e.code === "connect" &&
+          /(loopback address|resolves to 127\.0\.0\.1|resolves to ::1), not a public/.test(e.message),
+        host,
+      );
+    }
+    // The same server is reachable where private addresses are allowed (regtest).
+    const link = await socketConnector(limits)({ host: "localhost", port, tls: false });
+    link.close();
+  });
+});
