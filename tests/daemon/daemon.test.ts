@@ -601,7 +601,13 @@ Deno.test("requests a stalled bitcoind still holds keep their slots, so its queu
   });
 });
 
-Deno.test("failover: requests hanging at the first URL hold its slots only, not the second's", async () => {
+/**
+ * Two fake nodes and a client with one slot per URL that keeps abandoned requests for an hour; `body` runs once
+ * the first node hangs every request (without closing connections).
+ */
+async function withHangingFirst(
+  body: (first: FakeBitcoind, second: FakeBitcoind, daemon: Daemon) => Promise<void>,
+): Promise<void> {
   const first = new FakeBitcoind(), second = new FakeBitcoind();
   const daemon = new Daemon({
     urls: [first.url(), second.url()],
@@ -613,55 +619,43 @@ Deno.test("failover: requests hanging at the first URL hold its slots only, not 
   });
   try {
     assert.equal(await daemon.getBlockCount(), 19);
-    // The first node stops answering without closing connections: its one slot stays taken for an hour.
     first.faults.hang = 1000;
-    // A deadline so that a client waiting for that slot fails the test instead of hanging it.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const heldUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("the second URL waited for the first one's slot")), 20_000);
-    });
-    try {
-      assert.equal(await Promise.race([daemon.getBlockCount(), heldUp]), 19);
-    } finally {
-      clearTimeout(timer);
-    }
-    assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${second.port}/`);
-    assert.equal(first.counts.hung, 1);
+    await body(first, second, daemon);
   } finally {
     daemon.close();
     await first.close();
     await second.close();
   }
+}
+
+/** `p`, or a failure after 20 s: a client stuck waiting for a slot fails the test instead of hanging it. */
+async function orStuck<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what)), 20_000);
+  });
+  try {
+    return await Promise.race([p, stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("failover: requests hanging at the first URL hold its slots only, not the second's", async () => {
+  await withHangingFirst(async (first, second, daemon) => {
+    assert.equal(await orStuck(daemon.getBlockCount(), "the second URL waited for the first one's slot"), 19);
+    assert.equal(daemon.url, `http://rpcuser:***@127.0.0.1:${second.port}/`);
+    assert.equal(first.counts.hung, 1);
+  });
 });
 
 Deno.test("failover: calls queued for a hanging first URL's slots go to the second once the client moves", async () => {
-  const first = new FakeBitcoind(), second = new FakeBitcoind();
-  const daemon = new Daemon({
-    urls: [first.url(), second.url()],
-    timeoutMs: 20,
-    abandonMs: 3_600_000,
-    maxInFlight: 1,
-    log: new CaptureLog(),
-    retryInitialDelayMs: 1,
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    assert.equal(await daemon.getBlockCount(), 19);
-    first.faults.hang = 1000;
+  await withHangingFirst(async (first, _second, daemon) => {
     // One call takes the first URL's only slot and hangs; the others queue behind it.
-    const calls = Array.from({ length: 4 }, () => daemon.getBlockCount());
-    // A deadline so that calls stuck in that queue fail the test instead of hanging it.
-    const heldUp = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("queued calls stayed with the first URL")), 20_000);
-    });
-    assert.deepEqual(await Promise.race([Promise.all(calls), heldUp]), [19, 19, 19, 19]);
+    const calls = Promise.all(Array.from({ length: 4 }, () => daemon.getBlockCount()));
+    assert.deepEqual(await orStuck(calls, "queued calls stayed with the first URL"), [19, 19, 19, 19]);
     assert.equal(first.counts.hung, 1, "only the call that held the slot went to the first URL");
-  } finally {
-    clearTimeout(timer);
-    daemon.close();
-    await first.close();
-    await second.close();
-  }
+  });
 });
 
 Deno.test("failover: a 403 is about one method, not the URL: it fails at once and the client stays", async () => {
