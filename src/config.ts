@@ -744,7 +744,8 @@ function checkReportServices(services: Service[], peerAnnounce: boolean, net: Ne
 export function ipKind(
   host: string,
 ): "unspecified" | "multicast" | "loopback" | "private" | "public" | "name" {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  // Strictly dotted decimal: resolvers read "012.0.0.1" as octal (10.0.0.1), so that spelling is a name here.
+  const v4 = isIP(host) === 4 ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host) : null;
   if (v4) {
     const [a, b] = [Number(v4[1]), Number(v4[2])];
     if (a === 0) return "unspecified";

@@ -54,32 +54,40 @@ export const DEFAULT_LINK_LIMITS: PeerLinkLimits = {
   callTimeoutMs: 20_000,
 };
 
+/** Resolves a host name to all its addresses (node:dns lookup's answer); tests inject their own. */
+export type HostLookup = (host: string) => Promise<dns.LookupAddress[]>;
+
+const systemLookup: HostLookup = (host) => dns.promises.lookup(host, { all: true, verbatim: true });
+
 /**
  * A connector over real sockets: TCP, or TLS that accepts any certificate (peers' are mostly self-signed). With
- * `publicOnly`, a host name is resolved first and dialled at the address checked, refused if any of its
- * addresses is loopback, private or reserved: a name that passed as public could otherwise lead the server to
- * its own network (or be made to, by a DNS answer that changes between check and connect).
+ * `publicOnly`, a host name is resolved first (within the connect timeout) and refused if any of its addresses
+ * is loopback, private or reserved; the connection then tries exactly the addresses checked, in turn. A name
+ * that passed as public could otherwise lead the server to its own network (or be made to, by a DNS answer
+ * that changes between check and connect).
  */
 export function socketConnector(
   limits: PeerLinkLimits = DEFAULT_LINK_LIMITS,
   publicOnly = false,
+  lookup: HostLookup = systemLookup,
 ): PeerConnector {
   return async (target, signal) => {
     const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
-    if (!publicOnly) return await openLink(target, target.host, limits, signal);
-    const kind = ipKind(target.host);
-    if (kind !== "name") {
+    if (!publicOnly) return await openLink(target, undefined, limits, signal);
+    if (net.isIP(target.host) !== 0) {
+      const kind = ipKind(target.host);
       if (kind !== "public") throw new PeerError("connect", `${where}: a ${kind} address, not a public one`);
-      return await openLink(target, target.host, limits, signal);
+      return await openLink(target, undefined, limits, signal);
     }
-    let addresses: { address: string }[];
+    let addresses: dns.LookupAddress[];
     try {
-      addresses = await dns.promises.lookup(target.host, { all: true, verbatim: true });
+      addresses = await within(lookup(target.host), where, limits.connectTimeoutMs, signal);
     } catch (err) {
+      if (err instanceof PeerError) throw err;
       // The sandbox grants host:port, which does not allow a lookup alone; it allows only the hosts an
       // operator named, so those are dialled by name.
       if ((err as { code?: string }).code === "EPERM") {
-        return await openLink(target, target.host, limits, signal);
+        return await openLink(target, undefined, limits, signal);
       }
       throw new PeerError("connect", `${where}: cannot resolve: ${(err as Error).message}`);
     }
@@ -90,17 +98,39 @@ export function socketConnector(
         `${where}: resolves to ${bad?.address ?? "nothing"}, not a public address`,
       );
     }
-    return await openLink(target, addresses[0].address, limits, signal);
+    return await openLink(target, addresses, limits, signal);
   };
 }
 
-// Connects to `address` (target.host, or the address it was checked to resolve to); TLS names target.host.
+// `p`, or a PeerError once `ms` pass or `signal` aborts (a slow DNS server must not hold a check or a stop).
+function within<T>(p: Promise<T>, where: string, ms: number, signal?: AbortSignal): Promise<T> {
+  if (signal?.aborted) return Promise.reject(new PeerError("closed", `${where}: stopped`));
+  return new Promise<T>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new PeerError("timeout", `${where}: no address within ${ms} ms`));
+    }, ms);
+    const onAbort = () => {
+      done();
+      reject(new PeerError("closed", `${where}: stopped`));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    p.then((v) => (done(), resolve(v)), (e) => (done(), reject(e)));
+  });
+}
+
+// Connects to target.host; with `checked`, to those addresses only (in turn, as for any name).
 function openLink(
   target: PeerTarget,
-  address: string,
+  checked: dns.LookupAddress[] | undefined,
   limits: PeerLinkLimits,
   signal?: AbortSignal,
 ): Promise<PeerLink> {
+  const lookup = checked && fixedLookup(checked);
   const { promise, resolve, reject } = Promise.withResolvers<PeerLink>();
   const where = `${target.tls ? "ssl" : "tcp"}://${target.host}:${target.port}`;
   if (signal?.aborted) return Promise.reject(new PeerError("closed", `${where}: stopped`));
@@ -110,12 +140,13 @@ function openLink(
     // checks that matter (genesis, headers, its own host list) run over the connection.
     sock = target.tls
       ? tls.connect({
-        host: address,
+        host: target.host,
         port: target.port,
         rejectUnauthorized: false,
         servername: sni(target),
+        ...(lookup ? { lookup } : {}),
       })
-      : net.connect({ host: address, port: target.port });
+      : net.connect({ host: target.host, port: target.port, ...(lookup ? { lookup } : {}) });
   } catch (err) {
     return Promise.reject(new PeerError("connect", `${where}: ${(err as Error).message}`));
   }
@@ -148,6 +179,14 @@ function openLink(
 }
 
 // SNI must be a name, never an IP literal.
+// A node:net lookup function that answers with addresses already resolved and checked.
+function fixedLookup(addresses: dns.LookupAddress[]): net.LookupFunction {
+  return (_host, options, callback) => {
+    if (options.all) callback(null, addresses);
+    else callback(null, addresses[0].address, addresses[0].family);
+  };
+}
+
 function sni(target: PeerTarget): string | undefined {
   return /^[\d.]+$/.test(target.host) || target.host.includes(":") ? undefined : target.host;
 }

@@ -509,6 +509,7 @@ Deno.test("helpers: subnet buckets, public hosts, entry parsing and tokens", () 
       "0x7f.0.0.1",
       "2130706433.1",
       "10.0.0.0x1",
+      "012.0.0.1",
     ]
   ) {
     assert.ok(!isPublicHost(h), h);

@@ -192,3 +192,27 @@ Deno.test("peer link: off regtest a host must be public when dialled, names by t
     link.close();
   });
 });
+
+Deno.test("peer link: dotted quads with leading zeros are names (resolvers read them as octal) and checked as such", async () => {
+  // The system resolver reads 012.0.0.1 as 10.0.0.1.
+  const connect = socketConnector(limits, true);
+  await assert.rejects(
+    connect({ host: "012.0.0.1", port: 50001, tls: false }),
+    (e: unknown) => e instanceof PeerError && /resolves to 10\.0\.0\.1, not a public address/.test(e.message),
+  );
+});
+
+Deno.test("peer link: a name's lookup is bounded by the connect timeout and by the stop signal", async () => {
+  const never = () => new Promise<never>(() => {});
+  const connect = socketConnector({ ...limits, connectTimeoutMs: 30 }, true, never);
+  await assert.rejects(
+    connect({ host: "slow-dns.example.com", port: 50001, tls: false }),
+    (e: unknown) =>
+      e instanceof PeerError && e.code === "timeout" && /no address within 30 ms/.test(e.message),
+  );
+  const stop = new AbortController();
+  const patient = socketConnector({ ...limits, connectTimeoutMs: 3_600_000 }, true, never);
+  const pending = patient({ host: "slow-dns.example.com", port: 50001, tls: false }, stop.signal);
+  stop.abort();
+  await assert.rejects(pending, (e: unknown) => e instanceof PeerError && e.code === "closed");
+});
