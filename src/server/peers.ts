@@ -135,6 +135,12 @@ export function subnetBucket(ip: string): string {
   return ip;
 }
 
+// The address one good peer may have (ElectrumX's internal bucket): an IPv4 address, an IPv6 /64, or the host.
+function addressBucket(ip: string): string {
+  const groups = ip.includes(":") ? expandIpv6(ip) : undefined;
+  return groups ? `${groups.slice(0, 4).join(":")}::/64` : ip;
+}
+
 function expandIpv6(ip: string): string[] | undefined {
   const halves = ip.split("::");
   if (halves.length > 2) return undefined;
@@ -475,6 +481,18 @@ export class PeerManager {
     if (tcp !== undefined && ssl !== undefined && (tcp !== null || ssl !== null)) {
       p.tcpPort = tcp;
       p.sslPort = ssl;
+    }
+    // As ElectrumX: one recently good peer per IPv4 address or IPv6 /64, so that one machine cannot stand in
+    // the list under many names (off regtest, where local servers share 127.0.0.1). Checked here, with no await
+    // left before the peer counts as good, so that two names checked side by side cannot both pass.
+    const address = addressBucket(link.remoteIp || p.host);
+    if (this.#deps.config.net !== "regtest") {
+      const cutoff = this.#now() - PEER_RULES.staleMs;
+      for (const q of this.#table.values()) {
+        if (q !== p && q.status === "good" && q.lastGood > cutoff && addressBucket(q.ip) === address) {
+          throw bad(`${q.host} is already a good peer at ${address}`);
+        }
+      }
     }
     const wasGood = p.status === "good";
     p.status = "good";

@@ -32,6 +32,8 @@ interface FakePeer {
   added?: unknown[];
   /** Connection refused. */
   down?: boolean;
+  /** The address it is reached at; by default its own in 203.0.113/24 (its place in the world, from 1). */
+  ip?: string;
 }
 
 class World {
@@ -52,7 +54,9 @@ class World {
     this.dials.push(`${t.tls ? "s" : "t"}:${t.host}:${t.port}`);
     const p = this.peers.get(t.host);
     if (!p || p.down) return Promise.reject(new PeerError("connect", `${t.host}: connection refused`));
-    const ip = /^[\d.]+$/.test(t.host) ? t.host : `203.0.113.${this.peers.size}`;
+    const ip = /^[\d.]+$/.test(t.host)
+      ? t.host
+      : p.ip ?? `203.0.113.${[...this.peers.keys()].indexOf(t.host) + 1}`;
     return Promise.resolve({
       remoteIp: ip,
       close() {},
@@ -430,6 +434,26 @@ Deno.test("a peer's list adds at most 2 peers we do not know, at random, whateve
   // The first 200 entries are read; b is known already (configured) and does not count. Of the 199 unknown
   // names left, the last, then the middle one of the rest.
   assert.deepEqual(learned, ["n198.evil.example", "n99.evil.example"]);
+});
+
+Deno.test("one good peer per IPv4 address or IPv6 /64, as ElectrumX: another name for it is bad", async () => {
+  for (const [first, second] of [["198.51.100.7", "198.51.100.7"], ["2001:db8:1:2::5", "2001:db8:1:2::99"]]) {
+    const w = new World();
+    w.add({ host: "a.example.com", ip: first });
+    w.add({ host: "b.example.net", ip: second });
+    w.add({ host: "c.example.org", ip: "198.51.100.8" });
+    const m = new PeerManager(
+      w.deps({}, { peers: [spec("a.example.com"), spec("b.example.net"), spec("c.example.org")] }),
+    );
+    await m.checkRound();
+    assert.equal(record(m, "a.example.com").status, "good");
+    assert.equal(record(m, "b.example.net").status, "bad");
+    assert.match(record(m, "b.example.net").reason, /a\.example\.com is already a good peer at/);
+    assert.equal(record(m, "c.example.org").status, "good", "a neighbouring address is another machine");
+    // Re-checking the good one is not blocked by itself.
+    await m.check("a.example.com");
+    assert.equal(record(m, "a.example.com").status, "good");
+  }
 });
 
 Deno.test("peers outside the sandbox are skipped with one info line per round, and not counted as failures", async () => {
