@@ -81,6 +81,12 @@ export const PEER_RULES = {
   learnPerReply: 2,
   /** How often the background loop looks for due checks. */
   wakeMs: 60_000,
+  /**
+   * A whole check (after connecting) may take this long: a peer answering each call just under the call
+   * timeout would otherwise hold a check slot for minutes, and a round of such peers delay the re-checks that
+   * keep good peers listed.
+   */
+  checkMs: 60_000,
 } as const;
 
 /** Our own chain, as far as checks compare it. */
@@ -119,6 +125,8 @@ export interface PeerManagerDeps {
   random?: () => number;
   /** Seeds instead of the built-in ones (tests). */
   seeds?: readonly PeerSpec[];
+  /** PEER_RULES.checkMs unless given (tests). */
+  checkMs?: number;
 }
 
 /** One entry of server.peers.subscribe: [ip, host, feature tokens]. */
@@ -374,15 +382,25 @@ export class PeerManager {
       }
       if (this.#stopped) return link.close();
       this.#links.add(link);
+      const checkMs = this.#deps.checkMs ?? PEER_RULES.checkMs;
+      let late = false;
+      // Hanging up makes the call in progress fail, which ends the check.
+      const deadline = setTimeout(() => {
+        late = true;
+        link.close();
+      }, checkMs);
       try {
         await this.#verify(p, link);
         return;
       } catch (err) {
         // A check cut short by our own shutdown says nothing about the peer.
         if (this.#stopped) return;
-        failure = asPeerError(err);
+        failure = late
+          ? new PeerError("timeout", `the check took longer than ${checkMs} ms`)
+          : asPeerError(err);
         break;
       } finally {
+        clearTimeout(deadline);
         link.close();
         this.#links.delete(link);
       }

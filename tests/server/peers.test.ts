@@ -57,15 +57,19 @@ class World {
     const ip = /^[\d.]+$/.test(t.host)
       ? t.host
       : p.ip ?? `203.0.113.${[...this.peers.keys()].indexOf(t.host) + 1}`;
+    // As a real link: hanging up fails the calls still waiting.
+    const hungUp = Promise.withResolvers<never>();
+    hungUp.promise.catch(() => {});
+    const answered = (method: string, params: unknown[]): Promise<unknown> => {
+      const o = p.override?.[method];
+      if (typeof o === "function") return Promise.resolve().then(() => o(params));
+      if (o !== undefined) return Promise.resolve(o);
+      return Promise.resolve(answer(p, method, params));
+    };
     return Promise.resolve({
       remoteIp: ip,
-      close() {},
-      call: (method: string, params: unknown[]) => {
-        const o = p.override?.[method];
-        if (typeof o === "function") return Promise.resolve().then(() => o(params));
-        if (o !== undefined) return Promise.resolve(o);
-        return Promise.resolve(answer(p, method, params));
-      },
+      close: () => hungUp.reject(new PeerError("closed", `${t.host}: closed`)),
+      call: (method: string, params: unknown[]) => Promise.race([answered(method, params), hungUp.promise]),
     });
   };
 
@@ -454,6 +458,21 @@ Deno.test("one good peer per IPv4 address or IPv6 /64, as ElectrumX: another nam
     await m.check("a.example.com");
     assert.equal(record(m, "a.example.com").status, "good");
   }
+});
+
+Deno.test("a check that takes too long ends at its deadline and counts as a failure", async () => {
+  const w = new World();
+  // Answers everything but the peer list, which never comes.
+  w.add({ host: "slow.example.com", override: { "server.peers.subscribe": () => new Promise(() => {}) } });
+  w.add({ host: "ok.example.net" });
+  const m = new PeerManager(
+    w.deps({ checkMs: 50 }, { peers: [spec("slow.example.com"), spec("ok.example.net")] }),
+  );
+  await m.checkRound();
+  const slow = record(m, "slow.example.com");
+  assert.equal(slow.status, "failed");
+  assert.match(slow.reason, /the check took longer than 50 ms/);
+  assert.equal(record(m, "ok.example.net").status, "good");
 });
 
 Deno.test("peers outside the sandbox are skipped with one info line per round, and not counted as failures", async () => {
