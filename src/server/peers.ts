@@ -73,7 +73,7 @@ export const PEER_RULES = {
   concurrency: 4,
   /** Passes of one round: peers learned in a pass are checked in the next. */
   passes: 3,
-  /** The table's size limit; learned peers beyond it are ignored. */
+  /** The table's size limit; beyond it, a learned peer that never proved good makes room (see #evictOne). */
   maxPeers: 1000,
   /** Entries read from one peer's server.peers.subscribe. */
   maxLearned: 200,
@@ -685,9 +685,28 @@ export class PeerManager {
       }
       return key;
     }
-    if (this.#table.size >= PEER_RULES.maxPeers) return undefined;
+    if (this.#table.size >= PEER_RULES.maxPeers && !this.#evictOne()) return undefined;
     this.#table.set(key, blankRecord(host, spec.tcpPort, spec.sslPort, source, this.#now(), key));
     return key;
+  }
+
+  // Makes room by forgetting one peer learned from others that never proved good: a bad one first, then a failed
+  // one, then one not checked yet, the oldest of each. A full table of such hearsay (a hostile peer's names)
+  // otherwise turned every new peer away, legitimate ones included, until they were forgotten days later.
+  // False when every entry has been good or came from the operator.
+  #evictOne(): boolean {
+    for (const status of ["bad", "failed", "new"] as const) {
+      for (const [k, q] of this.#table) {
+        if (
+          (q.source === "peer" || q.source === "add_peer") && q.lastGood === 0 && q.status === status &&
+          !this.#checking.has(k)
+        ) {
+          this.#table.delete(k);
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   // Keyed by host, as ElectrumX; on regtest several servers share one host, so the ports are part of the key.

@@ -475,6 +475,24 @@ Deno.test("a check that takes too long ends at its deadline and counts as a fail
   assert.equal(record(m, "ok.example.net").status, "good");
 });
 
+Deno.test("a full table makes room by forgetting hearsay that never proved good, never a good or configured peer", async () => {
+  const w = new World();
+  const m = new PeerManager(w.deps({}, { net: "regtest", peers: [spec("conf.example.com")] }));
+  const announce = (ip: string) =>
+    m.addPeer(ip, { hosts: { [ip]: { tcp_port: 50001 } }, genesis_hash: GENESIS });
+  // On regtest add_peer is not rate limited: fill the table with announcements nobody answers.
+  const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+  let i = 1;
+  while (m.records().length < PEER_RULES.maxPeers) assert.equal(await announce(ip(i++)), true);
+  await m.checkRound(); // every announced peer is refused a connection: all of them fail
+  assert.ok(m.records().every((r) => r.host === "conf.example.com" || r.status === "failed"));
+  // A new announcement still gets in; the configured peer stays.
+  assert.equal(await announce("10.200.0.1"), true);
+  assert.equal(m.records().length, PEER_RULES.maxPeers);
+  assert.ok(m.records().some((r) => r.host === "10.200.0.1"));
+  assert.ok(m.records().some((r) => r.host === "conf.example.com"));
+});
+
 Deno.test("peers outside the sandbox are skipped with one info line per round, and not counted as failures", async () => {
   const w = new World();
   w.denied.add("a.example.com:50001").add("a.example.com:50002").add("b.example.com:50002");
