@@ -15,9 +15,8 @@ import { type Config, MAX_TIMER_MS, type ServiceProtocol } from "../config.ts";
 import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { CostGroups, costSettings, DECAY_RECOMPUTE_MS } from "./limits.ts";
-import { prepareMethods } from "./rpc.ts";
+import { type Message, prepareMethods } from "./rpc.ts";
 import { Session, type SessionInfo, type SessionLimits, type Transport } from "./session.ts";
-import type { Message } from "./rpc.ts";
 import { SocketSide } from "./socket_side.ts";
 import {
   ACK,

@@ -3,7 +3,8 @@
 // testable alone and the session's hot path stays allocation-light.
 import { formatCount } from "../log.ts";
 import {
-  type ByteJson,
+  ByteJson,
+  jsonBytes,
   type MethodSpec,
   type MethodTable,
   parseVersion,
@@ -122,9 +123,6 @@ export function resultMessage(id: RequestId, resultJson: string): string {
  */
 export type Message = string | Uint8Array;
 
-const ENCODER = new TextEncoder();
-const RESULT_HEAD = ENCODER.encode('{"jsonrpc":"2.0","result":');
-
 /**
  * resultMessage as UTF-8, for a result in bytes, in a buffer of its own (it can be transferred); undefined
  * rather than a reply longer than `maxBytes`.
@@ -134,31 +132,14 @@ export function resultMessageBytes(
   result: ByteJson,
   maxBytes: number,
 ): Uint8Array | undefined {
-  const tail = ENCODER.encode(`,"id":${idJson(id)}}`);
-  const size = RESULT_HEAD.length + result.byteLength + tail.length;
-  if (size > maxBytes) return undefined;
-  const out = new Uint8Array(size);
-  out.set(RESULT_HEAD);
-  result.writeTo(out, RESULT_HEAD.length);
-  out.set(tail, RESULT_HEAD.length + result.byteLength);
-  return out;
+  const reply = new ByteJson(['{"jsonrpc":"2.0","result":', result, `,"id":${idJson(id)}}`]);
+  return reply.byteLength > maxBytes ? undefined : jsonBytes(reply);
 }
 
 /** A batch's reply: its items' replies in a JSON array (as bytes if any of them is). */
 export function batchMessage(items: readonly Message[]): Message {
   if (items.every((m) => typeof m === "string")) return `[${items.join(",")}]`;
-  const encoded = items.map((m) => typeof m === "string" ? ENCODER.encode(m) : m);
-  let size = 1;
-  for (const e of encoded) size += e.length + 1;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (let i = 0; i < encoded.length; i++) {
-    out[at++] = i === 0 ? 0x5b : 0x2c; // "[" or ","
-    out.set(encoded[i], at);
-    at += encoded[i].length;
-  }
-  out[at] = 0x5d; // "]"
-  return out;
+  return jsonBytes(new ByteJson(["[", ...items.flatMap((m, i) => i === 0 ? [m] : [",", m]), "]"]));
 }
 
 /** The reply line for a failed request. */

@@ -217,7 +217,7 @@ export class Session implements SessionContext {
   #writing = false;
   /** When the write in progress was handed to the transport; 0 when none is. */
   #writeSince = 0;
-  /** Its size in UTF-16 units (as good as bytes for JSON). */
+  /** Its size: UTF-16 units for text (as good as bytes for JSON), bytes for a message in bytes. */
   #writeChars = 0;
 
   #room: Promise<void> | undefined;
