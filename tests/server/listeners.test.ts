@@ -18,6 +18,7 @@ const enc = new TextEncoder();
 class LogCapture {
   readonly lines: string[] = [];
   #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+  #counters: { re: RegExp; left: number; resolve: () => void }[] = [];
 
   readonly log: Log = {
     debug: (m) => this.#add(`DEBUG ${m}`),
@@ -29,10 +30,29 @@ class LogCapture {
 
   #add(line: string): void {
     this.lines.push(line);
+    this.#counters = this.#counters.filter((c) => {
+      if (!c.re.test(line) || --c.left > 0) return true;
+      c.resolve();
+      return false;
+    });
     this.#waiters = this.#waiters.filter((w) => {
       if (!w.re.test(line)) return true;
       w.resolve(line);
       return false;
+    });
+  }
+
+  /** Resolves once `n` lines (already logged or future) match re; fails after 30 s with the count so far. */
+  waitForCount(re: RegExp, n: number): Promise<void> {
+    const left = n - this.lines.filter((l) => re.test(l)).length;
+    if (left <= 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const counter = { re, left, resolve: () => (clearTimeout(timer), resolve()) };
+      const timer = setTimeout(() => {
+        this.#counters = this.#counters.filter((c) => c !== counter);
+        reject(new Error(`${n - counter.left} of ${n} log lines matched ${re} within 30 s`));
+      }, 30_000);
+      this.#counters.push(counter);
     });
   }
 
@@ -256,6 +276,22 @@ async function start(
   };
 }
 
+/** A TCP and a WebSocket listener, on ports the OS chooses. */
+const TCP_AND_WS: Service[] = [
+  { protocol: "tcp", host: "127.0.0.1", port: 0 },
+  { protocol: "ws", host: "127.0.0.1", port: 0 },
+];
+
+/** A WebSocket client of the server, once its upgrade is through. */
+async function openWebSocket(port: number): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  return ws;
+}
+
 /** A well-behaved client's round trip, asserted: the server still serves others correctly. */
 async function assertHealthy(port: number): Promise<void> {
   const c = await LineClient.tcp(port);
@@ -425,10 +461,7 @@ testEveryMode(
 testEveryMode(
   "ws: pings and empty fragments cost like keep-alives, so a flood of them ends in -101",
   async () => {
-    await using f = await start({}, [
-      { protocol: "tcp", host: "127.0.0.1", port: 0 },
-      { protocol: "ws", host: "127.0.0.1", port: 0 },
-    ]);
+    await using f = await start({}, TCP_AND_WS);
     const other = await LineClient.tcp(f.port());
     await other.hello();
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
@@ -480,10 +513,7 @@ testEveryMode("MAX_SEND: a reply over the limit becomes -32600 for that request 
 testEveryMode(
   "results in bytes: alone, between text replies, in a batch, over MAX_SEND, over WebSocket",
   async () => {
-    await using f = await start({ MAX_SEND: "600000" }, [
-      { protocol: "tcp", host: "127.0.0.1", port: 0 },
-      { protocol: "ws", host: "127.0.0.1", port: 0 },
-    ]);
+    await using f = await start({ MAX_SEND: "600000" }, TCP_AND_WS);
     const zs = (n: number) => "€" + "z".repeat(n);
     const c = await LineClient.tcp(f.port());
     await c.hello();
@@ -507,11 +537,7 @@ testEveryMode(
     assert.deepEqual(await c.next(), err(6, -32600, "response too large (over 600,000 bytes"));
     assert.deepEqual(await c.next(), ok(7, "€"));
     c.close();
-    const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = reject;
-    });
+    const ws = await openWebSocket(f.port("ws"));
     const replies: string[] = [];
     const two = new Promise<void>((resolve) =>
       ws.onmessage = (e) => {
@@ -609,6 +635,9 @@ testEveryMode("2000 idle connections, then a normal session is still answered", 
     idle.push(...batch);
   }
   await assertHealthy(f.port());
+  // A connection is established before the server takes it (with both sides listening, the other side may not
+  // have yet): wait for the 2,000 idle sessions to be opened, then count them.
+  await f.logs.waitForCount(/^DEBUG session \d+ .*: tcp connection$/, 2001);
   // The healthy client's session may still be closing; the idle ones are all there.
   assert.ok(f.server.sessions().length >= 2000, `${f.server.sessions().length} sessions`);
   for (const c of idle) c.close();
@@ -756,21 +785,14 @@ testEveryMode(
 testEveryMode(
   "ws: one JSON message per text frame, no newline; batches and notifications of errors",
   async () => {
-    await using f = await start({}, [
-      { protocol: "tcp", host: "127.0.0.1", port: 0 },
-      { protocol: "ws", host: "127.0.0.1", port: 0 },
-    ]);
-    const ws = new WebSocket(`ws://127.0.0.1:${f.port("ws")}/`);
+    await using f = await start({}, TCP_AND_WS);
+    const ws = await openWebSocket(f.port("ws"));
     const messages: string[] = [];
     let waiter: (() => void) | undefined;
     ws.onmessage = (e) => {
       messages.push(e.data as string);
       waiter?.();
     };
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = reject;
-    });
     const next = async () => {
       while (messages.length === 0) await new Promise<void>((r) => waiter = r);
       return messages.shift()!;
@@ -853,10 +875,7 @@ testEveryMode(
   "ws: a peer that pings without reading gets pongs one at a time, for its latest ping",
   async () => {
     // Pings cost like keep-alives: unthrottled here, so that it is the pongs' memory that is tested.
-    await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, [
-      { protocol: "tcp", host: "127.0.0.1", port: 0 },
-      { protocol: "ws", host: "127.0.0.1", port: 0 },
-    ]);
+    await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, TCP_AND_WS);
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
     const mask = [9, 8, 7, 6];
     const frame = (opcode: number, payload: Uint8Array) => {
