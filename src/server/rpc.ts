@@ -262,8 +262,9 @@ function quoteSorted(names: string[]): string {
 // --- version negotiation -------------------------------------------------------------------------------
 
 /**
- * Protocol versions this server speaks, oldest first. 1.5 was skipped by the protocol. 1.4.3 only added a
- * Namecoin method, so for Bitcoin it is 1.4.2 under another name; ElectrumX negotiates it, and so do we.
+ * The protocol versions that define something, oldest first; a client may also name a version between them
+ * (see negotiateVersion). 1.5 was skipped by the protocol. 1.4.3 only added a Namecoin method, so for Bitcoin it
+ * is 1.4.2 under another name; ElectrumX negotiates it, and so do we.
  */
 export const PROTOCOL_VERSIONS: readonly string[] = ["1.4", "1.4.1", "1.4.2", "1.4.3", "1.6"];
 /** The oldest protocol version served. */
@@ -278,29 +279,35 @@ export interface Negotiated {
 }
 
 /**
- * Picks the newest version both sides speak for server.version's `protocol_version` (a string, a [min, max]
- * pair, or undefined/null for the server's minimum); null when there is none. Like ElectrumX, a malformed
- * version counts as 0, so a bad maximum is unsupported and a bad minimum is no constraint.
+ * Negotiates server.version's `protocol_version` (a string, a [min, max] pair, or undefined/null for the server's
+ * minimum) by protocol.md's rule: the lower of the two maxima, if it is not below either minimum, echoed as
+ * computed ("1.4.9" from a client whose newest is 1.4.9 speaks 1.4.3's methods under that name, as ElectrumX
+ * answers); null when there is none. 1.5 was never defined, so a maximum in 1.5.x becomes the newest 1.4
+ * version. Like ElectrumX, a malformed version counts as 0: a bad maximum is unsupported, a bad minimum no
+ * constraint.
  */
 export function negotiateVersion(requested: unknown): Negotiated | null {
+  const serverMin = parseVersion(PROTOCOL_MIN)!;
+  const serverMax = parseVersion(PROTOCOL_MAX)!;
   let clientMin: readonly number[];
   let clientMax: readonly number[];
   if (requested === undefined || requested === null) {
-    clientMin = clientMax = parseVersion(PROTOCOL_MIN)!;
+    clientMin = clientMax = serverMin;
   } else if (Array.isArray(requested) && requested.length === 2) {
     clientMin = versionOrZero(requested[0]);
     clientMax = versionOrZero(requested[1]);
   } else {
     clientMin = clientMax = versionOrZero(requested);
   }
-  for (let i = PROTOCOL_VERSIONS.length - 1; i >= 0; i--) {
-    const tuple = parseVersion(PROTOCOL_VERSIONS[i])!;
-    if (versionAtLeast(clientMax, tuple) && versionAtLeast(tuple, clientMin)) {
-      return { version: PROTOCOL_VERSIONS[i], tuple };
-    }
-  }
-  return null;
+  let tuple = versionAtLeast(clientMax, serverMax) ? serverMax : clientMax;
+  if (versionAtLeast(tuple, V1_5) && !versionAtLeast(tuple, V1_6)) tuple = parseVersion(NEWEST_1_4)!;
+  if (!versionAtLeast(tuple, clientMin) || !versionAtLeast(tuple, serverMin)) return null;
+  return { version: tuple.join("."), tuple };
 }
+
+const V1_5 = [1, 5];
+const V1_6 = [1, 6];
+const NEWEST_1_4 = PROTOCOL_VERSIONS[PROTOCOL_VERSIONS.length - 2];
 
 function versionOrZero(v: unknown): readonly number[] {
   return (typeof v === "string" ? parseVersion(v) : null) ?? [0];

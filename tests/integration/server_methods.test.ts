@@ -79,6 +79,12 @@ Deno.test("the wired server answers every method like the chain, mempool and bit
         assert.deepEqual(await range.hello(["1.4", "1.5"]), [software, "1.4.3"], "1.5 does not exist");
         await rejects(range.hello("1.6"), 1, "server.version already sent");
         assert.equal(await range.request("server.ping"), null, "the session stays open");
+        // A 1.4.x that was never published is echoed (protocol.md's min of the maxima) and speaks 1.4.3.
+        const unnamed = await connect();
+        assert.deepEqual(await unnamed.hello("1.4.9"), [software, "1.4.9"]);
+        assert.equal(typeof await unnamed.request("blockchain.relayfee"), "number");
+        assert.equal(await unnamed.request("blockchain.scripthash.unsubscribe", ["00".repeat(32)]), false);
+        await rejects(unnamed.request("mempool.get_info"), -32601, 'unknown method "mempool.get_info"');
         for (const bad of ["1.3", "1.5", "2.0", ["1.7", "1.9"]]) {
           const c = await connect();
           await rejects(c.hello(bad), 1, /^unsupported protocol version: /);

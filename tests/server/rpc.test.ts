@@ -223,6 +223,15 @@ Deno.test("negotiateVersion picks the newest common version and never 1.5", () =
   assert.equal(v(1.4), null, "a number is not a version string");
   assert.equal(v(["1.4", "1.5", "1.6"]), null, "not a pair");
   assert.deepEqual(negotiateVersion(["1.4", "1.4.2"])?.tuple, [1, 4, 2]);
+  // protocol.md: the lower maximum, echoed as computed, even where no version of that name was published.
+  assert.equal(v("1.4.9"), "1.4.9");
+  assert.equal(v(["1.4", "1.4.9"]), "1.4.9");
+  assert.equal(v("1.4.2.1"), "1.4.2.1");
+  assert.equal(v(["1.4", "1.6.1"]), "1.6");
+  assert.equal(v("1.6.0"), "1.6");
+  assert.equal(v(["1.4.5", "1.5"]), null, "1.5.x becomes 1.4.3, below this client's minimum");
+  assert.equal(v("1.5.1"), null);
+  assert.equal(v(["1.4.9", "1.5.2"]), null);
 });
 
 // A JsonWriter that writes `text` (ASCII) where it is told to, and records where that was.
