@@ -345,6 +345,11 @@ export class Mempool {
     return this.catchingUp?.promise;
   }
 
+  /** Backups so far (see backedUp()): an answer computed while this changed may have read either side of one. */
+  backupCount(): number {
+    return this.backups;
+  }
+
   /**
    * True from a backup until a refresh has brought back the transactions it undid. Unlike settled(), which
    * gives up after BACKUP_WAIT_MS so that answers are not held for ever, this stays true: notifications, which

@@ -75,6 +75,8 @@ export interface MethodMempool {
   rawTx(txid: Uint8Array): Uint8Array | undefined;
   /** After a reorg, resolves once the mempool matches the database again; undefined when it does. */
   settled?(): Promise<void> | undefined;
+  /** Counts reorgs (see Mempool.backupCount). */
+  backupCount?(): number;
 }
 
 /** The bitcoind calls the methods make (src/daemon's Daemon provides them). */
@@ -701,10 +703,19 @@ export function createMethods(deps: MethodsDeps): MethodTable {
 
   // ---- script hashes ----
   // Right after a reorg the transactions of the undone blocks are in neither the database nor the mempool
-  // until the mempool's next refresh: answers that combine the two wait for it (see Mempool.backedUp).
-  const settled = (handler: MethodSpec["handler"]): MethodSpec["handler"] => (ctx, args) => {
-    const wait = mempool.settled?.();
-    return wait === undefined ? handler(ctx, args) : wait.then(() => handler(ctx, args));
+  // until the mempool's next refresh: answers that combine the two wait for it (see Mempool.backedUp). An
+  // answer that was already waiting for the database when the reorg's write began reads the database after it
+  // and the mempool before that refresh, so an answer during which a reorg happened is computed again.
+  const settled = (handler: MethodSpec["handler"]): MethodSpec["handler"] => {
+    const run: MethodSpec["handler"] = (ctx, args) => {
+      const wait = mempool.settled?.();
+      if (wait !== undefined) return wait.then(() => run(ctx, args));
+      const backups = mempool.backupCount?.();
+      const result = handler(ctx, args);
+      if (backups === undefined || !(result instanceof Promise)) return result;
+      return result.then((r) => mempool.backupCount!() === backups ? r : run(ctx, args));
+    };
+    return run;
   };
   m.set(
     "blockchain.scripthash.get_balance",

@@ -1244,6 +1244,74 @@ Deno.test("methods: end to end over a real TCP session (S1's server), notificati
   }
 });
 
+Deno.test("methods: an answer during which a reorg landed is computed again once the mempool has caught up", async () => {
+  // The reorg's write begins after get_history has passed the wait for the mempool and while it waits for the
+  // database: it reads the database after the reorg (the payment no longer confirmed) and the mempool before
+  // the refresh that brings the payment back. It must not answer from that pair.
+  const txid = new Uint8Array(32).fill(7);
+  const payment = { txid, txidHex: rhex(txid), fee: 500, hasUnconfirmedParent: false };
+  let pool: (typeof payment)[] = [];
+  let backups = 0;
+  let refresh: PromiseWithResolvers<void> | undefined;
+  let read: PromiseWithResolvers<unknown> | undefined;
+  const empty = {
+    count: 0,
+    txNums: new Float64Array(0),
+    heights: new Int32Array(0),
+    txids: new Uint8Array(0),
+  };
+  const state = { height: 100, tipHash: new Uint8Array(32), txCount: 1000 };
+  const store = {
+    state,
+    followCache: () => {},
+    cachedHistory: () => undefined,
+    historyRows: () => (read = Promise.withResolvers()).promise,
+  };
+  const methods = createMethods({
+    store: store as unknown as Parameters<typeof createMethods>[0]["store"],
+    mempool: {
+      history: () => pool,
+      balanceDelta: () => 0,
+      utxos: () => [],
+      isSpent: () => false,
+      feeHistogram: () => [],
+      rawTx: () => undefined,
+      settled: () => refresh?.promise,
+      backupCount: () => backups,
+    },
+    daemon: { call: () => Promise.reject(new Error("no daemon")) },
+    config: {
+      maxSend: 1_000_000,
+      bannerFile: undefined,
+      donationAddress: "",
+      services: [],
+      reportServices: [],
+    },
+    network: NET,
+    log: quiet,
+    subscriptions: new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 }),
+  });
+  const sh = "ab".repeat(32);
+  const answer = call(methods, new FakeSession("1.4"), "blockchain.scripthash.get_history", [sh]);
+  await Promise.resolve();
+  assert.ok(read, "waiting for the database");
+  // The reorg lands: the database no longer holds the payment, and the mempool will have it after its refresh.
+  state.height = 99;
+  backups++;
+  refresh = Promise.withResolvers();
+  const first = read;
+  first.resolve(empty);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  pool = [payment];
+  const refreshed = refresh;
+  refresh = undefined;
+  refreshed.resolve();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.notEqual(read, first, "read again after the refresh");
+  read!.resolve(empty);
+  assert.deepEqual(await answer, [{ tx_hash: rhex(txid), height: 0, fee: 500 }]);
+});
+
 Deno.test("methods: estimatefee is -1 without an estimate; bitcoind errors become code 2 with ElectrumX's text", async () => {
   const replies: Record<string, () => unknown> = {
     estimatesmartfee: () => ({ errors: ["Insufficient data or no feerate found"], blocks: 0 }),
