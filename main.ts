@@ -236,6 +236,7 @@ export async function startServing(
     log,
     subscriptions,
     listening: () => bound.server?.addresses ?? config.services,
+    announcedTip: () => notifier.tip,
     peers,
   });
   const methods = hooks.instrument ? hooks.instrument(created) : created;
@@ -260,15 +261,19 @@ export async function startServing(
 
   // Notifications for one tip go out in order: the header first, then a mempool refresh (children of what
   // the block confirmed may now resolve, conflicts leave), then the statuses of everything the block touched.
+  // Only the newest of the tips queued meanwhile is announced: a burst of blocks is one new tip to a wallet,
+  // and a queued older one would follow a headers.subscribe reply or notification that was already newer.
   let chain = Promise.resolve();
   let stopping = false;
+  let tips = 0;
   const onTip = (height: number) => {
     const touched = processor.takeTouched().concat(confirmedTouched);
     confirmedTouched = [];
     if (stopping) return;
+    const tip = ++tips;
     chain = chain.then(async () => {
       if (stopping) return;
-      const header = store.headerAt(height);
+      const header = tip === tips ? store.headerAt(height) : undefined;
       if (header) notifier.onNewTip(height, header);
       await follower.refreshNow().catch((err) => {
         // Shutting down stops the follower and closes the daemon client under it: no failure to report.

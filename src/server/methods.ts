@@ -98,6 +98,11 @@ export interface MethodsDeps {
   listening?: () => readonly Pick<Service, "protocol" | "host" | "port">[];
   /** Milliseconds clock for the 60 s caches (tests replace it). */
   now?: () => number;
+  /**
+   * The tip last announced to header subscribers (Notifier.tip), which headers.subscribe answers with so that
+   * no notification a session gets afterwards is older than its reply; the database's tip when undefined.
+   */
+  announcedTip?: () => { readonly height: number; readonly hex: string } | undefined;
   /** Peer discovery (src/server/peers.ts); without it no peers are listed and add_peer answers false. */
   peers?: MethodPeers;
   /** A history whose JSON takes at least this many bytes goes out as bytes (ByteJson); default 16 KB. */
@@ -660,10 +665,11 @@ export function createMethods(deps: MethodsDeps): MethodTable {
   m.set(
     "blockchain.headers.subscribe",
     method([], 0.25, (ctx) => {
-      const height = store.state.height;
-      const header = headerOr(height);
       subscriptions.subscribeHeaders(ctx);
-      return { hex: toHex(header), height };
+      const announced = deps.announcedTip?.();
+      if (announced !== undefined) return { hex: announced.hex, height: announced.height };
+      const height = store.state.height;
+      return { hex: toHex(headerOr(height)), height };
     }),
   );
 

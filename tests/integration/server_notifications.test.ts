@@ -290,3 +290,63 @@ Deno.test("a status cached before a block or a reorg is dropped in the step that
     }
   });
 });
+
+Deno.test("tips flushed while an earlier tip's notifications wait for bitcoind: only the newest is announced, never one older than a reply", async () => {
+  await withServer("server-tip-queue", 100, async (sim, stack, client) => {
+    const node = sim.node;
+    const heightOf = (n: Notification) => (n.params[0] as { height: number }).height;
+    const headerHex = (h: number) => hex(node.blockInfo(node.hashAt(h)!)!.header);
+    const start = await client.request<{ height: number }>("blockchain.headers.subscribe");
+    assert.equal(start.height, node.height);
+    // Each tip's notifications wait for a mempool refresh; a slow getrawmempool (a busy node) holds them there
+    // while later blocks are flushed.
+    const daemon = stack.indexer.daemon;
+    const call = daemon.call.bind(daemon);
+    let hold: PromiseWithResolvers<void> | undefined = Promise.withResolvers();
+    daemon.call = (async (method: string, params?: unknown[]) => {
+      if (method === "getrawmempool" && hold) await hold.promise;
+      return await call(method, params);
+    }) as typeof daemon.call;
+    const flushed = (height: number) =>
+      new Promise<void>((resolve) =>
+        stack.indexer.store.onAppend(() => {
+          if (stack.indexer.store.state.height === height) resolve();
+        })
+      );
+    try {
+      const t = node.height;
+      node.mine(1);
+      await client.waitNotification((n) =>
+        n.method === "blockchain.headers.subscribe" && heightOf(n) === t + 1
+      );
+      for (const h of [t + 2, t + 3]) {
+        const done = flushed(h);
+        node.mine(1);
+        await done;
+      }
+      const late = await LineClient.connect(stack.port);
+      try {
+        await late.hello("1.4");
+        const reply = await late.request<{ height: number; hex: string }>("blockchain.headers.subscribe");
+        assert.deepEqual(reply, { height: t + 1, hex: headerHex(t + 1) }, "the tip announced so far");
+        const released = hold;
+        hold = undefined;
+        released.resolve();
+        const newest = (n: Notification) =>
+          n.method === "blockchain.headers.subscribe" && heightOf(n) === t + 3;
+        await late.waitNotification(newest);
+        await client.waitNotification(newest);
+        const heights = (c: LineClient) =>
+          c.notifications.filter((n) => n.method === "blockchain.headers.subscribe").map(heightOf);
+        assert.deepEqual(heights(late), [t + 3]);
+        assert.deepEqual(heights(client), [t + 1, t + 3], "t + 2 was overtaken before its turn");
+        assert.equal((late.notifications.at(-1)!.params[0] as { hex: string }).hex, headerHex(t + 3));
+      } finally {
+        late.close();
+      }
+    } finally {
+      hold?.resolve();
+      daemon.call = call;
+    }
+  });
+});
