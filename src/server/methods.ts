@@ -30,7 +30,7 @@ import {
   sortedMempool,
   withoutConfirmed,
 } from "./status.ts";
-import type { SubscriptionIndex } from "./subscriptions.ts";
+import type { PendingSubscribe, SubscriptionIndex } from "./subscriptions.ts";
 import {
   BAD_REQUEST,
   ByteJson,
@@ -790,23 +790,32 @@ export function createMethods(deps: MethodsDeps): MethodTable {
       }),
     ),
   );
+  // The subscribe's status, then the subscription itself unless an unsubscribe cancelled it meanwhile.
+  const subscribeStatus = settled(async (ctx, [sh, hashX, pending]) => {
+    const h = hashX as Uint8Array;
+    const r = await currentStatus(ctx, h);
+    if ((pending as PendingSubscribe).cancelled) return r.status;
+    subscriptions.subscribe(ctx, h, sh as string, r.status, r.hasMempool);
+    const entry = subscriptions.entry(h);
+    if (r.fresh && entry && entry.status === undefined) {
+      entry.status = r.status;
+      entry.hasMempool = r.hasMempool;
+    }
+    return r.status;
+  });
   m.set(
     "blockchain.scripthash.subscribe",
     method(
       ["scripthash"],
       0.2,
-      settled(async (ctx, [sh]) => {
+      (ctx, [sh]) => {
         const hashX = scriptHashToHashX(sh);
         subscriptions.checkLimits(ctx, hashX);
-        const r = await currentStatus(ctx, hashX);
-        subscriptions.subscribe(ctx, hashX, sh as string, r.status, r.hasMempool);
-        const entry = subscriptions.entry(hashX);
-        if (r.fresh && entry && entry.status === undefined) {
-          entry.status = r.status;
-          entry.hasMempool = r.hasMempool;
-        }
-        return r.status;
-      }),
+        // Noted before any wait: an unsubscribe sent right after must find it.
+        const pending = subscriptions.begin(ctx, hashX);
+        return Promise.resolve(subscribeStatus(ctx, [sh, hashX, pending]))
+          .finally(() => subscriptions.end(ctx, hashX, pending));
+      },
     ),
   );
   m.set(

@@ -26,6 +26,11 @@ export interface HashXEntry {
   generation: number;
 }
 
+/** A subscribe still computing its status (SubscriptionIndex.begin); an unsubscribe meanwhile cancels it. */
+export interface PendingSubscribe {
+  cancelled: boolean;
+}
+
 /** Subscription counts over all sessions and per session. 0 disables a limit. */
 export interface SubscriptionLimits {
   /** MAX_SUBS: script hash subscriptions over all sessions. */
@@ -56,6 +61,7 @@ export class SubscriptionIndex {
   private readonly bySession = new Map<Subscriber, Set<string>>();
   private readonly headerSubs = new Set<Subscriber>();
   private readonly tracked = new Set<Subscriber>();
+  private readonly pending = new Map<Subscriber, Map<string, Set<PendingSubscribe>>>();
   private total = 0;
   private invalidations = 0;
 
@@ -133,11 +139,43 @@ export class SubscriptionIndex {
     mine.add(key);
   }
 
-  /** Ends one subscription; true if the session had it. */
+  /**
+   * Notes that `session` asked to subscribe to `hashX` and is computing its status; pass the result to end()
+   * when done, and subscribe only if it was not cancelled. The request came first, so an unsubscribe that
+   * arrives before the status is known ends it.
+   */
+  begin(session: Subscriber, hashX: Uint8Array): PendingSubscribe {
+    const pending = { cancelled: false };
+    let mine = this.pending.get(session);
+    if (!mine) this.pending.set(session, mine = new Map());
+    const key = hashXKey(hashX);
+    let set = mine.get(key);
+    if (!set) mine.set(key, set = new Set());
+    set.add(pending);
+    return pending;
+  }
+
+  /** Forgets a subscribe noted by begin(). */
+  end(session: Subscriber, hashX: Uint8Array, pending: PendingSubscribe): void {
+    const mine = this.pending.get(session);
+    const key = hashXKey(hashX);
+    const set = mine?.get(key);
+    if (!mine || !set?.delete(pending) || set.size > 0) return;
+    mine.delete(key);
+    if (mine.size === 0) this.pending.delete(session);
+  }
+
+  /** Ends one subscription, or cancels the subscribes still pending for it; true if there was either. */
   unsubscribe(session: Subscriber, hashX: Uint8Array): boolean {
     const key = hashXKey(hashX);
+    const pending = this.pending.get(session)?.get(key);
+    let had = false;
+    if (pending) {
+      for (const p of pending) p.cancelled = true;
+      had = pending.size > 0;
+    }
     const mine = this.bySession.get(session);
-    if (!mine?.delete(key)) return false;
+    if (!mine?.delete(key)) return had;
     if (mine.size === 0) this.bySession.delete(session);
     this.dropFromEntry(key, session);
     return true;
@@ -169,6 +207,7 @@ export class SubscriptionIndex {
   removeSession(session: Subscriber): void {
     this.headerSubs.delete(session);
     this.tracked.delete(session);
+    this.pending.delete(session);
     const mine = this.bySession.get(session);
     if (!mine) return;
     this.bySession.delete(session);

@@ -915,6 +915,16 @@ Deno.test("methods: notifications follow mempool and blocks, only on change, onl
       -32601,
       'unknown method "blockchain.scripthash.unsubscribe"',
     );
+    // An unsubscribe sent right after a subscribe, before its status is known, ends it: the subscribe still
+    // answers, and registers nothing.
+    const quick = new FakeSession();
+    const uncached = [...chain.history.keys()][8];
+    const subscribing = call(h.methods, quick, "blockchain.scripthash.subscribe", [uncached]);
+    assert.equal(await call(h.methods, quick, "blockchain.scripthash.unsubscribe", [uncached]), true);
+    assert.equal(typeof await subscribing, "string");
+    assert.equal(h.subscriptions.sessionCount(quick), 0);
+    assert.equal(h.subscriptions.entry(unhex(uncached).reverse().slice(0, 11)), undefined);
+    assert.equal(await call(h.methods, quick, "blockchain.scripthash.unsubscribe", [uncached]), false);
     const spendIt = spendTx([{ txid: childTx.txid, vout: 0 }], [{
       value: u.value - 6000,
       script: p2wpkh(0x52),
