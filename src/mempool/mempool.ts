@@ -9,6 +9,8 @@ import { decodeTransaction, type Transaction } from "../chain/tx.ts";
 import { fromHex, toHex, toHexReversed } from "../chain/hex.ts";
 import { ChainFormatError } from "../chain/errors.ts";
 import type { Settled } from "../daemon/daemon.ts";
+import { isDaemonClosed } from "../daemon/errors.ts";
+import { errorText } from "../error_text.ts";
 import type { Log } from "../log.ts";
 import { hashXInto } from "../sync/hashx.ts";
 import { addToRateMap, compactHistogram } from "./histogram.ts";
@@ -196,6 +198,8 @@ export class Mempool {
   private behind = false;
   private behindSince = 0;
   private behindWarned = false;
+  /** Logged once per mempool load of bitcoind (see daemonLoading). */
+  private loadingWarned = false;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -495,9 +499,23 @@ export class Mempool {
       }
       fresh.push(hex);
     }
-    const removed: Entry[] = [];
+    let removed: Entry[] = [];
     if (known !== this.txs.size) {
       for (const e of this.txs.values()) if (e.seen !== gen) removed.push(e);
+    }
+    if (removed.length > 0 && await this.daemonLoading()) {
+      // A restarted bitcoind lists its mempool as it reloads it (mempool.dat, for minutes on a big one): what
+      // it has not reloaded yet is not gone. Kept as listed until it reports the load done; a replacement of
+      // one of them waits as pending until then.
+      for (const e of removed) e.seen = gen;
+      if (!this.loadingWarned) {
+        this.loadingWarned = true;
+        this.log.info(
+          `mempool: bitcoind is still loading its mempool; keeping ${removed.length} transaction(s) it has not ` +
+            "listed again yet",
+        );
+      }
+      removed = [];
     }
     for (const [hex, p] of this.pending) if (p.seen !== gen) this.pending.delete(hex);
     for (const [hex, g] of this.undecodable) if (g !== gen) this.undecodable.delete(hex);
@@ -549,6 +567,21 @@ export class Mempool {
       this.stopWaiting();
     }
     return [...touched.values()];
+  }
+
+  // True while bitcoind says it is still loading its mempool (getmempoolinfo's `loaded`, Core 0.19 and later).
+  // A node that cannot say (older, or the call refused) counts as loaded: that was the behaviour before.
+  private async daemonLoading(): Promise<boolean> {
+    let loading = false;
+    try {
+      const info = await this.daemon.call<{ loaded?: unknown }>("getmempoolinfo");
+      loading = info?.loaded === false;
+    } catch (err) {
+      if (isDaemonClosed(err)) throw err;
+      this.log.debug(`mempool: getmempoolinfo failed (${errorText(err)}); taking the list as complete`);
+    }
+    if (!loading) this.loadingWarned = false;
+    return loading;
   }
 
   /** getrawtransaction for each txid, batchSize per request, a few requests at once; decoded, in list order. */

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as bitcoin from "bitcoinjs-lib";
 import type { Settled } from "../../src/daemon/daemon.ts";
+import { DaemonError } from "../../src/daemon/errors.ts";
 import type { Log } from "../../src/log.ts";
 import { BEHIND_MAX_MS, Mempool, MempoolError, type MempoolStore } from "../../src/mempool/mempool.ts";
 import { compactHistogram } from "../../src/mempool/histogram.ts";
@@ -105,12 +106,22 @@ class FakeDaemon {
   bestHash: () => string = () => "";
   /** getbestblockhash calls (not in `calls`). */
   tipCalls = 0;
+  /** getmempoolinfo's `loaded` (false while a restarted bitcoind reloads mempool.dat); a thrown error if set. */
+  loaded: boolean | Error = true;
+  /** getmempoolinfo calls (not in `calls`). */
+  infoCalls = 0;
 
   async call<T>(method: string, _params: unknown[] = []): Promise<T> {
     if (method === "getbestblockhash") {
       this.tipCalls++;
       await Promise.resolve();
       return this.bestHash() as T;
+    }
+    if (method === "getmempoolinfo") {
+      this.infoCalls++;
+      await Promise.resolve();
+      if (this.loaded instanceof Error) throw this.loaded;
+      return { loaded: this.loaded, size: this.pool.size } as T;
     }
     this.calls.push(method);
     assert.equal(method, "getrawmempool");
@@ -821,4 +832,37 @@ Deno.test("a transaction spending one outpoint twice is never indexed", async ()
   assert.deepEqual(await mempool.refresh(), []);
   assert.ok(!mempool.has(w.txid) && !mempool.isSpent(coin, 0));
   assert.equal(mempool.pendingCount, 1);
+});
+
+Deno.test("a restarted bitcoind still loading its mempool: what it has not listed again is kept until the load is done", async () => {
+  const { daemon, store, mempool, lines } = setup();
+  const w = script(1), v = script(2);
+  const coins = [coinTxid("restart-a"), coinTxid("restart-b")];
+  store.flush([[coins[0], 0, script(9), 100_000], [coins[1], 0, script(9), 50_000]]);
+  const pay = makeTx([[coins[0], 0]], [[w, 90_000]]);
+  const other = makeTx([[coins[1], 0]], [[v, 40_000]]);
+  daemon.add(pay, other);
+  await mempool.refresh();
+  assert.equal(daemon.infoCalls, 0, "nothing left the list: no need to ask");
+  // Restarted: its list holds `other` again, not `pay` yet.
+  daemon.drop(pay);
+  daemon.loaded = false;
+  assert.deepEqual(keys(await mempool.refresh()), []);
+  assert.deepEqual(history(mempool, w), [`${pay.id}:0:10000`]);
+  assert.equal(mempool.balanceDelta(hashXOf(w)), 90_000);
+  assert.equal(daemon.infoCalls, 1);
+  assert.ok(lines.some((l) => l.includes("still loading its mempool; keeping 1 transaction")));
+  // Reloaded: nothing to fetch again, nothing to tell.
+  daemon.add(pay);
+  assert.deepEqual(keys(await mempool.refresh()), []);
+  assert.deepEqual(daemon.calls.filter((c) => c === "getrawtransaction").length, 1, "fetched once, at first");
+  // Loaded, and `pay` really gone (replaced, evicted): it leaves.
+  daemon.loaded = true;
+  daemon.drop(pay);
+  assert.deepEqual(keys(await mempool.refresh()), hxs(w, script(9)), "the payee and the coin's owner");
+  assert.deepEqual(history(mempool, w), []);
+  // A node that cannot say (getmempoolinfo refused) counts as loaded, as before.
+  daemon.loaded = new DaemonError(-32601, "Method not found");
+  daemon.drop(other);
+  assert.deepEqual(keys(await mempool.refresh()), hxs(v, script(9)));
 });
