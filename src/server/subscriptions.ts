@@ -168,15 +168,18 @@ export class SubscriptionIndex {
   /** Ends one subscription, or cancels the subscribes still pending for it; true if there was either. */
   unsubscribe(session: Subscriber, hashX: Uint8Array): boolean {
     const key = hashXKey(hashX);
-    const pending = this.pending.get(session)?.get(key);
-    let had = false;
+    const mine = this.pending.get(session);
+    const pending = mine?.get(key);
+    // Cancelled ones are forgotten here (end() then finds nothing), so a second unsubscribe answers false.
     if (pending) {
       for (const p of pending) p.cancelled = true;
-      had = pending.size > 0;
+      mine!.delete(key);
+      if (mine!.size === 0) this.pending.delete(session);
     }
-    const mine = this.bySession.get(session);
-    if (!mine?.delete(key)) return had;
-    if (mine.size === 0) this.bySession.delete(session);
+    const had = pending !== undefined;
+    const subs = this.bySession.get(session);
+    if (!subs?.delete(key)) return had;
+    if (subs.size === 0) this.bySession.delete(session);
     this.dropFromEntry(key, session);
     return true;
   }

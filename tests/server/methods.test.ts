@@ -921,6 +921,11 @@ Deno.test("methods: notifications follow mempool and blocks, only on change, onl
     const uncached = [...chain.history.keys()][8];
     const subscribing = call(h.methods, quick, "blockchain.scripthash.subscribe", [uncached]);
     assert.equal(await call(h.methods, quick, "blockchain.scripthash.unsubscribe", [uncached]), true);
+    assert.equal(
+      await call(h.methods, quick, "blockchain.scripthash.unsubscribe", [uncached]),
+      false,
+      "the first ended it",
+    );
     assert.equal(typeof await subscribing, "string");
     assert.equal(h.subscriptions.sessionCount(quick), 0);
     assert.equal(h.subscriptions.entry(unhex(uncached).reverse().slice(0, 11)), undefined);
