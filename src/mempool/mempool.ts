@@ -503,11 +503,13 @@ export class Mempool {
     if (known !== this.txs.size) {
       for (const e of this.txs.values()) if (e.seen !== gen) removed.push(e);
     }
+    let kept: Entry[] = [];
     if (removed.length > 0 && await this.daemonLoading()) {
       // A restarted bitcoind lists its mempool as it reloads it (mempool.dat, for minutes on a big one): what
-      // it has not reloaded yet is not gone. Kept as listed until it reports the load done; a replacement of
-      // one of them waits as pending until then.
+      // it has not reloaded yet is not gone. Kept as listed until it reports the load done, unless a listed
+      // transaction spends one of its coins (below).
       for (const e of removed) e.seen = gen;
+      kept = removed;
       if (!this.loadingWarned) {
         this.loadingWarned = true;
         this.log.info(
@@ -521,6 +523,7 @@ export class Mempool {
     for (const [hex, g] of this.undecodable) if (g !== gen) this.undecodable.delete(hex);
 
     const fetched = fresh.length > 0 ? await this.fetch(fresh, gen) : [];
+    if (kept.length > 0) removed = this.displaced(kept, fetched, gen);
     const state = this.store.state;
     const retry = this.pending.size > 0 &&
       (fetched.length > 0 || removed.length > 0 || state !== this.lastTriedState);
@@ -567,6 +570,29 @@ export class Mempool {
       this.stopWaiting();
     }
     return [...touched.values()];
+  }
+
+  // The kept transactions (see update) that a listed one, just fetched or pending, spends a coin of, with their
+  // kept descendants; marked unlisted. bitcoind never holds two spends of one coin, so the listed one replaced
+  // them (a fee bump or a double spend accepted while it was loading).
+  private displaced(kept: Entry[], fetched: Transaction[], gen: number): Entry[] {
+    const keep = new Set(kept);
+    const out: Entry[] = [];
+    const check = (tx: Transaction) => {
+      for (const input of tx.inputs) {
+        const e = this.spent.get(outpointKey(toHexReversed(input.prevTxid), input.prevVout));
+        if (e !== undefined && keep.delete(e)) out.push(e);
+      }
+    };
+    for (const tx of fetched) check(tx);
+    for (const p of this.pending.values()) if (p.seen === gen) check(p.tx);
+    for (let k = 0; k < out.length; k++) {
+      this.forEachChild(out[k], (child) => {
+        if (keep.delete(child)) out.push(child);
+      });
+    }
+    for (const e of out) e.seen = gen - 1;
+    return out;
   }
 
   // True while bitcoind says it is still loading its mempool (getmempoolinfo's `loaded`, Core 0.19 and later).

@@ -856,10 +856,17 @@ Deno.test("a restarted bitcoind still loading its mempool: what it has not liste
   daemon.add(pay);
   assert.deepEqual(keys(await mempool.refresh()), []);
   assert.deepEqual(daemon.calls.filter((c) => c === "getrawtransaction").length, 1, "fetched once, at first");
-  // Loaded, and `pay` really gone (replaced, evicted): it leaves.
-  daemon.loaded = true;
+  // Still loading, and a fee bump of `pay` is listed (accepted from a peer meanwhile): bitcoind holds no two
+  // spends of one coin, so `pay` is gone and the bump takes its place at once.
   daemon.drop(pay);
+  const bump = makeTx([[coins[0], 0]], [[w, 80_000]]);
+  daemon.add(bump);
   assert.deepEqual(keys(await mempool.refresh()), hxs(w, script(9)), "the payee and the coin's owner");
+  assert.deepEqual(history(mempool, w), [`${bump.id}:0:20000`]);
+  // Loaded, and the bump really gone (evicted, say): it leaves.
+  daemon.loaded = true;
+  daemon.drop(bump);
+  assert.deepEqual(keys(await mempool.refresh()), hxs(w, script(9)));
   assert.deepEqual(history(mempool, w), []);
   // A node that cannot say (getmempoolinfo refused) counts as loaded, as before.
   daemon.loaded = new DaemonError(-32601, "Method not found");
