@@ -34,6 +34,8 @@ import { errorText } from "../error_text.ts";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const ENCODER = new TextEncoder();
+/** How long a last frame (a WebSocket close, an HTTP refusal) may take to be written before the socket goes. */
+const FAREWELL_MS = 1000;
 /** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
 const STOP_GRACE_MS = 1500;
 
@@ -74,6 +76,7 @@ interface Conn {
   readonly window: ReadWindow;
   /** WebSocket only: the upgrade succeeded, so a close frame is due on close. */
   opened: boolean;
+  /** A last frame (a close frame, an HTTP refusal) is queued: nothing more is read or written. */
   closeSent: boolean;
   pendingWrites: number;
   /** WebSocket only: a pong is being written; `pongNext` answers the latest ping that came meanwhile. */
@@ -185,9 +188,11 @@ export class SocketSide {
     if (c === undefined || c.gone) return;
     switch (op) {
       case ACK:
-        if (c.window.acked(a as number)) c.sock.resume();
+        if (c.window.acked(a as number) && !c.closeSent) c.sock.resume();
         break;
       case WRITE: {
+        // RFC 6455 §5.5.1: no data frame after our close frame (replies still owed are dropped).
+        if (c.closeSent) break;
         const messages = a as (string | Uint8Array)[];
         const chunks = c.ws ? [encodeTextFrames(messages)] : lineChunks(messages);
         let bytes = 0;
@@ -349,7 +354,7 @@ export class SocketSide {
       push = (chunk) => framer.push(chunk, sink);
     }
     sock.on("data", (chunk: Uint8Array) => {
-      if (c.gone) return;
+      if (c.gone || c.closeSent) return;
       // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
       push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       if (blankLines > 0) {
@@ -381,7 +386,7 @@ export class SocketSide {
       reject: (response, reason) => {
         const peer = hostPort(c.sock.remoteAddress ?? "", c.sock.remotePort ?? 0);
         this.#log("debug", `connection ${c.id} ${peer}: WebSocket upgrade refused: ${reason}`);
-        this.#write(c, [response], () => this.#closeConn(c, reason));
+        this.#farewell(c, response, reason);
       },
       message: line,
       oversize,
@@ -392,11 +397,21 @@ export class SocketSide {
         if (c.pongBusy) c.pongNext = frame;
         else this.#pong(c, frame);
       },
-      close: (frame, reason) => {
-        c.closeSent = true;
-        this.#write(c, [frame], () => this.#closeConn(c, reason));
-      },
+      close: (frame, reason) => this.#farewell(c, frame, reason),
     };
+  }
+
+  // Writes a last frame and closes. Reading stops at once: a peer that broke the protocol, or closed, may not
+  // go on sending for free (the framer would drop it uncharged); and one that does not read it within
+  // FAREWELL_MS does not hold the socket open behind a full send buffer.
+  #farewell(c: Conn, last: Uint8Array, reason: string): void {
+    c.closeSent = true;
+    c.sock.pause();
+    const timer = setTimeout(() => this.#closeConn(c, reason), FAREWELL_MS);
+    this.#write(c, [last], () => {
+      clearTimeout(timer);
+      this.#closeConn(c, reason);
+    });
   }
 
   #pong(c: Conn, frame: Uint8Array): void {
@@ -435,7 +450,8 @@ export class SocketSide {
     if (c.ws && c.opened && !c.closeSent && c.pendingWrites === 0 && !c.sock.destroyed) {
       // Best effort goodbye; a peer that is not reading does not get to hold the socket open.
       c.closeSent = true;
-      const timer = setTimeout(() => c.sock.destroy(), 1000);
+      c.sock.pause();
+      const timer = setTimeout(() => c.sock.destroy(), FAREWELL_MS);
       c.sock.write(closeFrame(CLOSE_NORMAL), () => {
         clearTimeout(timer);
         c.sock.destroy();

@@ -1,6 +1,7 @@
 // Server side of RFC 6455 over a byte stream we already own (a TCP or TLS connection), so that WebSocket
 // sessions get the same accept loop, MAX_SESSIONS, read back-pressure, bounded buffers and TLS reload as raw
 // TCP ones. Deno.upgradeWebSocket would buffer whole messages of any size before we could refuse them.
+import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 
 /** Largest HTTP upgrade request accepted, headers included. */
@@ -13,6 +14,8 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_GOING_AWAY = 1001;
 /** The peer broke the framing rules. */
 export const CLOSE_PROTOCOL_ERROR = 1002;
+/** A text message (or a close reason) that is not UTF-8. */
+export const CLOSE_INVALID_DATA = 1007;
 
 /** What WsFramer extracts from the byte stream. */
 export interface WsSink {
@@ -68,6 +71,7 @@ export class WsFramer {
   // Current message (may span fragments), unmasked into one buffer that grows by doubling: a message sent as
   // a million one-byte fragments must cost its bytes, not a million allocations.
   #msgActive = false;
+  #msgText = false;
   #msgBuf = EMPTY;
   #msgBytes = 0;
   #msgSkipping = false;
@@ -138,7 +142,7 @@ export class WsFramer {
     all.set(held);
     all.set(chunk, held.length);
     const end = indexOfSeq(all, HEADER_END, Math.max(0, held.length - 3));
-    if (end < 0) {
+    if (end < 0 || end + 4 > MAX_HANDSHAKE_BYTES) {
       if (all.length > MAX_HANDSHAKE_BYTES) {
         this.#ended = true;
         sink.reject(
@@ -206,6 +210,7 @@ export class WsFramer {
     } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
       if (this.#msgActive) return this.#fail(sink, "new message inside a fragmented one", chunk.length);
       this.#msgActive = true;
+      this.#msgText = opcode === OP_TEXT;
       this.#msgBuf = EMPTY;
       this.#msgBytes = 0;
       this.#msgSkipping = false;
@@ -250,9 +255,15 @@ export class WsFramer {
       return;
     }
     if (opcode === OP_CLOSE) {
+      const body = this.#ctrl.subarray(0, this.#ctrlLen);
+      if (body.length === 1) return void this.#fail(sink, "close frame of 1 byte", 0);
+      const code = body.length >= 2 ? (body[0] << 8) | body[1] : CLOSE_NORMAL;
+      if (!receivableCloseCode(code)) return void this.#fail(sink, `close code ${code}`, 0);
+      if (!isUtf8(body.subarray(2))) {
+        return void this.#fail(sink, "close reason not UTF-8", 0, CLOSE_INVALID_DATA);
+      }
       this.#ended = true;
       // Echo the peer's status code, as RFC 6455 §5.5.1 suggests.
-      const code = this.#ctrlLen >= 2 ? (this.#ctrl[0] << 8) | this.#ctrl[1] : CLOSE_NORMAL;
       sink.close(closeFrame(code), "peer closed the WebSocket");
       return;
     }
@@ -264,18 +275,31 @@ export class WsFramer {
     if (this.#msgSkipping) {
       if (this.#msgBytes > 0) sink.oversize(this.#msgBytes, false);
     } else {
-      sink.message(this.#msgBuf.subarray(0, this.#msgBytes));
+      const bytes = this.#msgBuf.subarray(0, this.#msgBytes);
+      // RFC 6455 §8.1: a text message that is not UTF-8 fails the connection (fragments are checked together,
+      // since one character may span two).
+      if (this.#msgText && !isUtf8(bytes)) {
+        return void this.#fail(sink, "text message not UTF-8", 0, CLOSE_INVALID_DATA);
+      }
+      sink.message(bytes);
     }
     this.#msgBuf = EMPTY;
     this.#msgBytes = 0;
   }
 
   /** Ends the stream for a protocol violation; returns `end` so callers can skip the rest of the chunk. */
-  #fail(sink: WsSink, reason: string, end: number): number {
+  #fail(sink: WsSink, reason: string, end: number, code = CLOSE_PROTOCOL_ERROR): number {
     this.#ended = true;
-    sink.close(closeFrame(CLOSE_PROTOCOL_ERROR), `WebSocket protocol error: ${reason}`);
+    this.#msgBuf = EMPTY;
+    sink.close(closeFrame(code), `WebSocket protocol error: ${reason}`);
     return end;
   }
+}
+
+// Codes a peer may send in a close frame (RFC 6455 §7.4; 1012–1014 registered since). 1005 and 1006 only
+// report a close without a code, 1015 a failed TLS handshake: none is ever sent.
+function receivableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
 /** The 101 response for a valid upgrade request, or an HTTP error response and the reason. */
@@ -297,6 +321,9 @@ export function upgradeResponse(
     const name = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1).trim();
     headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+  }
+  if (!headers.get("host")) {
+    return { error: httpError(400, "Bad Request", "missing Host header"), reason: "no Host header" };
   }
   const tokens = (name: string) => (headers.get(name) ?? "").toLowerCase().split(",").map((t) => t.trim());
   if (!tokens("upgrade").includes("websocket") || !tokens("connection").includes("upgrade")) {

@@ -877,19 +877,8 @@ testEveryMode(
     // Pings cost like keep-alives: unthrottled here, so that it is the pongs' memory that is tested.
     await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, TCP_AND_WS);
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
-    const mask = [9, 8, 7, 6];
-    const frame = (opcode: number, payload: Uint8Array) => {
-      const out = new Uint8Array(6 + payload.length);
-      out[0] = 0x80 | opcode;
-      out[1] = 0x80 | payload.length;
-      out.set(mask, 2);
-      for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i] ^ mask[i & 3];
-      return out;
-    };
-    await conn.write(enc.encode(
-      "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    ));
+    const frame = maskedFrame;
+    await conn.write(WS_UPGRADE);
     // 300,000 numbered pings of 125 bytes, none of their pongs read: 38 MB owed, more than loopback buffers hold.
     const PINGS = 300_000;
     const payload = new Uint8Array(125);
@@ -929,6 +918,103 @@ testEveryMode(
   },
 );
 
+const WS_UPGRADE = enc.encode(
+  "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+);
+
+/** A client's final frame with a payload under 126 bytes, masked as clients must. */
+function maskedFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  const mask = [9, 8, 7, 6];
+  const out = new Uint8Array(6 + payload.length);
+  out[0] = 0x80 | opcode;
+  out[1] = 0x80 | payload.length;
+  out.set(mask, 2);
+  for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i] ^ mask[i & 3];
+  return out;
+}
+
+const wsRequest = (id: number, method: string, params: unknown[]) =>
+  maskedFrame(1, enc.encode(JSON.stringify({ jsonrpc: "2.0", id, method, params })));
+
+testEveryMode("ws: no data frame follows the server's close frame", async () => {
+  await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, TCP_AND_WS);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
+  // Requests and the close in one write: the close is read while their replies are still being made.
+  const parts = [WS_UPGRADE, wsRequest(0, "server.version", ["p", "1.4"])];
+  for (let i = 1; i <= 200; i++) parts.push(wsRequest(i, "test.echo", [i]));
+  parts.push(maskedFrame(8, new Uint8Array([0x03, 0xe8])));
+  await writeAll(conn, concatBytes(parts));
+  const reader = new ByteReader(conn);
+  const headEnd = () => new TextDecoder().decode(reader.peek()).indexOf("\r\n\r\n");
+  while (headEnd() < 0) await reader.fill();
+  reader.skip(headEnd() + 4);
+  const opcodes: number[] = [];
+  for (;;) {
+    while (reader.peek().length < 2 || reader.peek().length < frameLength(reader.peek())) {
+      if (!await reader.fillOrEnd()) break;
+    }
+    const bytes = reader.peek();
+    if (bytes.length < 2 || bytes.length < frameLength(bytes)) break;
+    opcodes.push(bytes[0] & 0x0f);
+    reader.skip(frameLength(bytes));
+  }
+  conn.close();
+  const close = opcodes.indexOf(8);
+  assert.ok(close >= 0, `a close frame among ${opcodes.length} frames`);
+  assert.deepEqual(opcodes.slice(close), [8], "nothing after it (RFC 6455 §5.5.1)");
+  await assertHealthy(f.port());
+});
+
+testEveryMode(
+  "ws: after a protocol error nothing more is read, and a peer that does not read the close frame is cut off",
+  async () => {
+    await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, TCP_AND_WS);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
+    // 16 MB of replies that this peer will not read (under the 20 MB at which the session gives up on it): the
+    // server's writes, and its close frame behind them, stall.
+    const parts = [WS_UPGRADE, wsRequest(0, "server.version", ["p", "1.4"])];
+    for (let i = 1; i <= 4; i++) parts.push(wsRequest(i, "test.big", [4_000_000]));
+    await writeAll(conn, concatBytes(parts));
+    const reader = new ByteReader(conn);
+    while (reader.peek().length < 300) await reader.fill();
+    // An unmasked frame fails the connection; then the peer streams input without reading anything.
+    await writeAll(conn, new Uint8Array([0x81, 0x02, 0x7b, 0x7d]));
+    const chunk = new Uint8Array(1 << 16);
+    let sent = 0, failed = false;
+    while (sent < 256 << 20) {
+      try {
+        await writeAll(conn, chunk);
+      } catch {
+        failed = true;
+        break;
+      }
+      sent += chunk.length;
+    }
+    conn.close();
+    assert.ok(failed, `the server went on reading: ${sent >> 20} MB after the protocol error`);
+    await assertHealthy(f.port());
+  },
+);
+
+// A server frame's whole length (server frames are unmasked).
+function frameLength(b: Uint8Array): number {
+  const len = b[1] & 0x7f;
+  if (len < 126) return 2 + len;
+  if (len === 126) return b.length < 4 ? Infinity : 4 + ((b[2] << 8) | b[3]);
+  return b.length < 10 ? Infinity : 10 + Number(new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0));
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Bytes read from a connection, consumed from the front. */
 class ByteReader {
   #buf = new Uint8Array(0);
@@ -941,13 +1027,22 @@ class ByteReader {
     this.#buf = this.#buf.subarray(n);
   }
   async fill(): Promise<void> {
-    const n = await this.conn.read(this.#chunk);
-    assert.ok(n !== null, "the server closed the connection");
+    assert.ok(await this.fillOrEnd(), "the server closed the connection");
+  }
+  /** Reads more; false at the end of the stream. */
+  async fillOrEnd(): Promise<boolean> {
+    const n = await this.conn.read(this.#chunk).catch(() => null);
+    if (n === null) return false;
     const all = new Uint8Array(this.#buf.length + n);
     all.set(this.#buf);
     all.set(this.#chunk.subarray(0, n), this.#buf.length);
     this.#buf = all;
+    return true;
   }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
 
 // --- shutdown ----------------------------------------------------------------------------------------------

@@ -102,6 +102,11 @@ Deno.test("upgrade handshake: 101 for a valid request, 426/400 otherwise", () =>
     "HTTP/1.1 400 Bad Request",
   );
   assert.equal(status("POST / HTTP/1.1\r\nUpgrade: websocket"), "HTTP/1.1 400 Bad Request");
+  assert.equal(
+    status(UPGRADE.slice(0, -4).replace("Host: example.com\r\n", "")),
+    "HTTP/1.1 400 Bad Request",
+    "RFC 6455 §4.2.1: a Host header is required",
+  );
   assert.equal(status('{"jsonrpc":"2.0","id":1,"method":"server.version"}'), "HTTP/1.1 400 Bad Request");
 });
 
@@ -232,6 +237,42 @@ Deno.test("WsFramer: close is echoed; protocol violations close with 1002", () =
   assert.equal(after.length, 2);
 });
 
+Deno.test("WsFramer: close codes a peer may not send, a 1-byte close body and a reason that is not UTF-8 fail", () => {
+  const closeWith = (body: number[]) =>
+    feed(new WsFramer(100), concat(enc.encode(UPGRADE), clientFrame(8, new Uint8Array(body))), 500)[1];
+  const code = (event: unknown) => {
+    const bytes = (event as string[])[1].split(" ")[0].split(",").map(Number);
+    return (bytes[2] << 8) | bytes[3];
+  };
+  for (const ok of [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999]) {
+    assert.equal(code(closeWith([ok >> 8, ok & 255])), ok, `${ok} is echoed`);
+  }
+  assert.equal(code(closeWith([])), 1000, "no code: a normal close");
+  for (const bad of [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000]) {
+    assert.equal(code(closeWith([bad >> 8, bad & 255])), 1002, `${bad} may not be sent (RFC 6455 §7.4)`);
+  }
+  assert.equal(code(closeWith([0x03])), 1002, "a close body of 1 byte");
+  assert.equal(code(closeWith([0x03, 0xe8, 0xc3, 0x28])), 1007, "a close reason that is not UTF-8");
+  assert.equal(code(closeWith([0x03, 0xe8, ...enc.encode("bye ✓")])), 1000);
+});
+
+Deno.test("WsFramer: a text message that is not UTF-8 fails with 1007, fragments checked together", () => {
+  const run = (...frames: Uint8Array[]) => feed(new WsFramer(100), concat(enc.encode(UPGRADE), ...frames), 7);
+  const bad = run(clientFrame(1, new Uint8Array([0x7b, 0xc3, 0x28, 0x7d])), clientFrame(1, "{}"));
+  assert.equal(bad.length, 2, "nothing after the failure");
+  assert.match((bad[1] as string[])[1], /^136,2,3,239 WebSocket protocol error: text message not UTF-8$/);
+  // "✓" (e2 9c 93) split across two fragments is fine; a bad byte in the second fragment is not.
+  const check = enc.encode("✓");
+  assert.deepEqual(
+    run(clientFrame(1, check.subarray(0, 2), false), clientFrame(0, check.subarray(2)))[1],
+    "✓",
+  );
+  const split = run(clientFrame(1, check.subarray(0, 2), false), clientFrame(0, new Uint8Array([0x28])));
+  assert.match((split[1] as string[])[1], /^136,2,3,239 /);
+  // A binary message is not text: its bytes go on as they are (the session answers them with -32700).
+  assert.equal(run(clientFrame(2, new Uint8Array([0xc3, 0x28])))[1], "\ufffd(");
+});
+
 Deno.test("WsFramer: a request that is not an upgrade is refused, and so are endless headers", () => {
   const plain = feed(new WsFramer(100), enc.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 5);
   assert.deepEqual(plain, [["reject", "HTTP/1.1 426 Upgrade Required (no WebSocket upgrade headers)"]]);
@@ -241,6 +282,13 @@ Deno.test("WsFramer: a request that is not an upgrade is refused, and so are end
     1000,
   );
   assert.deepEqual(endless, [["reject", "HTTP/1.1 431 Request Header Fields Too Large (headers too large)"]]);
+  // Over the limit with its end in the same chunk as the part that crosses the limit: refused all the same.
+  const big = enc.encode(UPGRADE.replace("Origin:", "X-Pad: " + "y".repeat(9000) + "\r\nOrigin:"));
+  for (const chunk of [big.length, 8000]) {
+    assert.deepEqual(feed(new WsFramer(100), big, chunk), [
+      ["reject", "HTTP/1.1 431 Request Header Fields Too Large (headers too large)"],
+    ]);
+  }
 });
 
 Deno.test("encodeTextFrames uses the 7-bit, 16-bit and 64-bit length forms", () => {
