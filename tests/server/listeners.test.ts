@@ -3,6 +3,7 @@
 // Nothing sleeps to synchronise: tests wait for replies, for EOF, or for the server's own log lines.
 // Every test runs twice: with the sockets in the socket thread and on the main thread (SOCKET_THREAD on/off).
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { type Config, loadConfig, type Service, type SocketThreadMode } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { type Server, type ServerOptions, startServer } from "../../src/server/listeners.ts";
@@ -944,7 +945,7 @@ testEveryMode("ws: no data frame follows the server's close frame", async () => 
   const parts = [WS_UPGRADE, wsRequest(0, "server.version", ["p", "1.4"])];
   for (let i = 1; i <= 200; i++) parts.push(wsRequest(i, "test.echo", [i]));
   parts.push(maskedFrame(8, new Uint8Array([0x03, 0xe8])));
-  await writeAll(conn, concatBytes(parts));
+  await writeAll(conn, Buffer.concat(parts));
   const reader = new ByteReader(conn);
   const headEnd = () => new TextDecoder().decode(reader.peek()).indexOf("\r\n\r\n");
   while (headEnd() < 0) await reader.fill();
@@ -975,7 +976,7 @@ testEveryMode(
     // server's writes, and its close frame behind them, stall.
     const parts = [WS_UPGRADE, wsRequest(0, "server.version", ["p", "1.4"])];
     for (let i = 1; i <= 4; i++) parts.push(wsRequest(i, "test.big", [4_000_000]));
-    await writeAll(conn, concatBytes(parts));
+    await writeAll(conn, Buffer.concat(parts));
     const reader = new ByteReader(conn);
     while (reader.peek().length < 300) await reader.fill();
     // An unmasked frame fails the connection; then the peer streams input without reading anything.
@@ -1003,16 +1004,6 @@ function frameLength(b: Uint8Array): number {
   if (len < 126) return 2 + len;
   if (len === 126) return b.length < 4 ? Infinity : 4 + ((b[2] << 8) | b[3]);
   return b.length < 10 ? Infinity : 10 + Number(new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0));
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Bytes read from a connection, consumed from the front. */

@@ -16,6 +16,7 @@ import {
   bucketEstimateFeeTarget,
   createMethods,
   type MethodDaemon,
+  type MethodMempool,
   nonNegativeInteger,
   pyRepr,
   pyStr,
@@ -1259,6 +1260,25 @@ Deno.test("methods: end to end over a real TCP session (S1's server), notificati
   }
 });
 
+/** A method table over a stand-in store (only what a test's methods touch), with a minimal configuration. */
+function bareMethods(store: object, mempool: MethodMempool, daemon: MethodDaemon) {
+  return createMethods({
+    store: store as Parameters<typeof createMethods>[0]["store"],
+    mempool,
+    daemon,
+    config: {
+      maxSend: 1_000_000,
+      bannerFile: undefined,
+      donationAddress: "",
+      services: [],
+      reportServices: [],
+    },
+    network: NET,
+    log: quiet,
+    subscriptions: new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 }),
+  });
+}
+
 Deno.test("methods: an answer during which a reorg landed is computed again once the mempool has caught up", async () => {
   // The reorg's write begins after get_history has passed the wait for the mempool and while it waits for the
   // database: it reads the database after the reorg (the payment no longer confirmed) and the mempool before
@@ -1282,30 +1302,16 @@ Deno.test("methods: an answer during which a reorg landed is computed again once
     cachedHistory: () => undefined,
     historyRows: () => (read = Promise.withResolvers()).promise,
   };
-  const methods = createMethods({
-    store: store as unknown as Parameters<typeof createMethods>[0]["store"],
-    mempool: {
-      history: () => pool,
-      balanceDelta: () => 0,
-      utxos: () => [],
-      isSpent: () => false,
-      feeHistogram: () => [],
-      rawTx: () => undefined,
-      settled: () => refresh?.promise,
-      backupCount: () => backups,
-    },
-    daemon: { call: () => Promise.reject(new Error("no daemon")) },
-    config: {
-      maxSend: 1_000_000,
-      bannerFile: undefined,
-      donationAddress: "",
-      services: [],
-      reportServices: [],
-    },
-    network: NET,
-    log: quiet,
-    subscriptions: new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 }),
-  });
+  const methods = bareMethods(store, {
+    history: () => pool,
+    balanceDelta: () => 0,
+    utxos: () => [],
+    isSpent: () => false,
+    feeHistogram: () => [],
+    rawTx: () => undefined,
+    settled: () => refresh?.promise,
+    backupCount: () => backups,
+  }, { call: () => Promise.reject(new Error("no daemon")) });
   const sh = "ab".repeat(32);
   const answer = call(methods, new FakeSession("1.4"), "blockchain.scripthash.get_history", [sh]);
   await Promise.resolve();
@@ -1344,28 +1350,14 @@ Deno.test("methods: estimatefee is -1 without an estimate; bitcoind errors becom
     },
   };
   const state = { height: 0, tipHash: new Uint8Array(32) };
-  const methods = createMethods({
-    store: { state, followCache: () => {} } as unknown as Parameters<typeof createMethods>[0]["store"],
-    mempool: {
-      history: () => [],
-      balanceDelta: () => 0,
-      utxos: () => [],
-      isSpent: () => false,
-      feeHistogram: () => [],
-      rawTx: () => undefined,
-    },
-    daemon,
-    config: {
-      maxSend: 1_000_000,
-      bannerFile: undefined,
-      donationAddress: "",
-      services: [],
-      reportServices: [],
-    },
-    network: NET,
-    log: quiet,
-    subscriptions: new SubscriptionIndex({ maxSubs: 0, maxSessionSubs: 0 }),
-  });
+  const methods = bareMethods({ state, followCache: () => {} }, {
+    history: () => [],
+    balanceDelta: () => 0,
+    utxos: () => [],
+    isSpent: () => false,
+    feeHistogram: () => [],
+    rawTx: () => undefined,
+  }, daemon);
   const ctx = new FakeSession("1.4");
   assert.equal(await call(methods, ctx, "blockchain.estimatefee", [3]), -1);
   await rejects(
