@@ -40,8 +40,16 @@ function num(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
 
+// Text from wallets and peers (client names, a peer's answers) is shown as it came, but never as control codes:
+// an escape sequence in a client name would reach the operator's terminal (clear it, forge table rows).
 function str(v: unknown): string {
-  return v === null || v === undefined ? "" : String(v);
+  return v === null || v === undefined ? "" : withoutControls(String(v));
+}
+
+/** `s` with every control character (C0, DEL, C1) replaced by "?". */
+export function withoutControls(s: string): string {
+  // deno-lint-ignore no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
 }
 
 function cost(v: unknown): string {

@@ -6,6 +6,7 @@ import type { Log } from "../log.ts";
 import { hostPort } from "../host_port.ts";
 import { errorDetail, errorText } from "../error_text.ts";
 import { closeQuietly, serveConnections } from "../accept_loop.ts";
+import { withoutControls } from "./format.ts";
 
 /** JSON-RPC 2.0's reserved error codes. */
 export const PARSE_ERROR = -32700;
@@ -107,9 +108,26 @@ export function startAdminServer(opts: AdminServerOptions): AdminServer {
 async function serveConnection(conn: Deno.Conn, opts: AdminServerOptions): Promise<void> {
   const buf = new Uint8Array(65536);
   let pending: Uint8Array = new Uint8Array(0);
+  const timeoutMs = opts.readTimeoutMs ?? READ_TIMEOUT_MS;
+  // A reply the client does not take within the timeout holds its slot no longer than a line it never finishes.
+  const writeAll = async (text: string) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      closeQuietly(conn);
+    }, timeoutMs);
+    try {
+      return await writeText(conn, text);
+    } finally {
+      clearTimeout(timer);
+      if (late) {
+        opts.log.info(`admin RPC: closed a connection that did not take its reply in ${timeoutMs} ms`);
+      }
+    }
+  };
   for (;;) {
     let n: number | null;
-    const timer = setTimeout(() => closeQuietly(conn), opts.readTimeoutMs ?? READ_TIMEOUT_MS);
+    const timer = setTimeout(() => closeQuietly(conn), timeoutMs);
     try {
       n = await conn.read(buf);
     } catch {
@@ -124,15 +142,15 @@ async function serveConnection(conn: Deno.Conn, opts: AdminServerOptions): Promi
       const line = pending.subarray(start, nl);
       start = nl + 1;
       if (line.length > MAX_REQUEST_BYTES) {
-        await writeAll(conn, tooLarge());
+        await writeAll(tooLarge());
         return;
       }
       const reply = await handleLine(line, opts);
-      if (reply !== null && !(await writeAll(conn, reply + "\n"))) return;
+      if (reply !== null && !(await writeAll(reply + "\n"))) return;
     }
     pending = pending.slice(start);
     if (pending.length > MAX_REQUEST_BYTES) {
-      await writeAll(conn, tooLarge());
+      await writeAll(tooLarge());
       return;
     }
   }
@@ -262,12 +280,10 @@ function errorReply(id: Id, code: number, message: string): string {
 
 /** At most 80 characters of a client-supplied string, for error messages. */
 function printable(s: string): string {
-  const cut = s.length > 80 ? s.slice(0, 80) + "…" : s;
-  // deno-lint-ignore no-control-regex
-  return cut.replace(/[\u0000-\u001f\u007f]/g, "?");
+  return withoutControls(s.length > 80 ? s.slice(0, 80) + "…" : s);
 }
 
-async function writeAll(conn: Deno.Conn, text: string): Promise<boolean> {
+async function writeText(conn: Deno.Conn, text: string): Promise<boolean> {
   const bytes = ENCODER.encode(text);
   try {
     let off = 0;

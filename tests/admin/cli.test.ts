@@ -10,7 +10,14 @@ import {
   runRpcCli,
   serviceAddress,
 } from "../../src/admin/cli.ts";
-import { formatBtc, formatBytes, formatResult, table } from "../../src/admin/format.ts";
+import {
+  formatBtc,
+  formatBytes,
+  formatPeers,
+  formatResult,
+  formatSessions,
+  table,
+} from "../../src/admin/format.ts";
 import type { NodeInfo } from "../../src/admin/node.ts";
 import { scriptToAddress } from "../../src/chain/address.ts";
 import { networkByName } from "../../src/chain/network.ts";
@@ -125,6 +132,18 @@ Deno.test("coulomb rpc prints readable tables, raw JSON with --json, and meaning
   } finally {
     await stack.close();
   }
+});
+
+Deno.test("text from wallets and peers reaches the operator's terminal without control codes", () => {
+  const hostile = "\x1b]0;owned\x07\x1b[2J\n999  tcp  fake-row\u009b2J";
+  const sessions = formatSessions([{ id: 1, protocol: "tcp", client: hostile, remote: "1.2.3.4:5" }]);
+  const peers = formatPeers([{ host: "evil.example", status: "bad", reason: hostile, protocol: hostile }], 0);
+  for (const out of [sessions, peers]) {
+    // deno-lint-ignore no-control-regex
+    assert.doesNotMatch(out.replaceAll("\n", ""), /[\u0000-\u001f\u007f-\u009f]/);
+  }
+  assert.equal(sessions.split("\n").length, 3, "a header, one row and the count: no forged row");
+  assert.match(sessions, /\?\]0;owned\?\?\[2J\?999/);
 });
 
 Deno.test("the rpc address defaults to SERVICES' rpc:// entry, else 127.0.0.1:8000", () => {

@@ -18,14 +18,30 @@ import { adminCall, AdminCallError, parseReply } from "../../src/admin/client.ts
 import type { Log } from "../../src/log.ts";
 import { LineReader } from "../line_reader.ts";
 
-function memoryLog(lines: string[] = []): Log & { lines: string[] } {
+function memoryLog(
+  lines: string[] = [],
+): Log & { lines: string[]; waitFor(re: RegExp, n: number): Promise<void> } {
+  const waiters: { re: RegExp; n: number; resolve: () => void }[] = [];
+  const count = (re: RegExp) => lines.filter((l) => re.test(l)).length;
+  const add = (line: string) => {
+    lines.push(line);
+    for (const w of waiters.splice(0)) count(w.re) >= w.n ? w.resolve() : waiters.push(w);
+  };
   return {
     lines,
-    debug: (m) => lines.push(`DEBUG ${m}`),
-    info: (m) => lines.push(`INFO ${m}`),
-    warn: (m) => lines.push(`WARN ${m}`),
-    error: (m) => lines.push(`ERROR ${m}`),
+    debug: (m) => add(`DEBUG ${m}`),
+    info: (m) => add(`INFO ${m}`),
+    warn: (m) => add(`WARN ${m}`),
+    error: (m) => add(`ERROR ${m}`),
     enabled: () => true,
+    /** Resolves once `n` lines match `re`; fails after 30 s with the count so far. */
+    waitFor(re: RegExp, n: number): Promise<void> {
+      if (count(re) >= n) return Promise.resolve();
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      const timer = setTimeout(() => reject(new Error(`${count(re)} of ${n} lines match ${re}`)), 30_000);
+      waiters.push({ re, n, resolve: () => (clearTimeout(timer), resolve()) });
+      return promise;
+    },
   };
 }
 
@@ -48,6 +64,7 @@ function commands(): Map<string, AdminCommand> {
     },
   });
   m.set("slow", { params: ["ms"], help: "waits", run: ([v]) => Promise.resolve(v) });
+  m.set("big", { params: ["n"], help: "a long reply", run: ([n]) => "x".repeat(n as number) });
   return m;
 }
 
@@ -189,6 +206,27 @@ Deno.test("connections that leave a request unfinished are closed, so they canno
     try {
       for (const h of holders) await h.send('{"id":1,');
       for (const h of holders) assert.equal(await h.line(), null, "closed by the server");
+      const c = await Raw.open(port);
+      try {
+        await c.send('{"method":"echo","params":[1],"id":1}\n');
+        assert.deepEqual(JSON.parse((await c.line())!).result, [1]);
+      } finally {
+        c.close();
+      }
+    } finally {
+      for (const h of holders) h.close();
+    }
+  }, 200);
+});
+
+Deno.test("connections that never read their replies are closed too, so they cannot use up the admin slots", async () => {
+  await withServer(async (port, log) => {
+    // Each asks for far more than socket buffers hold (32 MB) and reads none of it: the server's writes stall.
+    const batch = '{"method":"big","params":[1000000],"id":1}\n'.repeat(32);
+    const holders = await Promise.all(Array.from({ length: MAX_CONNECTIONS }, () => Raw.open(port)));
+    try {
+      await Promise.all(holders.map((h) => h.send(batch)));
+      await log.waitFor(/did not take its reply/, MAX_CONNECTIONS);
       const c = await Raw.open(port);
       try {
         await c.send('{"method":"echo","params":[1],"id":1}\n');
