@@ -302,7 +302,8 @@ export class CoulombMetrics {
   }
 
   /**
-   * Wraps every method of a table so that calls, errors (by JSON-RPC code) and handler time are counted. The
+   * Wraps every method of a table so that calls, errors (by JSON-RPC code, the session's own included: see
+   * MethodSpec.onErrorReply) and handler time are counted. The
    * per-method children are resolved here, once, so a request costs two additions and a clock read.
    */
   instrument(methods: MethodTable): MethodTable {
@@ -316,6 +317,12 @@ export class CoulombMetrics {
       const inner = spec.handler;
       out.set(name, {
         ...spec,
+        // Errors the session made itself: arguments that did not bind (the call never reached the handler, so
+        // it is counted here), and results over MAX_SEND.
+        onErrorReply(code, ran) {
+          if (!ran) calls.inc();
+          errors.child(name, String(code)).inc();
+        },
         handler(ctx, args) {
           calls.inc();
           const started = performance.now();

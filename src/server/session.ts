@@ -42,7 +42,7 @@ import {
   resultMessageBytes,
   SERVER_BUSY,
 } from "./rpc.ts";
-import { BAD_REQUEST, ByteJson, RawJson, RpcError, type SessionContext } from "./types.ts";
+import { BAD_REQUEST, ByteJson, type MethodSpec, RawJson, RpcError, type SessionContext } from "./types.ts";
 import { utf8Length } from "./utf8_length.ts";
 import { errorDetail } from "../error_text.ts";
 
@@ -147,6 +147,8 @@ class Slot {
   /** For batches: each item's reply text and id, in request order. */
   items: (Message | null)[] | null = null;
   ids: RequestId[] | null = null;
+  /** For batches: each valid item's method (its metrics learn of replies made too large). */
+  methods: (string | undefined)[] | null = null;
 
   constructor(pending: number) {
     this.pending = pending;
@@ -408,6 +410,7 @@ export class Session implements SessionContext {
     const slot = new Slot(items.length);
     slot.items = new Array(items.length).fill(null);
     slot.ids = new Array(items.length).fill(null);
+    slot.methods = new Array(items.length).fill(undefined);
     const calls: Call[] = [];
     for (let i = 0; i < items.length; i++) {
       const req = parseRequest(items[i], strict);
@@ -427,6 +430,7 @@ export class Session implements SessionContext {
         continue;
       }
       slot.ids[i] = req.id;
+      slot.methods[i] = req.method;
       calls.push(new Call(req, slot, i));
     }
     this.#slots.push(slot);
@@ -627,6 +631,7 @@ export class Session implements SessionContext {
     try {
       args = bindArgs(m, req.params);
     } catch (e) {
+      m.spec.onErrorReply?.((e as RpcError).code, false);
       return this.#error(id, (e as RpcError).code, (e as RpcError).message);
     }
     this.#charge(m.spec.cost, Date.now());
@@ -637,12 +642,12 @@ export class Session implements SessionContext {
       return this.#failure(id, req.method, e);
     }
     if (result instanceof Promise) {
-      return result.then((r) => this.#reply(id, r), (e) => this.#failure(id, req.method, e));
+      return result.then((r) => this.#reply(id, r, m.spec), (e) => this.#failure(id, req.method, e));
     }
-    return this.#reply(id, result);
+    return this.#reply(id, result, m.spec);
   }
 
-  #reply(id: RequestId, result: unknown): Message | null {
+  #reply(id: RequestId, result: unknown, spec: MethodSpec): Message | null {
     if (id === null || this.#closed) return null;
     const maxSend = this.#limits.maxSend;
     if (result instanceof ByteJson) {
@@ -652,7 +657,7 @@ export class Session implements SessionContext {
       } catch (e) {
         return this.#failure(id, "result serialization", e);
       }
-      return bytes ?? this.#error(id, INVALID_REQUEST, responseTooLargeMessage(maxSend));
+      return bytes ?? this.#tooLarge(id, spec);
     }
     let json: string;
     try {
@@ -662,9 +667,14 @@ export class Session implements SessionContext {
     }
     const text = resultMessage(id, json);
     if (text.length * 3 > maxSend && replyBytes(id, json, text, result) > maxSend) {
-      return this.#error(id, INVALID_REQUEST, responseTooLargeMessage(maxSend));
+      return this.#tooLarge(id, spec);
     }
     return text;
+  }
+
+  #tooLarge(id: RequestId, spec: MethodSpec | undefined): string | null {
+    spec?.onErrorReply?.(INVALID_REQUEST, true);
+    return this.#error(id, INVALID_REQUEST, responseTooLargeMessage(this.#limits.maxSend));
   }
 
   /**
@@ -758,9 +768,7 @@ export class Session implements SessionContext {
         const len = (typeof t === "string" ? utf8Length(t) : t.length) + 1;
         if (bytes + len > maxSend) {
           // Items that no longer fit become errors, as ElectrumX does, so the client learns which ones.
-          this.errors++;
-          this.#charge(ERROR_COST, Date.now());
-          t = errorMessage(ids[i], INVALID_REQUEST, responseTooLargeMessage(maxSend));
+          t = this.#tooLarge(ids[i], this.#deps.methods.get(slot.methods![i] ?? "")?.spec)!;
           bytes += t.length + 1;
         } else {
           bytes += len;

@@ -118,6 +118,12 @@ export interface MethodSpec {
   cost: number;
   /** Computes the result; missing optional arguments are undefined. */
   handler(ctx: SessionContext, args: unknown[]): unknown | Promise<unknown>;
+  /**
+   * Told of an error reply the session made for a call of this method outside the handler: its arguments did
+   * not bind (`ran` false, the handler never ran) or its result was over MAX_SEND (`ran` true). Metrics count
+   * them with the handler's own errors.
+   */
+  onErrorReply?(code: number, ran: boolean): void;
 }
 
 /** Every method the server answers besides server.version and server.ping, by name. */

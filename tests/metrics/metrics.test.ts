@@ -58,10 +58,13 @@ Deno.test("metrics follow the node: heights, requests, errors, latency, flushes,
           () => c.request("blockchain.scripthash.get_balance", ["nope"]),
           /not a valid script hash/,
         );
+        // Arguments that do not bind never reach the handler, and count all the same.
+        await assert.rejects(() => c.request("blockchain.scripthash.get_balance", []), /argument/);
         const m = await scrape(stack);
         const method = 'method="blockchain.scripthash.get_balance"';
-        assert.equal(value(m, `coulomb_requests_total{${method}}`), 4);
+        assert.equal(value(m, `coulomb_requests_total{${method}}`), 5);
         assert.equal(value(m, `coulomb_request_errors_total{${method},code="1"}`), 1);
+        assert.equal(value(m, `coulomb_request_errors_total{${method},code="-32602"}`), 1);
         assert.equal(value(m, `coulomb_request_duration_seconds_count{${method}}`), 4);
         assert.equal(value(m, `coulomb_request_duration_seconds_bucket{${method},le="+Inf"}`), 4);
         assert.equal(value(m, "coulomb_sessions"), 1);
@@ -101,8 +104,8 @@ Deno.test("metrics follow the node: heights, requests, errors, latency, flushes,
       assert.equal(s.daemon_height, stack.sim.node.height);
       assert.equal(s.sync_state, "serving");
       assert.equal(s.mempool_txs, stack.serving.mempool.size);
-      assert.equal(s.requests_total, 4);
-      assert.equal(s.request_errors_total, 1);
+      assert.equal(s.requests_total, 5);
+      assert.equal(s.request_errors_total, 2);
       assert.ok(s.flushes >= 1 && s.last_flush_seconds !== null);
       assert.ok(s.history.length >= 1);
       const last = s.history[s.history.length - 1];

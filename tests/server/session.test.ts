@@ -79,6 +79,8 @@ interface Harness {
   whenStarted(key: string): Promise<void>;
   started: string[];
   closedContexts: number[];
+  /** MethodSpec.onErrorReply calls of test.echo and test.big: method, code, whether the handler ran. */
+  errorReplies: [string, number, boolean][];
 }
 
 function testLog(logs: string[]): Log {
@@ -117,8 +119,15 @@ function makeSession(
     return d;
   };
   const closedContexts: number[] = [];
+  const errorReplies: [string, number, boolean][] = [];
+  const onErrorReply = (name: string) => (code: number, ran: boolean) => errorReplies.push([name, code, ran]);
   const table = new Map<string, MethodSpec>([
-    ["test.echo", { params: ["value", "?extra"], cost: 1, handler: (_ctx, args) => args }],
+    ["test.echo", {
+      params: ["value", "?extra"],
+      cost: 1,
+      handler: (_ctx, args) => args,
+      onErrorReply: onErrorReply("test.echo"),
+    }],
     ["test.wait", {
       params: ["key"],
       cost: 1,
@@ -151,7 +160,12 @@ function makeSession(
         throw new RpcError(1, "X is not a valid script hash");
       },
     }],
-    ["test.big", { params: ["n"], cost: 1, handler: (_ctx, [n]) => "x".repeat(n as number) }],
+    ["test.big", {
+      params: ["n"],
+      cost: 1,
+      handler: (_ctx, [n]) => "x".repeat(n as number),
+      onErrorReply: onErrorReply("test.big"),
+    }],
     ["test.raw", {
       params: ["n", "char", "ascii"],
       cost: 1,
@@ -216,6 +230,7 @@ function makeSession(
     logs,
     started,
     closedContexts,
+    errorReplies,
     send: (msg) => session.receive(enc.encode(typeof msg === "string" ? msg : JSON.stringify(msg))),
     next: () => transport.next(),
     release: (key, value) => wait(key).resolve(value),
@@ -629,6 +644,14 @@ Deno.test("MAX_SEND: an oversized reply becomes -32600 and batch items over the 
   assert.equal(batch[0].result!.length, 200_000);
   assert.deepEqual(batch[1], err(5, -32600, "response too large (over 350,000 bytes"));
   assert.deepEqual(batch[2], ok(6, null));
+  // The method's metrics hear of both, the handler having run; and of arguments that did not bind.
+  h.send(req(7, "test.echo", []));
+  assert.equal(((await h.next()) as { error: { code: number } }).error.code, -32602);
+  assert.deepEqual(h.errorReplies, [["test.big", -32600, true], ["test.big", -32600, true], [
+    "test.echo",
+    -32602,
+    false,
+  ]]);
 });
 
 Deno.test("MAX_SEND counts bytes: an ASCII raw result by its length, but the id and other text by UTF-8", async () => {
