@@ -34,6 +34,10 @@ import { errorText } from "../error_text.ts";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const ENCODER = new TextEncoder();
+/** Input read after our close frame (or HTTP refusal) before the connection is cut at once. */
+const AFTER_CLOSE_MAX = 1 << 20;
+/** Input a TLS connection may send ahead of its replies (see Conn.tls); at least 2 × MAX_RECV. */
+const TLS_HELD_MAX = 4 << 20;
 /** How long a last frame (a WebSocket close, an HTTP refusal) may take to be written before the socket goes. */
 const FAREWELL_MS = 1000;
 /** How long "stop" waits for connections to finish closing (WebSocket close frames) before reporting. */
@@ -73,6 +77,19 @@ interface Conn {
   readonly id: number;
   readonly sock: net.Socket;
   readonly ws: boolean;
+  /**
+   * TLS: Deno's node:tls keeps reading a paused socket and buffers what it reads without bound, so a TLS
+   * connection is never paused; what arrives while it would be is held here instead (see #hold), up to a bound.
+   */
+  readonly tls: boolean;
+  held: Uint8Array[] | undefined;
+  heldBytes: number;
+  /** The peer ended its side while input was held: ENDED follows that input. */
+  endAfterHeld: boolean;
+  /** Bytes read after our last frame was queued (see AFTER_CLOSE_MAX). */
+  afterClose: number;
+  /** Frames received bytes and hands them on (the "data" handler's work). */
+  feed: (chunk: Uint8Array) => void;
   readonly window: ReadWindow;
   /** WebSocket only: the upgrade succeeded, so a close frame is due on close. */
   opened: boolean;
@@ -188,7 +205,7 @@ export class SocketSide {
     if (c === undefined || c.gone) return;
     switch (op) {
       case ACK:
-        if (c.window.acked(a as number) && !c.closeSent) c.sock.resume();
+        if (c.window.acked(a as number) && !c.closeSent) this.#resumeReading(c);
         break;
       case WRITE: {
         // RFC 6455 §5.5.1: no data frame after our close frame (replies still owed are dropped).
@@ -296,6 +313,12 @@ export class SocketSide {
       id,
       sock,
       ws,
+      tls: secure,
+      held: undefined,
+      heldBytes: 0,
+      endAfterHeld: false,
+      afterClose: 0,
+      feed: () => {},
       window: new ReadWindow(this.#readWindow),
       opened: false,
       closeSent: false,
@@ -315,7 +338,7 @@ export class SocketSide {
     out.add(OPENED, id, listener, `${sock.remoteAddress ?? ""} ${sock.remotePort ?? 0}`);
     const maxRecv = this.#maxRecv;
     const delivered = () => {
-      if (c.window.delivered()) sock.pause();
+      if (c.window.delivered()) this.#stopReading(c);
     };
     // Blank lines and message-less WebSocket frames of one read, sent as one BLANK entry after it.
     let blankLines = 0, blankBytes = 0;
@@ -353,19 +376,32 @@ export class SocketSide {
       const sink: LineSink = { line, oversize };
       push = (chunk) => framer.push(chunk, sink);
     }
-    sock.on("data", (chunk: Uint8Array) => {
-      if (c.gone || c.closeSent) return;
-      // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
-      push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    c.feed = (chunk) => {
+      push(chunk);
       if (blankLines > 0) {
         out.add(BLANK, id, blankLines, blankBytes);
         blankLines = blankBytes = 0;
         delivered();
       }
+    };
+    sock.on("data", (chunk: Uint8Array) => {
+      if (c.gone) return;
+      if (c.closeSent) {
+        // What the peer had in flight, and its own close frame, may still come; one that goes on is cut off.
+        c.afterClose += chunk.byteLength;
+        if (c.afterClose > AFTER_CLOSE_MAX) sock.destroy();
+        return;
+      }
+      // A plain view of the Buffer: the framer's indexOf is then the engine's, not the Buffer polyfill's.
+      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (c.held !== undefined) this.#hold(c, bytes);
+      else c.feed(bytes);
     });
     // The peer may only have shut down its sending side: the session answers what it asked, then closes.
     sock.on("end", () => {
-      if (!c.gone) out.add(ENDED, id, 0, 0);
+      if (c.gone) return;
+      if (c.heldBytes > 0) c.endAfterHeld = true;
+      else out.add(ENDED, id, 0, 0);
     });
     sock.on("close", () => this.#gone(c, c.reason ?? "connection closed"));
   }
@@ -401,12 +437,54 @@ export class SocketSide {
     };
   }
 
+  // The read window is full: reading stops until the answering side acknowledges (ACK). A TLS socket is not
+  // paused (see Conn.tls): its input is held instead.
+  #stopReading(c: Conn): void {
+    if (c.tls) c.held ??= [];
+    else c.sock.pause();
+  }
+
+  #resumeReading(c: Conn): void {
+    if (!c.tls) {
+      c.sock.resume();
+      return;
+    }
+    const held = c.held;
+    c.held = undefined;
+    c.heldBytes = 0;
+    if (held === undefined) return;
+    for (let i = 0; i < held.length; i++) {
+      if (c.gone || c.closeSent) return;
+      // The window may fill again part way: the rest waits for the next ACK.
+      if (c.held !== undefined) {
+        for (let j = i; j < held.length; j++) this.#hold(c, held[j]);
+        return;
+      }
+      c.feed(held[i]);
+    }
+    if (c.endAfterHeld && c.held === undefined && !c.gone) {
+      c.endAfterHeld = false;
+      this.#out.add(ENDED, c.id, 0, 0);
+    }
+  }
+
+  // Input a TLS client sent while its read window was full. A plain TCP client would be held back by its own
+  // send buffer at about this point; one that goes on sending over TLS is cut off rather than buffered.
+  #hold(c: Conn, bytes: Uint8Array): void {
+    c.held!.push(bytes);
+    c.heldBytes += bytes.length;
+    if (c.heldBytes > Math.max(TLS_HELD_MAX, 2 * this.#maxRecv)) {
+      this.#closeConn(c, `sent ${c.heldBytes} bytes ahead of its replies`);
+    }
+  }
+
   // Writes a last frame and closes. Reading stops at once: a peer that broke the protocol, or closed, may not
   // go on sending for free (the framer would drop it uncharged); and one that does not read it within
   // FAREWELL_MS does not hold the socket open behind a full send buffer.
   #farewell(c: Conn, last: Uint8Array, reason: string): void {
     c.closeSent = true;
-    c.sock.pause();
+    // A TLS socket would buffer what it reads while paused: it is read, and dropped (up to AFTER_CLOSE_MAX).
+    if (!c.tls) c.sock.pause();
     const timer = setTimeout(() => this.#closeConn(c, reason), FAREWELL_MS);
     this.#write(c, [last], () => {
       clearTimeout(timer);
@@ -450,7 +528,7 @@ export class SocketSide {
     if (c.ws && c.opened && !c.closeSent && c.pendingWrites === 0 && !c.sock.destroyed) {
       // Best effort goodbye; a peer that is not reading does not get to hold the socket open.
       c.closeSent = true;
-      c.sock.pause();
+      if (!c.tls) c.sock.pause();
       const timer = setTimeout(() => c.sock.destroy(), FAREWELL_MS);
       c.sock.write(closeFrame(CLOSE_NORMAL), () => {
         clearTimeout(timer);

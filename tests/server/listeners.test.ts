@@ -750,6 +750,70 @@ testEveryMode("ssl: serves over TLS; reloadTls switches certificates for new con
   }
 });
 
+testEveryMode("ssl: thousands of pipelined requests over TLS are all answered, in order", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cert = await makeCert(dir, "pipe");
+    await using f = await start(
+      { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" },
+      [{ protocol: "ssl", host: "127.0.0.1", port: 0 }],
+      cert,
+    );
+    const conn = await Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [cert.cert] });
+    const c = new LineClient(conn);
+    await c.hello();
+    // Far more than the read window: the server reads ahead of its answers only so far, then resumes.
+    const N = 5000;
+    let lines = "";
+    for (let i = 1; i <= N; i++) {
+      lines += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.echo", params: [i] }) + "\n";
+    }
+    const sending = c.sendRaw(lines);
+    for (let i = 1; i <= N; i++) assert.deepEqual(await c.next(), ok(i, i));
+    await sending;
+    c.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+testEveryMode("ssl: a client that sends far ahead of its replies is cut off, not buffered", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cert = await makeCert(dir, "ahead");
+    await using f = await start(
+      { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" },
+      [{ protocol: "ssl", host: "127.0.0.1", port: 0 }, { protocol: "tcp", host: "127.0.0.1", port: 0 }],
+      cert,
+    );
+    const conn = await Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [cert.cert] });
+    const c = new LineClient(conn);
+    await c.hello();
+    // Requests that are never answered fill the read window; the client goes on sending without reading.
+    let chunk = "";
+    for (let i = 0; chunk.length < 60_000; i++) {
+      chunk += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.wait", params: [`k${i}`] }) + "\n";
+    }
+    const bytes = enc.encode(chunk);
+    let sent = 0, failed = false;
+    while (sent < 256 << 20) {
+      try {
+        await c.sendRaw(bytes);
+      } catch {
+        failed = true;
+        break;
+      }
+      sent += bytes.length;
+    }
+    c.close();
+    assert.ok(failed, `the server took ${sent >> 20} MB ahead of its replies`);
+    assert.ok(sent < 64 << 20, `${sent >> 20} MB`);
+    await assertHealthy(f.port());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 testEveryMode(
   "ssl: a connection that never completes its TLS handshake is closed after the timeout",
   async () => {
@@ -967,11 +1031,25 @@ testEveryMode("ws: no data frame follows the server's close frame", async () => 
   await assertHealthy(f.port());
 });
 
-testEveryMode(
-  "ws: after a protocol error nothing more is read, and a peer that does not read the close frame is cut off",
-  async () => {
-    await using f = await start({ COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" }, TCP_AND_WS);
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") });
+for (const protocol of ["ws", "wss"] as const) {
+  testEveryMode(
+    `${protocol}: after a protocol error nothing more is read, and a peer that does not read the close frame is cut off`,
+    () => afterProtocolError(protocol),
+  );
+}
+
+async function afterProtocolError(protocol: "ws" | "wss"): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cert = await makeCert(dir, "farewell");
+    await using f = await start(
+      { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" },
+      [{ protocol: "tcp", host: "127.0.0.1", port: 0 }, { protocol, host: "127.0.0.1", port: 0 }],
+      cert,
+    );
+    const conn = protocol === "ws"
+      ? await Deno.connect({ hostname: "127.0.0.1", port: f.port("ws") })
+      : await Deno.connectTls({ hostname: "localhost", port: f.port("wss"), caCerts: [cert.cert] });
     // 16 MB of replies that this peer will not read (under the 20 MB at which the session gives up on it): the
     // server's writes, and its close frame behind them, stall.
     const parts = [WS_UPGRADE, wsRequest(0, "server.version", ["p", "1.4"])];
@@ -994,9 +1072,12 @@ testEveryMode(
     }
     conn.close();
     assert.ok(failed, `the server went on reading: ${sent >> 20} MB after the protocol error`);
+    assert.ok(sent < 64 << 20, `${sent >> 20} MB after the protocol error`);
     await assertHealthy(f.port());
-  },
-);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 // A server frame's whole length (server frames are unmasked).
 function frameLength(b: Uint8Array): number {
