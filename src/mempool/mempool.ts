@@ -6,7 +6,7 @@
 // so a reader never sees half a refresh.
 import { isUnindexed } from "../chain/script.ts";
 import { decodeTransaction, type Transaction } from "../chain/tx.ts";
-import { fromHex, toHex, toHexReversed } from "../chain/hex.ts";
+import { fromHex, fromHexReversed, toHex, toHexReversed } from "../chain/hex.ts";
 import { ChainFormatError } from "../chain/errors.ts";
 import type { Settled } from "../daemon/daemon.ts";
 import { isDaemonClosed } from "../daemon/errors.ts";
@@ -200,6 +200,8 @@ export class Mempool {
   private behindWarned = false;
   /** Logged once per mempool load of bitcoind (see daemonLoading). */
   private loadingWarned = false;
+  /** `backups` when the inputs of kept transactions were last checked (see displaced). */
+  private keptCheckedAt = 0;
   /** Refreshes skipped because bitcoind's tip was not the database's (see refreshOnce). */
   behindTip = 0;
   /**
@@ -523,7 +525,7 @@ export class Mempool {
     for (const [hex, g] of this.undecodable) if (g !== gen) this.undecodable.delete(hex);
 
     const fetched = fresh.length > 0 ? await this.fetch(fresh, gen) : [];
-    if (kept.length > 0) removed = this.displaced(kept, fetched, gen);
+    if (kept.length > 0) removed = await this.displaced(kept, fetched, gen);
     const state = this.store.state;
     const retry = this.pending.size > 0 &&
       (fetched.length > 0 || removed.length > 0 || state !== this.lastTriedState);
@@ -572,10 +574,11 @@ export class Mempool {
     return [...touched.values()];
   }
 
-  // The kept transactions (see update) that a listed one, just fetched or pending, spends a coin of, with their
-  // kept descendants; marked unlisted. bitcoind never holds two spends of one coin, so the listed one replaced
-  // them (a fee bump or a double spend accepted while it was loading).
-  private displaced(kept: Entry[], fetched: Transaction[], gen: number): Entry[] {
+  // The kept transactions (see update) that bitcoind cannot be holding, with their kept descendants; marked
+  // unlisted. bitcoind never holds two spends of one coin, so one that a listed transaction (just fetched, or
+  // pending) spends a coin of was replaced (a fee bump or a double spend accepted while it was loading). After a
+  // reorg, one may also spend a coin that is no longer anywhere (its block undone, its transaction not back).
+  private async displaced(kept: Entry[], fetched: Transaction[], gen: number): Promise<Entry[]> {
     const keep = new Set(kept);
     const out: Entry[] = [];
     const check = (tx: Transaction) => {
@@ -586,6 +589,22 @@ export class Mempool {
     };
     for (const tx of fetched) check(tx);
     for (const p of this.pending.values()) if (p.seen === gen) check(p.tx);
+    if (this.keptCheckedAt !== this.backups) {
+      this.keptCheckedAt = this.backups;
+      for (const e of keep) {
+        for (const op of e.spends) {
+          const colon = op.lastIndexOf(":");
+          const parent = op.slice(0, colon);
+          if (this.txs.has(parent)) continue;
+          const coin = await this.store.lookupUtxo(fromHexReversed(parent), Number(op.slice(colon + 1)));
+          if (coin === undefined) {
+            keep.delete(e);
+            out.push(e);
+            break;
+          }
+        }
+      }
+    }
     for (let k = 0; k < out.length; k++) {
       this.forEachChild(out[k], (child) => {
         if (keep.delete(child)) out.push(child);

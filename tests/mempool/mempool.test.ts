@@ -868,6 +868,22 @@ Deno.test("a restarted bitcoind still loading its mempool: what it has not liste
   daemon.drop(bump);
   assert.deepEqual(keys(await mempool.refresh()), hxs(w, script(9)));
   assert.deepEqual(history(mempool, w), []);
+  // Still loading, and a reorg took away the coin a kept transaction spends (its block undone, the transaction
+  // that made it not back): bitcoind cannot hold the spend, so it leaves.
+  const coin3 = coinTxid("restart-c");
+  store.flush([[coin3, 0, script(8), 70_000]]);
+  const doomed = makeTx([[coin3, 0]], [[w, 60_000]]);
+  daemon.add(doomed);
+  await mempool.refresh();
+  assert.deepEqual(history(mempool, w), [`${doomed.id}:0:10000`]);
+  daemon.loaded = false;
+  daemon.drop(doomed);
+  assert.deepEqual(keys(await mempool.refresh()), [], "kept while loading");
+  store.flush([], [[coin3, 0]]);
+  mempool.backedUp();
+  assert.deepEqual(keys(await mempool.refresh()), hxs(w, script(8)));
+  assert.deepEqual(history(mempool, w), []);
+  daemon.loaded = true;
   // A node that cannot say (getmempoolinfo refused) counts as loaded, as before.
   daemon.loaded = new DaemonError(-32601, "Method not found");
   daemon.drop(other);
