@@ -588,15 +588,23 @@ export class Mempool {
       }
     };
     for (const tx of fetched) check(tx);
-    for (const p of this.pending.values()) if (p.seen === gen) check(p.tx);
+    const listed = new Set<string>();
+    for (const tx of fetched) listed.add(toHexReversed(tx.txid));
+    for (const [hex, p] of this.pending) {
+      if (p.seen !== gen) continue;
+      check(p.tx);
+      listed.add(hex);
+    }
     if (this.keptCheckedAt !== this.backups) {
       this.keptCheckedAt = this.backups;
       for (const e of keep) {
         for (const op of e.spends) {
           const colon = op.lastIndexOf(":");
           const parent = op.slice(0, colon);
-          if (this.txs.has(parent)) continue;
+          if (this.txs.has(parent) || listed.has(parent)) continue;
           const coin = await this.store.lookupUtxo(fromHexReversed(parent), Number(op.slice(colon + 1)));
+          // A flush during the lookup may have confirmed it (confirmed() took it out): nothing to decide.
+          if (this.txs.get(e.hex) !== e) break;
           if (coin === undefined) {
             keep.delete(e);
             out.push(e);
@@ -606,6 +614,7 @@ export class Mempool {
       }
     }
     for (let k = 0; k < out.length; k++) {
+      if (this.txs.get(out[k].hex) !== out[k]) continue;
       this.forEachChild(out[k], (child) => {
         if (keep.delete(child)) out.push(child);
       });

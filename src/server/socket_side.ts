@@ -454,7 +454,7 @@ export class SocketSide {
     c.heldBytes = 0;
     if (held === undefined) return;
     for (let i = 0; i < held.length; i++) {
-      if (c.gone || c.closeSent) return;
+      if (c.gone || c.closing || c.closeSent) return;
       // The window may fill again part way: the rest waits for the next ACK.
       if (c.held !== undefined) {
         for (let j = i; j < held.length; j++) this.#hold(c, held[j]);

@@ -889,3 +889,56 @@ Deno.test("a restarted bitcoind still loading its mempool: what it has not liste
   daemon.drop(other);
   assert.deepEqual(keys(await mempool.refresh()), hxs(v, script(9)));
 });
+
+Deno.test("while bitcoind reloads: a kept child stays when a reorg puts its parent back in the same refresh", async () => {
+  const { daemon, store, mempool } = setup();
+  const w = script(1), v = script(2);
+  const coin = coinTxid("reload-base");
+  store.flush([[coin, 0, script(9), 100_000]]);
+  const parent = makeTx([[coin, 0]], [[v, 90_000]]);
+  store.flush([[parent.txid, 0, v, 90_000]], [[coin, 0]]); // the parent confirmed
+  const child = makeTx([[parent.txid, 0]], [[w, 80_000]]);
+  daemon.add(child);
+  await mempool.refresh();
+  daemon.loaded = false;
+  daemon.drop(child);
+  await mempool.refresh();
+  assert.ok(mempool.has(child.txid), "kept while loading");
+  // A reorg undoes the parent's block; bitcoind lists the parent again, not yet the child.
+  store.flush([[coin, 0, script(9), 100_000]], [[parent.txid, 0]]);
+  mempool.backedUp();
+  daemon.add(parent);
+  await mempool.refresh();
+  assert.ok(mempool.has(parent.txid));
+  assert.ok(mempool.has(child.txid), "its parent is listed: bitcoind can hold it");
+  assert.deepEqual(history(mempool, w), [`${child.id}:-1:10000`]);
+});
+
+Deno.test("while bitcoind reloads: a block confirming a kept parent during the reorg check leaves its child", async () => {
+  const { daemon, store, mempool } = setup();
+  const u = script(3), v = script(2), w = script(1);
+  const cx = coinTxid("reload-x"), ce = coinTxid("reload-e");
+  store.flush([[cx, 0, script(9), 100_000], [ce, 0, script(9), 100_000]]);
+  const x = makeTx([[cx, 0]], [[u, 90_000]]);
+  const e = makeTx([[ce, 0]], [[v, 90_000]]);
+  const f = makeTx([[e.txid, 0]], [[w, 80_000]]);
+  daemon.add(x, e, f);
+  await mempool.refresh();
+  daemon.loaded = false;
+  daemon.drop(x, e, f);
+  await mempool.refresh();
+  store.flush([]);
+  mempool.backedUp();
+  // While x's coin is looked up, a block confirming e is flushed.
+  store.afterLookup = (txid) => {
+    if (hex(txid) !== hex(cx) || !mempool.has(e.txid)) return;
+    store.flush([[e.txid, 0, v, 90_000]], [[ce, 0]]);
+    const spends = new Uint8Array(36);
+    spends.set(ce, 0);
+    mempool.confirmed(e.txid, spends);
+  };
+  await mempool.refresh();
+  assert.ok(!mempool.has(e.txid), "confirmed");
+  assert.ok(mempool.has(x.txid) && mempool.has(f.txid), "f spends a coin of the database now");
+  assert.deepEqual(history(mempool, w), [`${f.id}:0:10000`]);
+});
