@@ -750,37 +750,11 @@ testEveryMode("ssl: serves over TLS; reloadTls switches certificates for new con
   }
 });
 
-testEveryMode("ssl: thousands of pipelined requests over TLS are all answered, in order", async () => {
+/** Runs `fn` with an unthrottled server on ssl (and tcp, for assertHealthy) and a TLS client that said hello. */
+async function withTlsClient(fn: (c: LineClient, f: Fixture) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
-    const cert = await makeCert(dir, "pipe");
-    await using f = await start(
-      { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" },
-      [{ protocol: "ssl", host: "127.0.0.1", port: 0 }],
-      cert,
-    );
-    const conn = await Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [cert.cert] });
-    const c = new LineClient(conn);
-    await c.hello();
-    // Far more than the read window: the server reads ahead of its answers only so far, then resumes.
-    const N = 5000;
-    let lines = "";
-    for (let i = 1; i <= N; i++) {
-      lines += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.echo", params: [i] }) + "\n";
-    }
-    const sending = c.sendRaw(lines);
-    for (let i = 1; i <= N; i++) assert.deepEqual(await c.next(), ok(i, i));
-    await sending;
-    c.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-testEveryMode("ssl: a client that sends far ahead of its replies is cut off, not buffered", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const cert = await makeCert(dir, "ahead");
+    const cert = await makeCert(dir, "client");
     await using f = await start(
       { COST_SOFT_LIMIT: "1000000000", COST_HARD_LIMIT: "1000000000" },
       [{ protocol: "ssl", host: "127.0.0.1", port: 0 }, { protocol: "tcp", host: "127.0.0.1", port: 0 }],
@@ -788,31 +762,58 @@ testEveryMode("ssl: a client that sends far ahead of its replies is cut off, not
     );
     const conn = await Deno.connectTls({ hostname: "localhost", port: f.port("ssl"), caCerts: [cert.cert] });
     const c = new LineClient(conn);
-    await c.hello();
-    // Requests that are never answered fill the read window; the client goes on sending without reading.
-    let chunk = "";
-    for (let i = 0; chunk.length < 60_000; i++) {
-      chunk += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.wait", params: [`k${i}`] }) + "\n";
+    try {
+      await c.hello();
+      await fn(c, f);
+    } finally {
+      c.close();
     }
-    const bytes = enc.encode(chunk);
-    let sent = 0, failed = false;
-    while (sent < 256 << 20) {
-      try {
-        await c.sendRaw(bytes);
-      } catch {
-        failed = true;
-        break;
-      }
-      sent += bytes.length;
-    }
-    c.close();
-    assert.ok(failed, `the server took ${sent >> 20} MB ahead of its replies`);
-    assert.ok(sent < 64 << 20, `${sent >> 20} MB`);
-    await assertHealthy(f.port());
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
+
+testEveryMode(
+  "ssl: thousands of pipelined requests over TLS are all answered, in order",
+  () =>
+    withTlsClient(async (c) => {
+      // Far more than the read window: the server reads ahead of its answers only so far, then resumes.
+      const N = 5000;
+      let lines = "";
+      for (let i = 1; i <= N; i++) {
+        lines += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.echo", params: [i] }) + "\n";
+      }
+      const sending = c.sendRaw(lines);
+      for (let i = 1; i <= N; i++) assert.deepEqual(await c.next(), ok(i, i));
+      await sending;
+    }),
+);
+
+testEveryMode(
+  "ssl: a client that sends far ahead of its replies is cut off, not buffered",
+  () =>
+    withTlsClient(async (c, f) => {
+      // Requests that are never answered fill the read window; the client goes on sending without reading.
+      let chunk = "";
+      for (let i = 0; chunk.length < 60_000; i++) {
+        chunk += JSON.stringify({ jsonrpc: "2.0", id: i, method: "test.wait", params: [`k${i}`] }) + "\n";
+      }
+      const bytes = enc.encode(chunk);
+      let sent = 0, failed = false;
+      while (sent < 256 << 20) {
+        try {
+          await c.sendRaw(bytes);
+        } catch {
+          failed = true;
+          break;
+        }
+        sent += bytes.length;
+      }
+      assert.ok(failed, `the server took ${sent >> 20} MB ahead of its replies`);
+      assert.ok(sent < 64 << 20, `${sent >> 20} MB`);
+      await assertHealthy(f.port());
+    }),
+);
 
 testEveryMode(
   "ssl: a connection that never completes its TLS handshake is closed after the timeout",
