@@ -226,7 +226,8 @@ const VARS: readonly VarSpec[] = [
     name: "REQUEST_TIMEOUT",
     kind: "int",
     def: "30",
-    help: "seconds before a request is answered 'server busy'",
+    help:
+      "seconds from a request's arrival (its wait for a turn included) before it is answered 'server busy'",
   },
   {
     name: "SESSION_TIMEOUT",

@@ -157,7 +157,10 @@ class Slot {
 
 /** One request in flight: a whole message or one batch item. */
 class Call {
-  startedAt = 0;
+  /** When it was received: REQUEST_TIMEOUT counts from here, waiting for a turn included (as aiorpcX). */
+  readonly arrivedAt = Date.now();
+  /** Took a place among the calls that may run (#active); one that times out before that never did. */
+  started = false;
   done = false;
   closeAfter = false;
   /** Waiting for version negotiation: not counted as running. */
@@ -514,8 +517,13 @@ export class Session implements SessionContext {
       while (this.#waitHead < this.#waiting.length) {
         const now = Date.now();
         const f = this.#fraction(now);
-        if (f < 1 && this.#active >= concurrencyTarget(f, this.#cost.initialConcurrent)) break;
         const call = this.#waiting[this.#waitHead]!;
+        if (call.done) {
+          // Timed out while it waited (tick).
+          this.#waiting[this.#waitHead++] = undefined;
+          continue;
+        }
+        if (f < 1 && this.#active >= concurrencyTarget(f, this.#cost.initialConcurrent)) break;
         this.#waiting[this.#waitHead++] = undefined;
         this.#start(call, f);
       }
@@ -534,6 +542,7 @@ export class Session implements SessionContext {
 
   #start(call: Call, f: number): void {
     this.#active++;
+    call.started = true;
     this.requests++;
     if (this.#dropping || this.#closed) {
       this.#finish(call, null);
@@ -552,6 +561,7 @@ export class Session implements SessionContext {
       );
       return;
     }
+    this.#inflight.add(call);
     const sleep = f * this.#cost.requestSleepMs;
     if (sleep >= 1) {
       this.throttledRequests++;
@@ -562,28 +572,23 @@ export class Session implements SessionContext {
   }
 
   #run(call: Call): void {
+    // Timed out while it slept (tick).
+    if (call.done) return;
     if (this.#closed || this.#dropping) {
       this.#finish(call, null);
       return;
     }
     const out = this.#execute(call);
-    if (out instanceof Promise) {
-      call.startedAt = Date.now();
-      this.#inflight.add(call);
-      out.then((text) => {
-        this.#inflight.delete(call);
-        this.#finish(call, text);
-      });
-    } else {
-      this.#finish(call, out);
-    }
+    if (out instanceof Promise) out.then((text) => this.#finish(call, text));
+    else this.#finish(call, out);
   }
 
   #finish(call: Call, text: Message | null): void {
     if (call.done) return;
     call.done = true;
+    this.#inflight.delete(call);
     if (call.parked) call.parked = false;
-    else this.#active--;
+    else if (call.started) this.#active--;
     const slot = call.slot;
     if (call.closeAfter) slot.closeAfter = true;
     if (call.index < 0) {
@@ -901,15 +906,31 @@ export class Session implements SessionContext {
       this.close("idle");
       return "idle";
     }
-    if (this.#inflight.size === 0) return undefined;
-    for (const call of this.#inflight) {
-      if (now - call.startedAt >= this.#limits.requestTimeoutMs) {
-        this.#inflight.delete(call);
+    // Calls running, sleeping off throttling, or still waiting for a turn: each is answered REQUEST_TIMEOUT after
+    // it arrived. A handler keeps running; whatever it returns later is ignored because the call is done.
+    const timeout = this.#limits.requestTimeoutMs;
+    const late: Call[] = [];
+    for (const call of this.#inflight) if (now - call.arrivedAt >= timeout) late.push(call);
+    for (let i = this.#waitHead; i < this.#waiting.length; i++) {
+      const call = this.#waiting[i];
+      // In arrival order: the first one still in time ends the search.
+      if (call === undefined || call.done) continue;
+      if (now - call.arrivedAt < timeout) break;
+      late.push(call);
+    }
+    if (late.length === 0) return undefined;
+    // No call may start until all of these are answered: one that is about to time out must not take a turn.
+    const pumping = this.#pumping;
+    this.#pumping = true;
+    try {
+      for (const call of late) {
         this.#deps.log.info(`session ${this.id}: ${describe(call.req.method)} timed out`);
-        // The handler keeps running; whatever it returns later is ignored because the call is done.
         this.#finish(call, this.#error(call.req.id, SERVER_BUSY, "server busy - request timed out"));
       }
+    } finally {
+      this.#pumping = pumping;
     }
+    this.#pump();
     return undefined;
   }
 

@@ -748,6 +748,23 @@ Deno.test("oversized messages get no reply but cost an error", async () => {
   assert.deepEqual(await h.next(), ok(1, null));
 });
 
+Deno.test("REQUEST_TIMEOUT counts from arrival: requests still waiting for a turn time out with the one running", async () => {
+  const h = await negotiated({ REQUEST_TIMEOUT: "5", INITIAL_CONCURRENT: "1" });
+  // One may run at a time: "b" and "c" wait behind "a", which never finishes.
+  h.send(req("a", "test.wait", ["a"]));
+  h.send(req("b", "test.wait", ["b"]));
+  h.send(req("c", "test.wait", ["c"]));
+  await h.whenStarted("a");
+  assert.deepEqual(h.started, ["a"]);
+  h.session.tick(Date.now() + 5000);
+  for (const id of ["a", "b", "c"]) {
+    assert.deepEqual(await h.next(), err(id, -102, "server busy - request timed out"));
+  }
+  assert.deepEqual(h.started, ["a"], "the ones that timed out waiting never run");
+  h.send(req(1, "test.echo", ["after"]));
+  assert.deepEqual(await h.next(), ok(1, ["after", null]), "and the turn they held is free");
+});
+
 Deno.test("REQUEST_TIMEOUT answers -102 and ignores the late result; SESSION_TIMEOUT closes idle sessions", async () => {
   const h = await negotiated({ REQUEST_TIMEOUT: "5", SESSION_TIMEOUT: "60" });
   h.send(req(1, "test.wait", ["never"]));
