@@ -482,13 +482,19 @@ export class SocketSide {
   // go on sending for free (the framer would drop it uncharged); and one that does not read it within
   // FAREWELL_MS does not hold the socket open behind a full send buffer.
   #farewell(c: Conn, last: Uint8Array, reason: string): void {
+    this.#writeLast(c, last, () => this.#closeConn(c, reason));
+  }
+
+  // Writes `last` after which nothing is read or written, then runs `then` once it is written or FAREWELL_MS
+  // has passed. A TLS socket would buffer what it reads while paused: it is read, and dropped (up to
+  // AFTER_CLOSE_MAX).
+  #writeLast(c: Conn, last: Uint8Array, then: () => void): void {
     c.closeSent = true;
-    // A TLS socket would buffer what it reads while paused: it is read, and dropped (up to AFTER_CLOSE_MAX).
     if (!c.tls) c.sock.pause();
-    const timer = setTimeout(() => this.#closeConn(c, reason), FAREWELL_MS);
+    const timer = setTimeout(then, FAREWELL_MS);
     this.#write(c, [last], () => {
       clearTimeout(timer);
-      this.#closeConn(c, reason);
+      then();
     });
   }
 
@@ -527,13 +533,7 @@ export class SocketSide {
     c.reason = reason;
     if (c.ws && c.opened && !c.closeSent && c.pendingWrites === 0 && !c.sock.destroyed) {
       // Best effort goodbye; a peer that is not reading does not get to hold the socket open.
-      c.closeSent = true;
-      if (!c.tls) c.sock.pause();
-      const timer = setTimeout(() => c.sock.destroy(), FAREWELL_MS);
-      c.sock.write(closeFrame(CLOSE_NORMAL), () => {
-        clearTimeout(timer);
-        c.sock.destroy();
-      });
+      this.#writeLast(c, closeFrame(CLOSE_NORMAL), () => c.sock.destroy());
       return;
     }
     c.sock.destroy();
