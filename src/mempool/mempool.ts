@@ -587,9 +587,11 @@ export class Mempool {
         if (e !== undefined && keep.delete(e)) out.push(e);
       }
     };
-    for (const tx of fetched) check(tx);
     const listed = new Set<string>();
-    for (const tx of fetched) listed.add(toHexReversed(tx.txid));
+    for (const tx of fetched) {
+      check(tx);
+      listed.add(toHexReversed(tx.txid));
+    }
     for (const [hex, p] of this.pending) {
       if (p.seen !== gen) continue;
       check(p.tx);
